@@ -1,0 +1,73 @@
+"""The virtual camera of a crop: the real camera turned to look straight at a 3D point.
+
+A crop centred on the root joint is the image of a pinhole camera at the same centre as the real
+one, rotated by R_v so that its optical axis passes through the root (paper, section 3.4:
+"virtually centre the camera on the root joint"), with no lens distortion. Poses in the crop's
+frame are X_v = R_v X_cam.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .camera import Camera, distort
+
+
+def virtual_rotation(point_cam: np.ndarray) -> np.ndarray:
+    """[..., 3] camera-frame point(s) -> [..., 3, 3] rotation R_v with R_v p = (0, 0, |p|).
+
+    The virtual x axis stays perpendicular to the real camera's y (down) axis, so the image's
+    "up" does not roll; R_v is the identity for a point on the optical axis.
+    """
+    p = np.asarray(point_cam, dtype=np.float64)
+    z = p / np.linalg.norm(p, axis=-1, keepdims=True)
+    x = np.cross(np.array([0.0, 1.0, 0.0]), z)
+    x /= np.linalg.norm(x, axis=-1, keepdims=True)
+    y = np.cross(z, x)
+    return np.stack([x, y, z], axis=-2)
+
+
+def crop_intrinsics(focal: float | np.ndarray, size: int) -> np.ndarray:
+    """[3, 3] (or [..., 3, 3]) intrinsics of an S x S crop whose centre is the optical axis.
+
+    Pixel centres sit at integer coordinates, so the crop centre is ((S-1)/2, (S-1)/2).
+    """
+    f = np.asarray(focal, dtype=np.float64)
+    K = np.zeros(f.shape + (3, 3))
+    K[..., 0, 0] = f
+    K[..., 1, 1] = f
+    K[..., 0, 2] = K[..., 1, 2] = (size - 1) / 2.0
+    K[..., 2, 2] = 1.0
+    return K
+
+
+def crop_focal(joints_cam: np.ndarray, R_v: np.ndarray, size: int, margin: float) -> float:
+    """Focal length (px) of the virtual camera so that the joints fill the crop.
+
+    joints_cam: [J, 3] mm, camera frame. The square around the joints' virtual projections,
+    centred on the axis and grown by `margin` (0.2 = 20 % on each side), spans the S pixels.
+    """
+    Xv = joints_cam @ R_v.T
+    half = np.max(np.abs(Xv[:, :2] / Xv[:, 2:3])) * (1.0 + margin)
+    return (size / 2.0) / max(half, 1e-6)
+
+
+def project_virtual(X_v: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """[..., J, 3] virtual-camera mm -> [..., J, 2] crop pixels (pinhole, no distortion).
+
+    K: [3, 3] or one per pose, [..., 3, 3].
+    """
+    uvw = np.asarray(X_v, dtype=np.float64) @ np.swapaxes(K, -1, -2)
+    return uvw[..., :2] / uvw[..., 2:3]
+
+
+def crop_sampling_map(R_v: np.ndarray, K: np.ndarray, cam: Camera, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where each crop pixel samples the real image: float32 maps [S, S] for `cv2.remap`.
+
+    Crop pixel -> virtual ray -> real camera frame (R_v^T) -> distorted real pixel.
+    """
+    jj, ii = np.meshgrid(np.arange(size, dtype=np.float64), np.arange(size, dtype=np.float64))
+    rays_v = np.stack([(jj - K[0, 2]) / K[0, 0], (ii - K[1, 2]) / K[1, 1], np.ones_like(jj)], -1)
+    rays = rays_v @ R_v  # R_v^T applied to row vectors
+    x = distort(rays[..., :2] / rays[..., 2:3], cam.k, cam.p)
+    uv = x * cam.f + cam.c
+    return uv[..., 0].astype(np.float32), uv[..., 1].astype(np.float32)

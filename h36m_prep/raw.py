@@ -1,0 +1,229 @@
+"""Reader for the Human3.6M release layout (real or synthetic, one code path).
+
+    RAW/S1/Videos/<Action>.<camera>.mp4              one video per action and camera, 50 fps
+    RAW/S1/MyPoseFeatures/D3_Positions/<Action>.cdf  variable `Pose` [1, T, 96], world mm
+    RAW/cameras.json                                 calibration (else the shipped one)
+
+Every user mistake becomes a RawDataError that names the file and says what to do.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from .geometry import Camera, load_calibration
+
+# The dataset's 15 actions, and the other spellings its files use for two of them.
+ACTIONS: tuple[str, ...] = (
+    "Directions", "Discussion", "Eating", "Greeting", "Phoning", "Photo", "Posing", "Purchases",
+    "Sitting", "SittingDown", "Smoking", "Waiting", "WalkDog", "Walking", "WalkTogether",
+)
+ACTION_ALIASES: dict[str, str] = {"TakingPhoto": "Photo", "WalkingDog": "WalkDog"}
+_NAME = re.compile(r"^(?P<base>.*?)(?: (?P<sub>\d+))?$")
+
+
+class RawDataError(ValueError):
+    """Bad raw input; the message names the file and the fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Sequence:
+    """One action take of one subject: a pose file and one video per camera."""
+
+    subject: str
+    action: str      # canonical action name, e.g. "Photo" for files named "TakingPhoto"
+    subaction: str   # "" or the take number of the file name, e.g. "1" for "Walking 1"
+    name: str        # the name as the files spell it, e.g. "Walking 1"
+    poses_path: Path
+    videos: dict[str, Path]  # camera id -> mp4
+
+    @property
+    def key(self) -> str:
+        return f"{self.subject}/{self.name}"
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoInfo:
+    frames: int
+    fps: float
+    width: int
+    height: int
+
+
+def parse_action(name: str) -> tuple[str, str]:
+    """'Walking 1' -> ('Walking', '1'); 'TakingPhoto' -> ('Photo', '')."""
+    m = _NAME.match(name.strip())
+    base, sub = m.group("base"), m.group("sub") or ""
+    return ACTION_ALIASES.get(base, base), sub
+
+
+def calibration_for(raw: Path) -> dict[str, dict[str, Camera]]:
+    """The dataset's calibration: RAW/cameras.json when present, else the shipped file."""
+    path = Path(raw) / "cameras.json"
+    return load_calibration(path if path.exists() else None)
+
+
+def discover(raw: str | Path, subjects: tuple[str, ...] | None = None,
+             calibration: dict[str, dict[str, Camera]] | None = None) -> list[Sequence]:
+    """All sequences under RAW, sorted by subject then name.
+
+    Checks the layout only (files exist, camera ids known); contents are read lazily.
+    """
+    raw = Path(raw)
+    if not raw.is_dir():
+        raise RawDataError(f"{raw}: not a directory; pass the dataset root that holds S1, S5, ...")
+    calibration = calibration if calibration is not None else calibration_for(raw)
+    subject_dirs = sorted((p for p in raw.iterdir() if p.is_dir() and re.fullmatch(r"S\d+", p.name)),
+                          key=lambda p: int(p.name[1:]))
+    if subjects is not None:
+        missing = sorted(set(subjects) - {p.name for p in subject_dirs})
+        if missing:
+            raise RawDataError(f"{raw}: no folder for subject(s) {', '.join(missing)}; "
+                               "check the dataset root or the --subjects option")
+        subject_dirs = [p for p in subject_dirs if p.name in subjects]
+    if not subject_dirs:
+        raise RawDataError(f"{raw}: no subject folders (S1, S5, ...); pass the dataset root")
+    out: list[Sequence] = []
+    for sdir in subject_dirs:
+        out.extend(_subject_sequences(sdir, calibration))
+    return out
+
+
+def _subject_sequences(sdir: Path, calibration: dict[str, dict[str, Camera]]) -> list[Sequence]:
+    subject = sdir.name
+    pose_dir = sdir / "MyPoseFeatures" / "D3_Positions"
+    video_dir = sdir / "Videos"
+    for d in (pose_dir, video_dir):
+        if not d.is_dir():
+            raise RawDataError(f"{d}: missing; a subject folder needs Videos/ and "
+                               "MyPoseFeatures/D3_Positions/ as in the Human3.6M release")
+    if subject not in calibration:
+        raise RawDataError(f"{sdir}: subject {subject} has no entry in the calibration file; "
+                           "add it to RAW/cameras.json")
+    known = calibration[subject]
+    videos: dict[tuple[str, str], dict[str, Path]] = {}
+    for mp4 in sorted(video_dir.glob("*.mp4")):
+        if mp4.name.startswith((".", "_ALL")):  # temporaries and the release's montage videos
+            continue
+        name, _, cam = mp4.stem.rpartition(".")
+        if not name:
+            raise RawDataError(f"{mp4}: name is not <Action>.<camera>.mp4; rename or remove it")
+        if cam not in known:
+            raise RawDataError(f"{mp4}: unknown camera id {cam!r} (known for {subject}: "
+                               f"{', '.join(sorted(known))}); rename the file or add the camera "
+                               "to RAW/cameras.json")
+        videos.setdefault(parse_action(name), {})[cam] = mp4
+    seqs = []
+    for cdf in sorted(pose_dir.glob("*.cdf")):
+        if cdf.name.startswith("."):
+            continue
+        action, sub = parse_action(cdf.stem)
+        cams = videos.pop((action, sub), None)
+        if not cams:
+            raise RawDataError(f"{cdf}: no videos {video_dir}/{cdf.stem}.<camera>.mp4 for this "
+                               "pose file; restore them or remove the pose file")
+        seqs.append(Sequence(subject, action, sub, cdf.stem, cdf, dict(sorted(cams.items()))))
+    for (action, sub), cams in videos.items():
+        first = next(iter(cams.values()))
+        raise RawDataError(f"{first}: no pose file {pose_dir}/{first.stem.rpartition('.')[0]}.cdf "
+                           "for this video; restore it or remove the video")
+    return seqs
+
+
+def read_poses(path: str | Path) -> np.ndarray:
+    """A D3_Positions file -> [T, 32, 3] float32 world mm."""
+    import cdflib
+
+    path = Path(path)
+    if not path.is_file():
+        raise RawDataError(f"{path}: pose file not found; restore it from the dataset")
+    try:
+        cdf = cdflib.CDF(str(path))
+        names = cdf.cdf_info().zVariables + cdf.cdf_info().rVariables
+    except Exception as e:  # cdflib raises many kinds for a damaged file
+        raise RawDataError(f"{path}: not a readable CDF file ({type(e).__name__}: {e}); "
+                           "replace it with the dataset's file") from None
+    if "Pose" not in names:
+        raise RawDataError(f"{path}: no variable 'Pose' (has: {', '.join(names) or 'none'}); "
+                           "this is not a D3_Positions file")
+    pose = np.asarray(cdf.varget("Pose"))
+    if pose.ndim == 3 and pose.shape[0] == 1:
+        pose = pose[0]
+    if pose.ndim != 2 or pose.shape[1] != 96 or pose.shape[0] == 0:
+        raise RawDataError(f"{path}: 'Pose' has shape {pose.shape}, expected [1, T, 96] "
+                           "(32 joints x 3); this is not a D3_Positions file")
+    bad = ~np.isfinite(pose).all(axis=1)
+    if bad.any():
+        raise RawDataError(f"{path}: {int(bad.sum())} frame(s) with NaN/inf joints (first at "
+                           f"frame {int(np.argmax(bad))}); replace the file or skip the sequence "
+                           "with --skip-bad")
+    return pose.reshape(-1, 32, 3).astype(np.float32)
+
+
+def video_info(path: str | Path) -> VideoInfo:
+    """Frame count, fps and size from the container header."""
+    path = Path(path)
+    if not path.is_file():
+        raise RawDataError(f"{path}: video not found; restore it from the dataset")
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise RawDataError(f"{path}: cannot be opened as a video (damaged or not an mp4); "
+                               "replace the file or skip the sequence with --skip-bad")
+        info = VideoInfo(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), float(cap.get(cv2.CAP_PROP_FPS)),
+                         int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    finally:
+        cap.release()
+    if info.frames <= 0:
+        raise RawDataError(f"{path}: 0 frames in the header (truncated?); replace the file or "
+                           "skip the sequence with --skip-bad")
+    return info
+
+
+def iter_frames(path: str | Path, count: int | None = None, start: int = 0) -> Iterator[np.ndarray]:
+    """Decode frames [start, start + count) as RGB uint8 [H, W, 3].
+
+    Raises RawDataError when the video ends early: fewer frames than asked for (or than the
+    header promises when count is None) means a truncated or damaged file.
+    """
+    path = Path(path)
+    info = video_info(path)
+    stop = info.frames if count is None else start + count
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if start:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+        for t in range(start, stop):
+            ok, bgr = cap.read()
+            if not ok:
+                raise RawDataError(f"{path}: {t} frames decoded, {stop} expected (truncated?); "
+                                   "replace the file or skip the sequence with --skip-bad")
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    finally:
+        cap.release()
+
+
+def read_frames(path: str | Path, count: int | None = None, start: int = 0) -> np.ndarray:
+    """[count, H, W, 3] uint8 RGB; see iter_frames."""
+    return np.stack(list(iter_frames(path, count, start)))
+
+
+def sequence_length(seq: Sequence) -> int:
+    """Frames usable in a sequence: the shorter of the poses and every video, with a warning.
+
+    The release has videos with a few more frames than poses; the extra frames are dropped.
+    """
+    n_pose = read_poses(seq.poses_path).shape[0]
+    n_video = {cam: video_info(p).frames for cam, p in seq.videos.items()}
+    n = min([n_pose, *n_video.values()])
+    if any(v != n_pose for v in n_video.values()):
+        warnings.warn(f"{seq.key}: {n_pose} poses but videos have "
+                      f"{', '.join(f'{c}:{v}' for c, v in n_video.items())} frames; "
+                      f"using the first {n}", stacklevel=2)
+    return n
