@@ -154,7 +154,8 @@ def write_cdf(path: Path, pose32: np.ndarray) -> None:
     cdf = cdfwrite.CDF(str(tmp), cdf_spec={"Majority": "row_major", "Checksum": False}, delete=True)
     data = pose32.reshape(1, -1, 96).astype(np.float32)
     cdf.write_var({"Variable": "Pose", "Data_Type": cdfwrite.CDF.CDF_FLOAT, "Num_Elements": 1,
-                   "Rec_Vary": True, "Dim_Sizes": list(data.shape[1:])}, var_attrs={}, var_data=data)
+                   "Rec_Vary": True, "Dim_Sizes": list(data.shape[1:]),
+                   "Compress": 0}, var_attrs={}, var_data=data)
     cdf.close()
     os.replace(tmp, path)
 
