@@ -1,0 +1,300 @@
+"""`h36m-prep build RAW OUT.zarr`: decode every video once into the store.
+
+Stages: plan the rows (every sequence x camera is a unit with a fixed row range), median
+backgrounds per subject and camera, the units in parallel worker processes, then the
+background-crop bank and the `complete` flag. A unit is marked done only after all its rows are
+written, so killing the build at any moment and rerunning it finishes the job with the same
+arrays as an uninterrupted build.
+"""
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing as mp
+import time
+import warnings
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+
+import numpy as np
+import zarr
+from tqdm import tqdm
+
+from . import store as S
+from .background import median_background, person_box, sample_frames
+from .crops import crop_geometry, foreground_mask, moving_frames, warp
+from .geometry import (FLIP_PAIRS, FPS, JOINT_NAMES, PARENTS, TEST_SUBJECTS, joints17)
+from .raw import RawDataError, Sequence, calibration_for, discover, iter_frames, read_poses, sequence_length
+
+WRITE_BLOCK = 25  # frames per write of the image arrays
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildConfig:
+    """How a store is built. margin: the joints' square grows by this fraction on each side."""
+
+    crop_size: int = 256
+    margin: float = 0.25
+    bg_samples: int = 48        # frames per subject and camera for the median background
+    bg_crops: int = 16          # background crops per subject and camera in the bank
+    mask_threshold: float = 20.0  # grey levels, largest channel difference
+    move_threshold: float = 25.0  # mm, for the `moving` column
+    subjects: tuple[str, ...] | None = None
+    skip_bad: bool = False
+
+
+def code_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("multiview-sync")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+# ---------------------------------------------------------------- planning
+
+def plan(raw: Path, cfg: BuildConfig) -> tuple[list[dict], list[dict], list[dict], list[Sequence]]:
+    """(sequences, units, skipped, Sequence objects) with every unit's row range fixed."""
+    seqs, skipped, rows = [], [], []
+    for seq in discover(raw, cfg.subjects):
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                n = sequence_length(seq)
+            for w in caught:
+                tqdm.write(f"warning: {w.message}")
+        except RawDataError as e:
+            if not cfg.skip_bad:
+                raise
+            tqdm.write(f"warning: skipping {seq.key}: {e}")
+            skipped.append({"sequence": seq.key, "error": str(e)})
+            continue
+        seqs.append(seq)
+        rows.append(n)
+    sequences, units, start = [], [], 0
+    for i, (seq, n) in enumerate(zip(seqs, rows)):
+        sequences.append({"subject": seq.subject, "action": seq.action, "subaction": seq.subaction,
+                          "name": seq.name, "frames": n,
+                          "split": "test" if seq.subject in TEST_SUBJECTS else "train"})
+        for cam in sorted(seq.videos):
+            units.append({"sequence": i, "camera": cam, "start": start, "length": n})
+            start += n
+    return sequences, units, skipped, seqs
+
+
+def _views(sequences: list[dict], units: list[dict]) -> list[tuple[str, str]]:
+    return sorted({(sequences[u["sequence"]]["subject"], u["camera"]) for u in units},
+                  key=lambda v: (int(v[0][1:]), v[1]))
+
+
+# ---------------------------------------------------------------- workers
+
+_counter = None
+
+
+def _init_worker(counter) -> None:
+    global _counter
+    _counter = counter
+
+
+def _tick(n: int) -> None:
+    if _counter is not None:
+        with _counter.get_lock():
+            _counter.value += n
+
+
+def _median_job(videos: list[tuple[str, str, int]], cam_json: dict, cam_id: str, samples: int) -> np.ndarray:
+    """Median background of one view. videos: [(mp4, pose file, usable frames)]."""
+    from .geometry import camera_from_json
+
+    cam = camera_from_json(cam_id, cam_json)
+    picked = sample_frames([(Path(v), n) for v, _, n in videos], samples)
+    poses = {v: joints17(read_poses(videos[v][1])) for v in {v for v, _, _ in picked}}
+    boxes = [person_box(poses[v][t].astype(np.float64), cam) for v, t, _ in picked]
+    return median_background([f for _, _, f in picked], boxes)
+
+
+def _unit_job(store_path: str, video: str, poses_path: str, cam_json: dict, unit: dict,
+              subject: str, cfg: BuildConfig) -> dict:
+    """Crop, mask and write one (sequence, camera); return its per-frame metadata."""
+    from .geometry import camera_from_json
+
+    g = zarr.open_group(store_path, mode="r+")
+    cam = camera_from_json(unit["camera"], cam_json)
+    median = g[f"medians/{subject}/{unit['camera']}"][:]
+    n, start, size = unit["length"], unit["start"], cfg.crop_size
+    pose = joints17(read_poses(poses_path)[:n]).astype(np.float64)
+    meta = {k: np.zeros((n, *s)) for k, s in
+            (("pose3d", (17, 3)), ("pose2d", (17, 2)), ("K", (3, 3)), ("R_v", (3, 3)),
+             ("root_cam", (3,)), ("box", (4,)))}
+    images = np.zeros((WRITE_BLOCK, size, size, 3), np.uint8)
+    masks = np.zeros((WRITE_BLOCK, size, size), np.uint8)
+    for t, frame in enumerate(iter_frames(video, n)):
+        geo = crop_geometry(pose[t], cam, size, cfg.margin)
+        b = t % WRITE_BLOCK
+        images[b] = warp(frame, geo)
+        masks[b] = foreground_mask(images[b], warp(median, geo), cfg.mask_threshold)
+        for k in meta:
+            meta[k][t] = getattr(geo, k)
+        if b == WRITE_BLOCK - 1 or t == n - 1:
+            lo = t - b
+            g["images"][start + lo:start + t + 1] = images[:b + 1]
+            g["masks"][start + lo:start + t + 1] = masks[:b + 1]
+            _tick(b + 1)
+    meta["moving"] = moving_frames(pose, cfg.move_threshold)
+    return meta
+
+
+# ---------------------------------------------------------------- the build
+
+def build(raw: str | Path, out: str | Path, cfg: BuildConfig = BuildConfig(), workers: int = 0,
+          progress: bool = True) -> dict:
+    """Build (or finish building) the store OUT from RAW. Returns a summary."""
+    raw, out = Path(raw), Path(out)
+    t0 = time.perf_counter()
+    sequences, units, skipped, seq_objs = plan(raw, cfg)
+    if not units:
+        raise RawDataError(f"{raw}: no usable sequences to build from")
+    cams = calibration_for(raw)
+    attrs = {
+        "joint_names": list(JOINT_NAMES), "parents": list(PARENTS), "flip_pairs": [list(p) for p in FLIP_PAIRS],
+        "crop_size": cfg.crop_size, "fps": FPS,
+        "source": "synthetic" if (raw / ".synth").exists() else "real",
+        "build": {**dataclasses.asdict(cfg), "subjects": list(cfg.subjects) if cfg.subjects else None},
+        "code_version": code_version(), "raw": str(raw.resolve()),
+        "subjects": sorted({s["subject"] for s in sequences}, key=lambda s: int(s[1:])),
+        "actions": sorted({s["action"] for s in sequences}),
+        "cameras": sorted({u["camera"] for u in units}),
+        "sequences": sequences, "units": units, "skipped": skipped,
+    }
+    views = _views(sequences, units)
+    if (out / "zarr.json").exists():
+        g = S.open_store(out, mode="r+")
+        same = {k: g.attrs.get(k) for k in ("build", "sequences", "units")}
+        if same != {k: attrs[k] for k in same}:
+            raise S.StoreError(f"{out}: holds a build of other data or options; choose a new path "
+                               "or delete it to rebuild")
+        if g.attrs.get("complete"):
+            return summary(g, out, time.perf_counter() - t0, 0)
+    else:
+        g = S.create(out, units[-1]["start"] + units[-1]["length"], cfg.crop_size,
+                     cfg.bg_crops * len(views), len(units), attrs)
+    status = g["unit_status"][:]
+    by_key = {(sequences[u["sequence"]]["subject"], u["camera"]): [] for u in units}
+    for u in units:
+        by_key[(sequences[u["sequence"]]["subject"], u["camera"])].append(
+            (str(seq_objs[u["sequence"]].videos[u["camera"]]), str(seq_objs[u["sequence"]].poses_path),
+             u["length"]))
+    total = sum(u["length"] for u in units)
+    done_frames = sum(u["length"] for u, s in zip(units, status) if s != S.PENDING)
+    ctx = mp.get_context("spawn")
+    counter = ctx.Value("q", 0)
+    workers = max(1, workers or mp.cpu_count())
+    written = 0
+    with tqdm(total=total, initial=done_frames, unit="frame", desc="build", disable=not progress,
+              smoothing=0.05) as bar:
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
+                                   initargs=(counter,)) if workers > 1 else None
+        _init_worker(counter if pool is None else None)
+        try:
+            todo = [v for v in views if f"medians/{v[0]}/{v[1]}" not in g or
+                    g[f"medians/{v[0]}/{v[1]}"].nchunks_initialized == 0]
+            bar.set_postfix_str(f"median backgrounds ({len(todo)} views)")
+            margs = {v: (by_key[v], cams[v[0]][v[1]].to_json(), v[1], cfg.bg_samples) for v in todo}
+            jobs = {v: (pool.submit(_median_job, *margs[v]) if pool else None) for v in todo}
+            for (subject, cam_id), fut in jobs.items():
+                med = fut.result() if fut else _median_job(*margs[(subject, cam_id)])
+                g.require_group(f"medians/{subject}").create_array(
+                    cam_id, shape=med.shape, chunks=med.shape, dtype="uint8", overwrite=True,
+                    compressors=S.image_codec())[...] = med
+            bar.set_postfix_str("")
+            pending = [i for i, s in enumerate(status) if s == S.PENDING]
+            args = {i: (str(out), str(seq_objs[units[i]["sequence"]].videos[units[i]["camera"]]),
+                        str(seq_objs[units[i]["sequence"]].poses_path),
+                        cams[sequences[units[i]["sequence"]]["subject"]][units[i]["camera"]].to_json(),
+                        units[i], sequences[units[i]["sequence"]]["subject"], cfg) for i in pending}
+            if pool:
+                futs = {pool.submit(_unit_job, *args[i]): i for i in pending}
+                seen = 0
+                while futs:
+                    finished, _ = wait(futs, timeout=0.5, return_when=FIRST_COMPLETED)
+                    bar.update(counter.value - seen)
+                    seen = counter.value
+                    for f in finished:
+                        written += _finish_unit(g, units, futs.pop(f), f, cfg, skipped)
+            else:
+                for i in pending:
+                    before = counter.value
+                    written += _finish_unit(g, units, i, None, cfg, skipped, args[i])
+                    bar.update(counter.value - before)
+        finally:
+            if pool:
+                pool.shutdown(cancel_futures=True)
+    _write_background_bank(g, sequences, units, seq_objs, views, cams, cfg)
+    g.attrs.update({"skipped": skipped, "complete": True})
+    return summary(g, out, time.perf_counter() - t0, written)
+
+
+def _finish_unit(g, units, i, fut, cfg, skipped, args=None) -> int:
+    """Write a unit's metadata and mark it done; with --skip-bad a broken unit skips its sequence."""
+    try:
+        meta = fut.result() if fut is not None else _unit_job(*args)
+    except RawDataError as e:
+        if not cfg.skip_bad:
+            raise
+        seq = units[i]["sequence"]
+        seq_key = g.attrs["sequences"][seq]
+        tqdm.write(f"warning: skipping {seq_key['subject']}/{seq_key['name']}: {e}")
+        skipped.append({"sequence": f"{seq_key['subject']}/{seq_key['name']}", "error": str(e)})
+        for j, u in enumerate(units):
+            if u["sequence"] == seq:
+                g["unit_status"][j] = S.SKIPPED
+        g.attrs["skipped"] = skipped
+        return 0
+    u = units[i]
+    seq = g.attrs["sequences"][u["sequence"]]
+    if g["unit_status"][i] == S.SKIPPED:  # another camera of this sequence was broken
+        return 0
+    rows = slice(u["start"], u["start"] + u["length"])
+    n = u["length"]
+    for k, v in meta.items():
+        g[k][rows] = v
+    attrs = g.attrs
+    g["subject"][rows] = np.full(n, attrs["subjects"].index(seq["subject"]))
+    g["action"][rows] = np.full(n, attrs["actions"].index(seq["action"]))
+    g["subaction"][rows] = np.full(n, int(seq["subaction"] or 0))
+    g["camera"][rows] = np.full(n, attrs["cameras"].index(u["camera"]))
+    g["frame"][rows] = np.arange(n)
+    g["sequence"][rows] = np.full(n, u["sequence"])
+    g["split"][rows] = np.full(n, 1 if seq["split"] == "test" else 0)
+    g["unit_status"][i] = S.DONE
+    return n
+
+
+def _write_background_bank(g, sequences, units, seq_objs, views, cams, cfg) -> None:
+    """bg_crops crops of each view's median, taken with the crop geometry of evenly spaced frames
+    of that view, so that they look like the backgrounds behind real crops."""
+    status = g["unit_status"][:]
+    row = 0
+    for subject, cam_id in views:
+        med = g[f"medians/{subject}/{cam_id}"][:]
+        mine = [u for u, s in zip(units, status)
+                if s == S.DONE and u["camera"] == cam_id and sequences[u["sequence"]]["subject"] == subject]
+        poses = [joints17(read_poses(seq_objs[u["sequence"]].poses_path)[:u["length"]]) for u in mine]
+        pool = np.concatenate(poses) if poses else np.zeros((0, 17, 3))
+        crops = np.zeros((cfg.bg_crops, cfg.crop_size, cfg.crop_size, 3), np.uint8)
+        for k, t in enumerate(np.linspace(0, len(pool) - 1, cfg.bg_crops).round().astype(int) if len(pool) else []):
+            crops[k] = warp(med, crop_geometry(pool[t].astype(np.float64), cams[subject][cam_id],
+                                               cfg.crop_size, cfg.margin))
+        g["backgrounds"][row:row + cfg.bg_crops] = crops
+        g["bg_subject"][row:row + cfg.bg_crops] = g.attrs["subjects"].index(subject)
+        g["bg_camera"][row:row + cfg.bg_crops] = g.attrs["cameras"].index(cam_id)
+        row += cfg.bg_crops
+
+
+def summary(g: zarr.Group, out: Path, seconds: float, written: int) -> dict:
+    status = g["unit_status"][:]
+    return {"store": str(out), "rows": int(g["images"].shape[0]), "frames_written": written,
+            "units_done": int((status == S.DONE).sum()), "units_skipped": int((status == S.SKIPPED).sum()),
+            "skipped": g.attrs.get("skipped", []), "seconds": round(seconds, 1),
+            "bytes": sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())}

@@ -1,0 +1,110 @@
+"""The Zarr store: one group per build, every per-frame array sharing the row index.
+
+    images      uint8   [N, S, S, 3]  crop of the virtual camera (RGB)
+    masks       uint8   [N, S, S]     foreground, 0/1
+    pose3d      float32 [N, 17, 3]    mm, virtual-camera frame, root-relative
+    pose2d      float32 [N, 17, 2]    crop pixels
+    K, R_v      float64 [N, 3, 3]     crop intrinsics; real camera -> virtual camera rotation
+    root_cam    float64 [N, 3]        mm, root joint in the real camera frame (|root_cam| = depth)
+    box         float32 [N, 4]        x0, y0, x1, y1: the crop's footprint in the real image
+    subject, action, subaction, camera  int16 [N]  indices into the attribute lists
+    frame, sequence                     int32 [N]  t in the sequence; row of attrs["sequences"]
+    moving      bool    [N]           significant motion since the last kept frame
+    split       uint8   [N]           0 train, 1 test
+    backgrounds uint8   [B, S, S, 3]  crops of median backgrounds (substitution, removal)
+    bg_subject, bg_camera int16 [B]
+    medians/<subject>/<camera> uint8 [H, W, 3]  the full median backgrounds
+    unit_status uint8 [U]             per (sequence, camera): 0 pending, 1 done, 2 skipped
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec, BloscShuffle
+
+FORMAT_VERSION = 1
+PENDING, DONE, SKIPPED = 0, 1, 2
+SMALL_CHUNK = 4096  # rows per chunk of the per-frame metadata arrays
+
+
+class StoreError(ValueError):
+    """A store that cannot be used; the message names it and the fix."""
+
+
+def image_codec() -> list:
+    # lz4 + byte shuffle: the fastest random reads of the codecs measured (README, "The store")
+    return [BloscCodec(cname="lz4", clevel=5, shuffle=BloscShuffle.shuffle)]
+
+
+def mask_codec() -> list:
+    return [BloscCodec(cname="lz4", clevel=5, shuffle=BloscShuffle.bitshuffle)]
+
+
+def per_frame_arrays(n: int, size: int) -> dict[str, tuple[tuple, tuple, str, list]]:
+    """name -> (shape, chunks, dtype, compressors) of every array with one row per frame."""
+    small = lambda shape, dtype: ((n, *shape), (min(SMALL_CHUNK, max(n, 1)), *shape), dtype,  # noqa: E731
+                                  [BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.shuffle)])
+    return {
+        "images": ((n, size, size, 3), (1, size, size, 3), "uint8", image_codec()),
+        "masks": ((n, size, size), (1, size, size), "uint8", mask_codec()),
+        "pose3d": small((17, 3), "float32"),
+        "pose2d": small((17, 2), "float32"),
+        "K": small((3, 3), "float64"),
+        "R_v": small((3, 3), "float64"),
+        "root_cam": small((3,), "float64"),
+        "box": small((4,), "float32"),
+        "subject": small((), "int16"),
+        "action": small((), "int16"),
+        "subaction": small((), "int16"),
+        "camera": small((), "int16"),
+        "frame": small((), "int32"),
+        "sequence": small((), "int32"),
+        "moving": small((), "bool"),
+        "split": small((), "uint8"),
+    }
+
+
+def create(path: str | Path, n: int, size: int, n_backgrounds: int, n_units: int, attrs: dict) -> zarr.Group:
+    """A new, empty store with every array allocated and the attributes written."""
+    g = zarr.open_group(str(path), mode="w", zarr_format=3)
+    for name, (shape, chunks, dtype, comp) in per_frame_arrays(n, size).items():
+        g.create_array(name, shape=shape, chunks=chunks, dtype=dtype, compressors=comp, fill_value=0)
+    g.create_array("backgrounds", shape=(n_backgrounds, size, size, 3), chunks=(1, size, size, 3),
+                   dtype="uint8", compressors=image_codec(), fill_value=0)
+    for name in ("bg_subject", "bg_camera"):
+        g.create_array(name, shape=(n_backgrounds,), chunks=(max(n_backgrounds, 1),), dtype="int16", fill_value=0)
+    g.create_array("unit_status", shape=(n_units,), chunks=(1,), dtype="uint8", fill_value=PENDING)
+    g.create_group("medians")
+    g.attrs.update({**attrs, "format_version": FORMAT_VERSION, "complete": False})
+    return g
+
+
+def open_store(path: str | Path, mode: str = "r") -> zarr.Group:
+    """Open a store, checking that it is one and that this code can read its format."""
+    path = Path(path)
+    if not (path / "zarr.json").exists():
+        raise StoreError(f"{path}: not a Zarr store; build one with `h36m-prep build RAW {path}`")
+    g = zarr.open_group(str(path), mode=mode)
+    version = g.attrs.get("format_version")
+    if version != FORMAT_VERSION:
+        raise StoreError(f"{path}: store format version {version}, this code reads {FORMAT_VERSION}; "
+                         "rebuild it with this version of h36m-prep")
+    return g
+
+
+def require_complete(g: zarr.Group, path: str | Path) -> None:
+    if not g.attrs.get("complete"):
+        raise StoreError(f"{path}: the build did not finish; rerun the same `h36m-prep build` "
+                         "command to resume it")
+
+
+def done_rows(g: zarr.Group) -> np.ndarray:
+    """[N] bool: rows that belong to a completely written (sequence, camera)."""
+    status = g["unit_status"][:]
+    keep = np.zeros(g["images"].shape[0], dtype=bool)
+    for u, unit in enumerate(g.attrs["units"]):
+        if status[u] == DONE:
+            keep[unit["start"]:unit["start"] + unit["length"]] = True
+    return keep
