@@ -1,8 +1,8 @@
 """Per-view median backgrounds: the static room, without the person.
 
 For one subject and camera, the per-pixel median over frames sampled evenly across all of that
-subject's sequences (paper, section 3.2). Where the person is known to be in a sample (the box
-around the projected joints) that sample does not vote, so a person who stands still in a few
+subject's sequences (paper, section 3.2). Where the person is known to be in a sample (near the
+projected skeleton) that sample does not vote, so a person who stands still in a few
 sequences leaves no ghost. Memory is bounded by the number of samples, not the video length.
 """
 from __future__ import annotations
@@ -45,19 +45,28 @@ def sample_frames(videos: list[tuple[Path, int]], samples: int) -> list[tuple[in
     return out
 
 
-def person_box(pose_world: np.ndarray, cam: Camera, grow: float = 0.25, pad: int = 8) -> tuple[int, int, int, int]:
-    """x0, y0, x1, y1 (px, clipped to the image) around the projected joints, grown by `grow` of
-    the box height on each side to cover the body surface beyond the joint centres."""
+def person_region(pose_world: np.ndarray, cam: Camera, reach_mm: float = 150.0) -> np.ndarray:
+    """[H, W] bool: pixels within about `reach_mm` of the projected skeleton (bones drawn thick,
+    torso filled), a generous stand-in for where the body is in this frame."""
+    from .geometry import BONES, world_to_camera
+
+    X = world_to_camera(pose_world, cam)
     uv = project(pose_world, cam)
-    x0, y0 = uv.min(axis=0)
-    x1, y1 = uv.max(axis=0)
-    g = grow * (y1 - y0) + pad
-    return (max(0, int(x0 - g)), max(0, int(y0 - g)),
-            min(cam.width, int(np.ceil(x1 + g))), min(cam.height, int(np.ceil(y1 + g))))
+    r = max(2, int(np.ceil(reach_mm * max(cam.f) / max(float(X[:, 2].min()), 1.0))))
+    region = np.zeros((cam.height, cam.width), np.uint8)
+    pts = np.round(uv).astype(np.int32)
+    if np.abs(pts).max() > 1e6:  # behind the camera or absurd: leave the sample out entirely
+        return np.ones_like(region, dtype=bool)
+    for c, p in BONES:
+        cv2.line(region, tuple(pts[p]), tuple(pts[c]), 1, 2 * r)
+    cv2.fillConvexPoly(region, cv2.convexHull(pts[[1, 4, 11, 14, 8, 7]]), 1)
+    cv2.circle(region, tuple(pts[10]), r, 1, -1)
+    return region.astype(bool)
 
 
-def median_background(frames: list[np.ndarray], boxes: list[tuple[int, int, int, int]] | None = None) -> np.ndarray:
-    """[H, W, 3] uint8 per-pixel median of the frames, leaving out each frame's person box.
+def median_background(frames: list[np.ndarray], person: list[np.ndarray] | None = None) -> np.ndarray:
+    """[H, W, 3] uint8 per-pixel median of the frames, leaving out each frame's person region
+    ([H, W] bool per frame).
 
     A pixel covered by the person in every sample falls back to the plain median. Computed in
     bands of rows (np.median works on a float copy, large for full-size frames).
@@ -67,9 +76,9 @@ def median_background(frames: list[np.ndarray], boxes: list[tuple[int, int, int,
     for i in range(0, stack.shape[1], 64):
         band = stack[:, i:i + 64].astype(np.float32)
         plain = np.median(band, axis=0)
-        if boxes:
-            for k, (x0, y0, x1, y1) in enumerate(boxes):
-                band[k, max(0, y0 - i):max(0, y1 - i), x0:x1] = np.nan
+        if person:
+            for k, region in enumerate(person):
+                band[k][region[i:i + 64]] = np.nan
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: handled below
                 robust = np.nanmedian(band, axis=0)

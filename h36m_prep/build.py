@@ -20,7 +20,7 @@ import zarr
 from tqdm import tqdm
 
 from . import store as S
-from .background import median_background, person_box, sample_frames
+from .background import median_background, person_region, sample_frames
 from .crops import crop_geometry, foreground_mask, moving_frames, warp
 from .geometry import (FLIP_PAIRS, FPS, JOINT_NAMES, PARENTS, TEST_SUBJECTS, joints17)
 from .raw import RawDataError, Sequence, calibration_for, discover, iter_frames, read_poses, sequence_length
@@ -110,8 +110,8 @@ def _median_job(videos: list[tuple[str, str, int]], cam_json: dict, cam_id: str,
     cam = camera_from_json(cam_id, cam_json)
     picked = sample_frames([(Path(v), n) for v, _, n in videos], samples)
     poses = {v: joints17(read_poses(videos[v][1])) for v in {v for v, _, _ in picked}}
-    boxes = [person_box(poses[v][t].astype(np.float64), cam) for v, t, _ in picked]
-    return median_background([f for _, _, f in picked], boxes)
+    person = [person_region(poses[v][t].astype(np.float64), cam) for v, t, _ in picked]
+    return median_background([f for _, _, f in picked], person)
 
 
 def _unit_job(store_path: str, video: str, poses_path: str, cam_json: dict, unit: dict,

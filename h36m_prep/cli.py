@@ -68,5 +68,85 @@ def preview(raw, out, subject, action, frame):
         _fail(e)
 
 
+@main.command()
+@click.argument("raw", type=click.Path(exists=True, file_okay=False))
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--subjects", default=None, help="comma-separated (default: all in RAW)")
+@click.option("--crop-size", default=256, show_default=True, help="S of the S x S crops")
+@click.option("--margin", default=0.25, show_default=True, help="space around the joints, fraction per side")
+@click.option("--bg-samples", default=48, show_default=True, help="frames per view for the median background")
+@click.option("--bg-crops", default=16, show_default=True, help="background crops per view in the bank")
+@click.option("--mask-threshold", default=20.0, show_default=True, help="grey levels")
+@click.option("--move-threshold", default=25.0, show_default=True, help="mm, for the `moving` column")
+@click.option("--workers", default=0, help="processes (0: one per core)")
+@click.option("--skip-bad", is_flag=True, help="skip a broken sequence with a warning instead of stopping")
+def build(raw, out, subjects, crop_size, margin, bg_samples, bg_crops, mask_threshold, move_threshold,
+          workers, skip_bad):
+    """Decode RAW once into the Zarr store OUT (resumable: rerun to finish)."""
+    from .build import BuildConfig
+    from .build import build as run_build
+    from .raw import RawDataError
+    from .store import StoreError
+
+    cfg = BuildConfig(crop_size=crop_size, margin=margin, bg_samples=bg_samples, bg_crops=bg_crops,
+                      mask_threshold=mask_threshold, move_threshold=move_threshold,
+                      subjects=tuple(s.strip() for s in subjects.split(",")) if subjects else None,
+                      skip_bad=skip_bad)
+    try:
+        r = run_build(raw, out, cfg, workers=workers)
+    except (RawDataError, StoreError) as e:
+        _fail(e)
+    click.echo(f"{r['store']}: {r['rows']} rows, {r['units_done']} (sequence, camera) units done, "
+               f"{r['units_skipped']} skipped, {r['frames_written']} frames written in {r['seconds']} s, "
+               f"{r['bytes'] / 1e9:.2f} GB")
+    for s in r["skipped"]:
+        click.echo(f"skipped {s['sequence']}: {s['error']}")
+
+
+@main.command()
+@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def info(store, as_json):
+    """What is in a store: subjects, actions, frames, size on disk."""
+    import json
+
+    from .inspect_store import info as store_info
+    from .store import StoreError
+
+    try:
+        i = store_info(store)
+    except StoreError as e:
+        _fail(e)
+    if as_json:
+        click.echo(json.dumps(i, indent=1))
+        return
+    click.echo(f"{i['store']} ({i['source']}, format {i['format_version']}, code {i['code_version']}"
+               f"{'' if i['complete'] else ', INCOMPLETE'})")
+    click.echo(f"  subjects  {' '.join(i['subjects'])}")
+    click.echo(f"  actions   {' '.join(i['actions'])}")
+    click.echo(f"  cameras   {' '.join(i['cameras'])}")
+    click.echo(f"  frames    {i['frames']['train']} train + {i['frames']['test']} test "
+               f"({i['sequences']} sequences, {i['moving_fraction']:.0%} moving), crops {i['crop_size']} px")
+    click.echo(f"  units     {i['units']['done']} done, {i['units']['skipped']} skipped, {i['units']['pending']} pending")
+    click.echo(f"  on disk   {i['bytes'] / 1e9:.2f} GB")
+    for s in i["skipped"]:
+        click.echo(f"  skipped   {s['sequence']}: {s['error']}")
+
+
+@main.command()
+@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.option("--sample", default=256, show_default=True, help="rows checked for the geometry invariants")
+def verify(store, sample):
+    """Check a store: shapes, dtypes, format, completeness, geometry. Exit 1 on a problem."""
+    from .inspect_store import verify as store_verify
+
+    problems = store_verify(store, sample)
+    for p in problems:
+        click.echo(f"FAIL {p}")
+    if problems:
+        sys.exit(1)
+    click.echo(f"OK {store}")
+
+
 if __name__ == "__main__":
     main()

@@ -60,9 +60,9 @@ def foreground_mask(crop: np.ndarray, background: np.ndarray, threshold: float) 
     cleaned by a small opening and closing. [S, S, 3] x2 -> [S, S] uint8 in {0, 1}."""
     diff = np.abs(crop.astype(np.int16) - background.astype(np.int16)).max(axis=-1)
     mask = (diff > threshold).astype(np.uint8)
-    k = max(1, round(crop.shape[0] / 256))
-    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((2 * k + 1, 2 * k + 1), np.uint8))
-    return cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((6 * k + 1, 6 * k + 1), np.uint8))
+    close = 2 * max(1, round(2 * crop.shape[0] / 256)) + 1  # 5 px at 256
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    return cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((close, close), np.uint8))
 
 
 def moving_frames(pose_world: np.ndarray, threshold: float) -> np.ndarray:

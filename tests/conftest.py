@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import pytest
 
+from h36m_prep.build import BuildConfig, build
 from h36m_prep.synth.dataset import SynthConfig, write_dataset
 
-SMALL = SynthConfig(subjects=("S1", "S9"), actions=("Walking", "Directions"), frames=24, scale=0.25, seed=3)
+SMALL = SynthConfig(subjects=("S1", "S9"), actions=("Walking", "Posing"), frames=48, scale=0.25, seed=3)
 
 
 @pytest.fixture(scope="session")
@@ -15,7 +16,23 @@ def small_cfg() -> SynthConfig:
 
 @pytest.fixture(scope="session")
 def small_raw(tmp_path_factory):
-    """RAW folder with 2 subjects x 2 actions x 4 cameras x 24 frames at 250 x 250."""
+    """RAW folder with 2 subjects x 2 actions x 4 cameras x 48 frames at 250 x 250."""
     raw = tmp_path_factory.mktemp("raw")
     write_dataset(raw, SMALL, workers=1, progress=False)
     return raw
+
+
+SMALL_BUILD = BuildConfig(crop_size=96, bg_samples=16, bg_crops=4)
+
+
+@pytest.fixture(scope="session")
+def small_build_cfg() -> BuildConfig:
+    return SMALL_BUILD
+
+
+@pytest.fixture(scope="session")
+def small_store(small_raw, tmp_path_factory):
+    """The store of small_raw: 16 (sequence, camera) units x 48 frames of 96 x 96 crops."""
+    out = tmp_path_factory.mktemp("store") / "small.zarr"
+    build(small_raw, out, SMALL_BUILD, workers=1, progress=False)
+    return out

@@ -54,7 +54,7 @@ def test_more_video_frames_than_poses_uses_the_shorter_and_warns(small_raw, smal
     raw = _copy(small_raw, tmp_path)
     seq = R.discover(raw, ("S1",))[0]
     write_cdf(seq.poses_path, R.read_poses(seq.poses_path)[:-4])
-    with pytest.warns(UserWarning, match="using the first 20"):
+    with pytest.warns(UserWarning, match=f"using the first {small_cfg.frames - 4}"):
         assert R.sequence_length(seq) == small_cfg.frames - 4
 
 
@@ -76,8 +76,8 @@ def test_missing_video_names_the_pose_file(small_raw, tmp_path):
 
 def test_missing_pose_file_names_the_video(small_raw, tmp_path):
     raw = _copy(small_raw, tmp_path)
-    (raw / "S9" / "MyPoseFeatures" / "D3_Positions" / "Directions.cdf").unlink()
-    msg = _error("Directions.", R.discover, raw)
+    (raw / "S9" / "MyPoseFeatures" / "D3_Positions" / "Posing.cdf").unlink()
+    msg = _error("Posing.", R.discover, raw)
     assert "no pose file" in msg
 
 

@@ -72,9 +72,9 @@ def test_same_seed_same_files_other_seed_other_files(tmp_path):
 
 
 def test_a_sequence_does_not_depend_on_what_else_is_written(small_raw, small_cfg, tmp_path):
-    alone = SynthConfig(**{**small_cfg.to_json(), "subjects": ("S9",), "actions": ("Directions",)})
+    alone = SynthConfig(**{**small_cfg.to_json(), "subjects": ("S9",), "actions": ("Posing",)})
     write_dataset(tmp_path, alone, workers=1, progress=False)
-    cdf = "S9/MyPoseFeatures/D3_Positions/Directions.cdf"
+    cdf = "S9/MyPoseFeatures/D3_Positions/Posing.cdf"
     assert (tmp_path / cdf).read_bytes() == (small_raw / cdf).read_bytes()
 
 

@@ -92,7 +92,7 @@ def primitives(j: np.ndarray, app: Appearance) -> tuple[np.ndarray, np.ndarray, 
         _ellipsoid(j[13] - 0.15 * (j[13] - j[12]), j[13] - j[12], j[25] - j[17],
                    (160 * g, 190.0, 110 * g), app.shirt),
         _ellipsoid(j[14] + 0.45 * (j[15] - j[14]), j[15] - j[14], side,
-                   (0.5 * head, 0.56 * head, 0.53 * head), app.skin, app.hair, _unit(j[15] - j[14]), 0.45),
+                   (0.5 * head, 0.6 * head, 0.53 * head), app.skin, app.hair, _unit(j[15] - j[14]), 0.45),
     ]
     ells = np.array([r for r, _ in rows])
     ell_rgb = np.array([c for _, c in rows])

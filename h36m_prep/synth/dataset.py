@@ -87,7 +87,7 @@ def sequence_motion(cfg: SynthConfig, subject: str, action: str) -> tuple[np.nda
     opts = MotionOptions(frames=cfg.frames, speed=float(rng.uniform(0.85, 1.15)),
                          heading=float(rng.uniform(0, 2 * np.pi)),
                          mirror=bool(cfg.mirror and rng.uniform() < 0.5),
-                         offset=tuple(rng.uniform(-300, 300, 2)))
+                         offset=tuple(rng.uniform(-600, 600, 2)), radius=1000.0)
     pose17 = synth_motion(action, app.bones, opts, rng)
     return pose17, to_h36m32(pose17, app.bones)
 

@@ -1,0 +1,103 @@
+"""`h36m-prep info` and `h36m-prep verify`: what a store holds, and whether it is sound."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from . import store as S
+from .geometry import PARENTS, project_virtual
+
+def _expected(size: int) -> dict[str, tuple[str, tuple]]:
+    """name -> (dtype, per-row shape) of every per-frame array."""
+    return {name: (dtype, shape[1:]) for name, (shape, _, dtype, _) in S.per_frame_arrays(0, size).items()}
+
+
+def info(path: str | Path) -> dict:
+    """Subjects, actions, cameras, frames per split, size on disk, build parameters."""
+    g = S.open_store(path)
+    a = g.attrs
+    status = g["unit_status"][:]
+    seqs = a["sequences"]
+    frames = {"train": 0, "test": 0}
+    for u, st in zip(a["units"], status):
+        if st == S.DONE:
+            frames[seqs[u["sequence"]]["split"]] += u["length"]
+    moving = g["moving"][:][S.done_rows(g)]
+    return {
+        "store": str(path), "source": a["source"], "complete": a["complete"],
+        "format_version": a["format_version"], "code_version": a["code_version"],
+        "crop_size": a["crop_size"], "rows": int(g["images"].shape[0]),
+        "subjects": a["subjects"], "actions": a["actions"], "cameras": a["cameras"],
+        "sequences": len(seqs), "frames": frames, "moving_fraction": float(moving.mean()) if moving.size else 0.0,
+        "units": {"done": int((status == S.DONE).sum()), "skipped": int((status == S.SKIPPED).sum()),
+                  "pending": int((status == S.PENDING).sum())},
+        "skipped": a.get("skipped", []), "backgrounds": int(g["backgrounds"].shape[0]),
+        "bytes": sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()),
+        "build": a["build"],
+    }
+
+
+def verify(path: str | Path, sample: int = 256, seed: int = 0) -> list[str]:
+    """Check a store; returns the problems found (empty: sound).
+
+    Shapes and dtypes, format version, every unit done or skipped, and on a sample of rows the
+    geometry: pose2d is the projection of pose3d + root depth through K (0.5 px), the root sits
+    at the crop centre (0.5 px), R_v is a proper rotation that sends root_cam onto the axis
+    (0.1 mm), bone lengths are constant within each (sequence, camera) (0.1 mm), masks are 0/1.
+    """
+    try:
+        g = S.open_store(path)
+    except S.StoreError as e:
+        return [str(e)]
+    problems = []
+    if not g.attrs.get("complete"):
+        problems.append("build not complete: rerun the same `h36m-prep build` command")
+    size = g.attrs["crop_size"]
+    n = g["images"].shape[0]
+    for name, (dtype, shape) in _expected(size).items():
+        if name not in g:
+            problems.append(f"array {name!r} missing")
+            continue
+        arr = g[name]
+        if str(arr.dtype) != dtype or arr.shape != (n, *shape):
+            problems.append(f"{name}: {arr.dtype} {arr.shape}, expected {dtype} {(n, *shape)}")
+    if problems:
+        return problems
+    status = g["unit_status"][:]
+    pending = [f"{g.attrs['sequences'][u['sequence']]['name']}.{u['camera']}"
+               for u, s in zip(g.attrs["units"], status) if s == S.PENDING]
+    if pending:
+        problems.append(f"{len(pending)} (sequence, camera) unit(s) not written: {', '.join(pending[:5])}")
+    rows = np.flatnonzero(S.done_rows(g))
+    if not len(rows):
+        return problems + ["no complete rows"]
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(rows, min(sample, len(rows)), replace=False))
+    pose3d, pose2d = g["pose3d"][:][pick].astype(np.float64), g["pose2d"][:][pick]
+    K, R_v, root = g["K"][:][pick], g["R_v"][:][pick], g["root_cam"][:][pick]
+    depth = np.linalg.norm(root, axis=-1)
+    uv = project_virtual(pose3d + np.stack([0 * depth, 0 * depth, depth], -1)[:, None], K)
+    centre = (size - 1) / 2
+    checks = {
+        "pose2d is not the projection of pose3d (> 0.5 px)": np.abs(uv - pose2d).max() > 0.5,
+        "root joint not at the crop centre (> 0.5 px)": np.abs(pose2d[:, 0] - centre).max() > 0.5,
+        "root of pose3d not at zero": np.abs(pose3d[:, 0]).max() > 1e-3,
+        "R_v not a proper rotation": (np.abs(R_v @ np.swapaxes(R_v, 1, 2) - np.eye(3)).max() > 1e-6
+                                      or np.abs(np.linalg.det(R_v) - 1).max() > 1e-6),
+        "R_v does not send the root onto the optical axis (> 0.1 mm)":
+            np.abs(np.einsum("nij,nj->ni", R_v, root) - np.stack([0 * depth, 0 * depth, depth], -1)).max() > 0.1,
+    }
+    problems += [msg for msg, bad in checks.items() if bad]
+    all3d = g["pose3d"][:][rows]
+    bones = np.linalg.norm(all3d[:, 1:] - all3d[:, list(PARENTS[1:])], axis=-1)
+    unit_of_row = np.repeat(np.arange(len(g.attrs["units"])), [u["length"] for u in g.attrs["units"]])[rows]
+    for u in np.unique(unit_of_row):
+        b = bones[unit_of_row == u]
+        if np.ptp(b, axis=0).max() > 0.1:
+            problems.append(f"bone lengths vary within unit {u} (non-rigid skeleton?)")
+            break
+    masks = g["masks"].get_orthogonal_selection((pick[:16],))
+    if masks.max() > 1:
+        problems.append("masks are not 0/1")
+    return problems

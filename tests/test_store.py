@@ -1,0 +1,172 @@
+"""`h36m-prep build`: the store's geometry, masks, index columns, and a build that survives
+being killed."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import zarr
+from click.testing import CliRunner
+
+from h36m_prep import raw as R
+from h36m_prep import store as S
+from h36m_prep.build import BuildConfig, build
+from h36m_prep.cli import main as cli
+from h36m_prep.geometry import bone_lengths, crop_sampling_map, joints17, project_virtual, world_to_camera
+from h36m_prep.inspect_store import verify
+from h36m_prep.synth.dataset import render_video
+
+
+def _unit_rows(g):
+    """(unit, sequence dict, rows slice) of every unit."""
+    for u in g.attrs["units"]:
+        yield u, g.attrs["sequences"][u["sequence"]], slice(u["start"], u["start"] + u["length"])
+
+
+def test_geometry_invariants_hold_on_the_synthetic_store(small_store, small_raw, small_build_cfg):
+    g = S.open_store(small_store)
+    cams = R.calibration_for(small_raw)
+    size = small_build_cfg.crop_size
+    for u, seq, rows in _unit_rows(g):
+        pose3d = g["pose3d"][rows].astype(np.float64)
+        pose2d, K, R_v, root = g["pose2d"][rows], g["K"][rows], g["R_v"][rows], g["root_cam"][rows]
+        depth = np.linalg.norm(root, axis=-1)
+        # projecting pose3d + root depth with K gives pose2d, and the root is the crop centre
+        uv = project_virtual(pose3d + np.stack([0 * depth, 0 * depth, depth], -1)[:, None], K)
+        assert np.abs(uv - pose2d).max() < 0.5
+        assert np.abs(pose2d[:, 0] - (size - 1) / 2).max() < 0.5
+        # R_v is a proper rotation
+        np.testing.assert_allclose(R_v @ np.swapaxes(R_v, 1, 2), np.broadcast_to(np.eye(3), R_v.shape), atol=1e-9)
+        np.testing.assert_allclose(np.linalg.det(R_v), 1.0, atol=1e-9)
+        # undoing R_v and adding the root recovers the camera-frame pose of the raw file
+        world = joints17(R.read_poses(small_raw / seq["subject"] / "MyPoseFeatures" / "D3_Positions"
+                                      / f"{seq['name']}.cdf"))
+        cam_pose = world_to_camera(world, cams[seq["subject"]][u["camera"]])
+        recovered = np.einsum("nji,nkj->nki", R_v, pose3d) + root[:, None]
+        assert np.abs(recovered - cam_pose).max() < 0.1
+        # bone lengths equal those of the raw world poses
+        assert np.abs(bone_lengths(pose3d) - bone_lengths(world.astype(np.float64))).max() < 0.1
+
+
+def test_masks_match_the_true_silhouettes(small_store, small_raw, small_cfg):
+    g = S.open_store(small_store)
+    cams = R.calibration_for(small_raw)
+    size = g.attrs["crop_size"]
+    ious = []
+    for u, seq, rows in _unit_rows(g):
+        truth = [m for _, m in render_video(small_cfg, seq["subject"], seq["name"], u["camera"], with_masks=True)]
+        masks = g["masks"][rows]
+        K, R_v = g["K"][rows], g["R_v"][rows]
+        for t in range(0, u["length"], 6):
+            mx, my = crop_sampling_map(R_v[t], K[t], cams[seq["subject"]][u["camera"]], size)
+            import cv2
+
+            true = cv2.remap(truth[t].astype(np.uint8), mx, my, cv2.INTER_NEAREST).astype(bool)
+            ious.append((masks[t].astype(bool) & true).sum() / max((masks[t].astype(bool) | true).sum(), 1))
+    assert np.mean(ious) >= 0.8, np.mean(ious)
+    assert set(np.unique(g["masks"][:64])) <= {0, 1}
+
+
+def test_index_columns(small_store, small_cfg):
+    g = S.open_store(small_store)
+    a = g.attrs
+    assert a["format_version"] == S.FORMAT_VERSION and a["source"] == "synthetic" and a["complete"]
+    assert a["joint_names"][0] == "pelvis" and len(a["parents"]) == 17 and len(a["flip_pairs"]) == 6
+    for u, seq, rows in _unit_rows(g):
+        np.testing.assert_array_equal(g["frame"][rows], np.arange(u["length"]))
+        assert (g["sequence"][rows] == u["sequence"]).all()
+        assert (np.asarray(a["cameras"])[g["camera"][rows]] == u["camera"]).all()
+        assert (np.asarray(a["subjects"])[g["subject"][rows]] == seq["subject"]).all()
+        assert (np.asarray(a["actions"])[g["action"][rows]] == seq["action"]).all()
+        assert (g["split"][rows] == (1 if seq["subject"] in ("S9", "S11") else 0)).all()
+    moving = g["moving"][:]
+    assert 0.5 < moving.mean() < 0.98  # the paper drops about one training frame in four
+    assert g["images"].chunks[0] == 1 and g["masks"].chunks[0] == 1  # random access by frame
+    assert g["backgrounds"].shape[0] == 4 * 2 * 4  # bg_crops x subjects x cameras
+    assert g["backgrounds"][0].std() > 5  # a textured room, not a blank
+
+
+def test_verify_accepts_the_store_and_catches_damage(small_store, tmp_path):
+    assert verify(small_store) == []
+    out = CliRunner().invoke(cli, ["verify", str(small_store)])
+    assert out.exit_code == 0 and "OK" in out.output
+    bad = tmp_path / "bad.zarr"
+    shutil.copytree(small_store, bad)
+    g = zarr.open_group(str(bad), mode="r+")
+    g["pose2d"][:] = g["pose2d"][:] + 3.0
+    g["unit_status"][2] = S.PENDING
+    problems = verify(bad)
+    assert any("projection" in p for p in problems) and any("not written" in p for p in problems)
+    out = CliRunner().invoke(cli, ["verify", str(bad)])
+    assert out.exit_code == 1 and "FAIL" in out.output
+    g.attrs["format_version"] = 99
+    with pytest.raises(S.StoreError, match="format version 99"):
+        S.open_store(bad)
+
+
+def test_info_reports_the_contents(small_store):
+    out = CliRunner().invoke(cli, ["info", str(small_store)])
+    assert out.exit_code == 0, out.output
+    assert "S1 S9" in out.output and "Posing Walking" in out.output
+    assert "384 train + 384 test" in out.output
+
+
+def _arrays(path):
+    g = zarr.open_group(str(path), mode="r")
+    return {k: g[k][:] for k in g.array_keys()} | {
+        f"medians/{s}/{c}": g[f"medians/{s}/{c}"][:] for s in g.attrs["subjects"] for c in g.attrs["cameras"]}
+
+
+def test_a_killed_build_resumes_to_the_same_store(small_store, small_raw, small_build_cfg, tmp_path):
+    out = tmp_path / "killed.zarr"
+    c = small_build_cfg
+    cmd = [sys.executable, "-m", "h36m_prep.cli", "build", str(small_raw), str(out), "--workers", "1",
+           "--crop-size", str(c.crop_size), "--bg-samples", str(c.bg_samples), "--bg-crops", str(c.bg_crops)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    status_dir = out / "unit_status" / "c"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if status_dir.exists() and len(os.listdir(status_dir)) >= 2:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    g = zarr.open_group(str(out), mode="r")
+    assert not g.attrs["complete"]
+    assert 0 < (g["unit_status"][:] == S.DONE).sum() < len(g.attrs["units"])
+    assert verify(out) != []
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    resumed, fresh = _arrays(out), _arrays(small_store)
+    assert resumed.keys() == fresh.keys()
+    for k in fresh:
+        np.testing.assert_array_equal(resumed[k], fresh[k], err_msg=k)
+
+
+def test_bad_sequence_stops_the_build_or_is_skipped(small_raw, small_build_cfg, tmp_path):
+    raw = tmp_path / "raw"
+    shutil.copytree(small_raw, raw)
+    video = raw / "S9" / "Videos" / "Walking.58860488.mp4"
+    video.write_bytes(video.read_bytes()[: video.stat().st_size // 3])
+    cfg = BuildConfig(**{**small_build_cfg.__dict__, "subjects": ("S9",)})
+    with pytest.raises(R.RawDataError, match="Walking.58860488.mp4"):
+        build(raw, tmp_path / "a.zarr", cfg, workers=1, progress=False)
+    r = build(raw, tmp_path / "b.zarr", BuildConfig(**{**cfg.__dict__, "skip_bad": True}), workers=1, progress=False)
+    assert [s["sequence"] for s in r["skipped"]] == ["S9/Walking"]
+    assert "Walking.58860488.mp4" in r["skipped"][0]["error"]
+    assert r["units_done"] == 4  # the four views of S9/Posing
+    g = S.open_store(tmp_path / "b.zarr")
+    assert [s["name"] for s in g.attrs["sequences"]] == ["Posing"]
+    assert g.attrs["skipped"] == r["skipped"]
+    assert verify(tmp_path / "b.zarr") == []
+
+
+def test_another_build_into_the_same_store_is_refused(small_store, small_raw, small_build_cfg):
+    other = BuildConfig(**{**small_build_cfg.__dict__, "margin": 0.3})
+    with pytest.raises(S.StoreError, match="other data or options"):
+        build(small_raw, small_store, other, workers=1, progress=False)
+    # the same build again finds it complete and writes nothing
+    assert build(small_raw, small_store, small_build_cfg, workers=1, progress=False)["frames_written"] == 0
