@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import warnings
-
 import cv2
 import numpy as np
 
@@ -66,22 +64,25 @@ def person_region(pose_world: np.ndarray, cam: Camera, reach_mm: float = 150.0) 
 
 def median_background(frames: list[np.ndarray], person: list[np.ndarray] | None = None) -> np.ndarray:
     """[H, W, 3] uint8 per-pixel median of the frames, leaving out each frame's person region
-    ([H, W] bool per frame).
-
-    A pixel covered by the person in every sample falls back to the plain median. Computed in
-    bands of rows (np.median works on a float copy, large for full-size frames).
+    ([H, W] bool per frame). A pixel covered by the person in every sample falls back to the
+    plain median. Works in bands of rows to bound the temporary memory.
     """
     stack = np.stack(frames)
+    n, H = stack.shape[:2]
     out = np.empty(stack.shape[1:], dtype=np.uint8)
-    for i in range(0, stack.shape[1], 64):
-        band = stack[:, i:i + 64].astype(np.float32)
-        plain = np.median(band, axis=0)
+    for i in range(0, H, 64):
+        band = np.sort(stack[:, i:i + 64], axis=0).astype(np.float32)
+        plain = 0.5 * (band[(n - 1) // 2] + band[n // 2])
         if person:
+            # excluded samples sort last as 256; the median of the k valid ones is at (k-1)//2, k//2
+            masked = stack[:, i:i + 64].astype(np.int16)
             for k, region in enumerate(person):
-                band[k][region[i:i + 64]] = np.nan
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: handled below
-                robust = np.nanmedian(band, axis=0)
-            plain = np.where(np.isnan(robust), plain, robust)
+                masked[k][region[i:i + 64]] = 256
+            masked.sort(axis=0)
+            valid = (~np.stack([r[i:i + 64] for r in person])).sum(axis=0)[..., None]  # [h, W, 1]
+            lo = np.take_along_axis(masked, (np.maximum(valid - 1, 0) // 2)[None], 0)[0]
+            hi = np.take_along_axis(masked, (valid // 2)[None], 0)[0]
+            robust = 0.5 * (lo + hi)
+            plain = np.where(valid > 0, robust, plain)
         out[i:i + 64] = np.round(plain).astype(np.uint8)
     return out

@@ -153,6 +153,7 @@ def build(raw: str | Path, out: str | Path, cfg: BuildConfig = BuildConfig(), wo
     raw, out = Path(raw), Path(out)
     t0 = time.perf_counter()
     sequences, units, skipped, seq_objs = plan(raw, cfg)
+    stages = {"plan": time.perf_counter() - t0}
     if not units:
         raise RawDataError(f"{raw}: no usable sequences to build from")
     cams = calibration_for(raw)
@@ -208,6 +209,7 @@ def build(raw: str | Path, out: str | Path, cfg: BuildConfig = BuildConfig(), wo
                     cam_id, shape=med.shape, chunks=med.shape, dtype="uint8", overwrite=True,
                     compressors=S.image_codec())[...] = med
             bar.set_postfix_str("")
+            stages["medians"] = time.perf_counter() - t0 - stages["plan"]
             pending = [i for i, s in enumerate(status) if s == S.PENDING]
             args = {i: (str(out), str(seq_objs[units[i]["sequence"]].videos[units[i]["camera"]]),
                         str(seq_objs[units[i]["sequence"]].poses_path),
@@ -227,12 +229,15 @@ def build(raw: str | Path, out: str | Path, cfg: BuildConfig = BuildConfig(), wo
                     before = counter.value
                     written += _finish_unit(g, units, i, None, cfg, skipped, args[i])
                     bar.update(counter.value - before)
+            stages["units"] = time.perf_counter() - t0 - stages["plan"] - stages["medians"]
         finally:
             if pool:
                 pool.shutdown(cancel_futures=True)
     _write_background_bank(g, sequences, units, seq_objs, views, cams, cfg)
     g.attrs.update({"skipped": skipped, "complete": True})
-    return summary(g, out, time.perf_counter() - t0, written)
+    stages["bank"] = time.perf_counter() - t0 - sum(stages.values())
+    return summary(g, out, time.perf_counter() - t0, written) | {
+        "stage_seconds": {k: round(v, 2) for k, v in stages.items()}}
 
 
 def _finish_unit(g, units, i, fut, cfg, skipped, args=None) -> int:

@@ -58,7 +58,8 @@ def warp(image: np.ndarray, g: CropGeometry, nearest: bool = False) -> np.ndarra
 def foreground_mask(crop: np.ndarray, background: np.ndarray, threshold: float) -> np.ndarray:
     """Per-pixel |crop - background| thresholding (largest channel difference, grey levels),
     cleaned by a small opening and closing. [S, S, 3] x2 -> [S, S] uint8 in {0, 1}."""
-    diff = np.abs(crop.astype(np.int16) - background.astype(np.int16)).max(axis=-1)
+    d = cv2.absdiff(crop, background)
+    diff = cv2.max(cv2.max(d[..., 0], d[..., 1]), d[..., 2])  # numpy's max(axis=-1) is 25x slower
     mask = (diff > threshold).astype(np.uint8)
     close = 2 * max(1, round(2 * crop.shape[0] / 256)) + 1  # 5 px at 256
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))

@@ -61,3 +61,24 @@ def preview_grid(raw: str | Path, out: str | Path, subject: str | None = None,
     out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
     return out
+
+
+def store_preview(store: str | Path, out: str | Path, count: int = 6, seed: int = 0) -> Path:
+    """Write a PNG of `count` random store rows: crop with its 2D pose, its mask, and a crop
+    from the background bank, one column per row."""
+    from .store import done_rows, open_store
+
+    g = open_store(store)
+    rows = np.flatnonzero(done_rows(g))
+    pick = np.sort(np.random.default_rng(seed).choice(rows, min(count, len(rows)), replace=False))
+    images = g["images"].get_orthogonal_selection((pick,))
+    masks = g["masks"].get_orthogonal_selection((pick,))
+    pose2d = g["pose2d"].get_orthogonal_selection((pick,))
+    bank = g["backgrounds"]
+    bgs = bank.get_orthogonal_selection((np.linspace(0, bank.shape[0] - 1, len(pick)).round().astype(int),))
+    cols = [np.concatenate([draw_skeleton(im, p), np.repeat(m[..., None] * 255, 3, -1), bg], 0)
+            for im, m, p, bg in zip(images, masks, pose2d, bgs)]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(out), cv2.cvtColor(np.concatenate(cols, 1), cv2.COLOR_RGB2BGR))
+    return out

@@ -8,8 +8,9 @@ frame are X_v = R_v X_cam.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
-from .camera import Camera, distort
+from .camera import Camera
 
 
 def virtual_rotation(point_cam: np.ndarray) -> np.ndarray:
@@ -63,11 +64,29 @@ def project_virtual(X_v: np.ndarray, K: np.ndarray) -> np.ndarray:
 def crop_sampling_map(R_v: np.ndarray, K: np.ndarray, cam: Camera, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Where each crop pixel samples the real image: float32 maps [S, S] for `cv2.remap`.
 
-    Crop pixel -> virtual ray -> real camera frame (R_v^T) -> distorted real pixel.
+    Crop pixel -> virtual ray -> real camera frame (R_v^T) -> distorted real pixel, exactly,
+    for every pixel.
     """
-    jj, ii = np.meshgrid(np.arange(size, dtype=np.float64), np.arange(size, dtype=np.float64))
-    rays_v = np.stack([(jj - K[0, 2]) / K[0, 0], (ii - K[1, 2]) / K[1, 1], np.ones_like(jj)], -1)
-    rays = rays_v @ R_v  # R_v^T applied to row vectors
-    x = distort(rays[..., :2] / rays[..., 2:3], cam.k, cam.p)
-    uv = x * cam.f + cam.c
-    return uv[..., 0].astype(np.float32), uv[..., 1].astype(np.float32)
+    map_x = np.empty((size, size), np.float32)
+    map_y = np.empty((size, size), np.float32)
+    _sampling_map(np.ascontiguousarray(R_v, dtype=np.float64), float(K[0, 0]), float(K[1, 1]),
+                  float(K[0, 2]), float(K[1, 2]), cam.f.astype(np.float64), cam.c.astype(np.float64),
+                  cam.k.astype(np.float64), cam.p.astype(np.float64), map_x, map_y)
+    return map_x, map_y
+
+
+@njit(cache=True)
+def _sampling_map(R, fx, fy, cx, cy, f, c, k, p, map_x, map_y):
+    for i in range(map_x.shape[0]):
+        vy = (i - cy) / fy
+        for j in range(map_x.shape[1]):
+            vx = (j - cx) / fx
+            # ray in the real camera frame: R_v^T (vx, vy, 1)
+            x = R[0, 0] * vx + R[1, 0] * vy + R[2, 0]
+            y = R[0, 1] * vx + R[1, 1] * vy + R[2, 1]
+            z = R[0, 2] * vx + R[1, 2] * vy + R[2, 2]
+            u, v = x / z, y / z
+            r2 = u * u + v * v
+            g = 1 + k[0] * r2 + k[1] * r2 * r2 + k[2] * r2 * r2 * r2 + p[0] * u + p[1] * v
+            map_x[i, j] = f[0] * (u * g + p[0] * r2) + c[0]
+            map_y[i, j] = f[1] * (v * g + p[1] * r2) + c[1]

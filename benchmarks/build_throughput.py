@@ -1,0 +1,136 @@
+"""Build throughput: frames/s of `h36m-prep build` next to frames/s of only decoding the same
+videos with the same number of processes, measured in one run. Also the store's codec choice:
+write and random-read cost and size of the image chunks per codec.
+
+    python benchmarks/build_throughput.py [--raw RAW] [--subjects S1,S9] [--workers 2]
+
+Without --raw it writes a synthetic dataset first (not timed). Prints a table, writes JSON to
+benchmarks/results/build_throughput.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec, BloscShuffle
+
+from h36m_prep.build import BuildConfig, build
+from h36m_prep.raw import discover
+from h36m_prep.synth.dataset import SynthConfig, write_dataset
+
+
+def _decode(path: str) -> int:
+    cap = cv2.VideoCapture(path)
+    n = 0
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # the build converts every frame too
+        n += 1
+    cap.release()
+    return n
+
+
+def decode_only(videos: list[str], workers: int) -> tuple[int, float]:
+    t = time.perf_counter()
+    with ProcessPoolExecutor(workers) as pool:
+        n = sum(pool.map(_decode, videos))
+    return n, time.perf_counter() - t
+
+
+def codecs(store: Path, frames: int = 200) -> list[dict]:
+    """Image chunks (1, S, S, 3) of a real build under each codec: write, random read, size."""
+    src = zarr.open_group(str(store), mode="r")["images"]
+    imgs = src[:frames]
+    rows = []
+    options = {
+        "none": None,
+        "blosc-lz4-shuffle": BloscCodec(cname="lz4", clevel=5, shuffle=BloscShuffle.shuffle),
+        "blosc-zstd1-shuffle": BloscCodec(cname="zstd", clevel=1, shuffle=BloscShuffle.shuffle),
+        "blosc-zstd3-bitshuffle": BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.bitshuffle),
+    }
+    rng = np.random.default_rng(0)
+    for name, codec in options.items():
+        for chunk in (1, 4):
+            path = Path(tempfile.mkdtemp()) / "c.zarr"
+            a = zarr.open_group(str(path), mode="w").create_array(
+                "images", shape=imgs.shape, chunks=(chunk, *imgs.shape[1:]), dtype="uint8",
+                compressors=[codec] if codec else None)
+            t = time.perf_counter()
+            for i in range(0, frames, 25):
+                a[i:i + 25] = imgs[i:i + 25]
+            write = (time.perf_counter() - t) / frames
+            a = zarr.open_group(str(path), mode="r")["images"]
+            picks = rng.integers(0, frames, 300)
+            t = time.perf_counter()
+            for i in picks:
+                a[int(i)]
+            read = (time.perf_counter() - t) / len(picks)
+            size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+            rows.append({"codec": name, "frames_per_chunk": chunk, "write_ms": write * 1e3,
+                         "random_read_ms": read * 1e3, "bytes_per_frame": size / frames,
+                         "ratio": imgs[0].nbytes * frames / size})
+            shutil.rmtree(path.parent)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--raw", default=None)
+    ap.add_argument("--subjects", default="S1,S9")
+    ap.add_argument("--workers", type=int, default=os.cpu_count())
+    ap.add_argument("--out", default="benchmarks/results/build_throughput.json")
+    args = ap.parse_args()
+    subjects = tuple(args.subjects.split(","))
+    work = Path(tempfile.mkdtemp(prefix="build_bench_"))
+    raw = Path(args.raw) if args.raw else work / "raw"
+    synth_cfg = SynthConfig(subjects=subjects)
+    if not args.raw:
+        print(f"writing synthetic data ({', '.join(subjects)}) to {raw} (not timed)")
+        write_dataset(raw, synth_cfg, workers=args.workers, progress=False)
+    videos = [str(p) for s in discover(raw, subjects) for p in s.videos.values()]
+    _decode(videos[0])  # warm the codec and the page cache
+    n_dec, t_dec = decode_only(videos, args.workers)
+    t = time.perf_counter()
+    report = build(raw, work / "store.zarr", BuildConfig(subjects=subjects), workers=args.workers, progress=False)
+    t_build = time.perf_counter() - t
+    n_build = report["frames_written"]
+    result = {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "workers": args.workers, "subjects": list(subjects),
+        "video_size": list(cv2.VideoCapture(videos[0]).read()[1].shape[:2]),
+        "decode_only": {"frames": n_dec, "seconds": t_dec, "fps": n_dec / t_dec},
+        "build": {"frames": n_build, "seconds": t_build, "fps": n_build / t_build,
+                  "store_bytes": report["bytes"], "stage_seconds": report["stage_seconds"]},
+        "ratio_build_over_decode": (n_build / t_build) / (n_dec / t_dec),
+        "codecs": codecs(work / "store.zarr"),
+    }
+    print(f"\n{'stage':<14}{'frames':>8}{'seconds':>10}{'frames/s':>10}")
+    print(f"{'decode only':<14}{n_dec:>8}{t_dec:>10.1f}{n_dec / t_dec:>10.1f}")
+    print(f"{'build':<14}{n_build:>8}{t_build:>10.1f}{n_build / t_build:>10.1f}")
+    print("build stages (s): " + ", ".join(f"{k} {v}" for k, v in report["stage_seconds"].items()))
+    print(f"ratio build / decode-only: {result['ratio_build_over_decode']:.2f} "
+          f"({args.workers} workers, {result['video_size'][1]}x{result['video_size'][0]} video)")
+    print(f"\n{'codec':<24}{'frames/chunk':>13}{'write ms':>10}{'read ms':>9}{'KB/frame':>10}{'ratio':>7}")
+    for r in result["codecs"]:
+        print(f"{r['codec']:<24}{r['frames_per_chunk']:>13}{r['write_ms']:>10.2f}{r['random_read_ms']:>9.3f}"
+              f"{r['bytes_per_frame'] / 1e3:>10.1f}{r['ratio']:>7.2f}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(f"\nwrote {args.out}")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
