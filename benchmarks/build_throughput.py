@@ -2,7 +2,7 @@
 videos with the same number of processes, measured in one run. Also the store's codec choice:
 write and random-read cost and size of the image chunks per codec.
 
-    python benchmarks/build_throughput.py [--raw RAW] [--subjects S1,S9] [--workers 2]
+    python benchmarks/build_throughput.py [--raw RAW] [--subjects S1,S9] [--workers 2] [--scale 0.5]
 
 Without --raw it writes a synthetic dataset first (not timed). Prints a table, writes JSON to
 benchmarks/results/build_throughput.json.
@@ -90,12 +90,13 @@ def main() -> None:
     ap.add_argument("--raw", default=None)
     ap.add_argument("--subjects", default="S1,S9")
     ap.add_argument("--workers", type=int, default=os.cpu_count())
+    ap.add_argument("--scale", type=float, default=0.5, help="synthetic video resolution (1.0: 1000 px)")
     ap.add_argument("--out", default="benchmarks/results/build_throughput.json")
     args = ap.parse_args()
     subjects = tuple(args.subjects.split(","))
     work = Path(tempfile.mkdtemp(prefix="build_bench_"))
     raw = Path(args.raw) if args.raw else work / "raw"
-    synth_cfg = SynthConfig(subjects=subjects)
+    synth_cfg = SynthConfig(subjects=subjects, scale=args.scale)
     if not args.raw:
         print(f"writing synthetic data ({', '.join(subjects)}) to {raw} (not timed)")
         write_dataset(raw, synth_cfg, workers=args.workers, progress=False)

@@ -16,10 +16,12 @@ from .geometry import Camera, project
 from .raw import RawDataError
 
 
-def sample_frames(videos: list[tuple[Path, int]], samples: int) -> list[tuple[int, int, np.ndarray]]:
+def sample_frames(videos: list[tuple[Path, int]], samples: int,
+                  skip_bad: bool = False) -> list[tuple[int, int, np.ndarray]]:
     """Decode `samples` frames spread evenly over the concatenation of (video, usable frames).
 
-    -> [(video index, frame t, RGB frame [H, W, 3] uint8)].
+    -> [(video index, frame t, RGB frame [H, W, 3] uint8)]. With skip_bad a video that fails
+    to decode gives no samples (the build skips its sequence when it gets there).
     """
     total = sum(n for _, n in videos)
     picks = np.unique(np.linspace(0, total - 1, min(samples, total)).round().astype(int))
@@ -30,16 +32,24 @@ def sample_frames(videos: list[tuple[Path, int]], samples: int) -> list[tuple[in
         if not len(local):
             continue
         cap = cv2.VideoCapture(str(path))
+        got = []
         try:
             for t in local:
                 cap.set(cv2.CAP_PROP_POS_FRAMES, int(t))
                 ok, bgr = cap.read()
                 if not ok:
+                    if skip_bad:
+                        got = []
+                        break
                     raise RawDataError(f"{path}: cannot decode frame {t} (truncated?); replace the "
                                        "file or skip the sequence with --skip-bad")
-                out.append((v, int(t), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+                got.append((v, int(t), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
         finally:
             cap.release()
+        out += got
+    if not out:
+        raise RawDataError(f"{videos[0][0].parent}: no frame of this view could be decoded for the "
+                           "median background; replace the videos")
     return out
 
 

@@ -103,12 +103,13 @@ def _tick(n: int) -> None:
             _counter.value += n
 
 
-def _median_job(videos: list[tuple[str, str, int]], cam_json: dict, cam_id: str, samples: int) -> np.ndarray:
+def _median_job(videos: list[tuple[str, str, int]], cam_json: dict, cam_id: str, samples: int,
+                skip_bad: bool) -> np.ndarray:
     """Median background of one view. videos: [(mp4, pose file, usable frames)]."""
     from .geometry import camera_from_json
 
     cam = camera_from_json(cam_id, cam_json)
-    picked = sample_frames([(Path(v), n) for v, _, n in videos], samples)
+    picked = sample_frames([(Path(v), n) for v, _, n in videos], samples, skip_bad)
     poses = {v: joints17(read_poses(videos[v][1])) for v in {v for v, _, _ in picked}}
     person = [person_region(poses[v][t].astype(np.float64), cam) for v, t, _ in picked]
     return median_background([f for _, _, f in picked], person)
@@ -169,7 +170,7 @@ def build(raw: str | Path, out: str | Path, cfg: BuildConfig = BuildConfig(), wo
         "sequences": sequences, "units": units, "skipped": skipped,
     }
     views = _views(sequences, units)
-    if (out / "zarr.json").exists():
+    if S.is_started(out):
         g = S.open_store(out, mode="r+")
         same = {k: g.attrs.get(k) for k in ("build", "sequences", "units")}
         if same != {k: attrs[k] for k in same}:
@@ -177,7 +178,7 @@ def build(raw: str | Path, out: str | Path, cfg: BuildConfig = BuildConfig(), wo
                                "or delete it to rebuild")
         if g.attrs.get("complete"):
             return summary(g, out, time.perf_counter() - t0, 0)
-    else:
+    else:  # new, or killed while its arrays were being created
         g = S.create(out, units[-1]["start"] + units[-1]["length"], cfg.crop_size,
                      cfg.bg_crops * len(views), len(units), attrs)
     status = g["unit_status"][:]
@@ -201,7 +202,7 @@ def build(raw: str | Path, out: str | Path, cfg: BuildConfig = BuildConfig(), wo
             todo = [v for v in views if f"medians/{v[0]}/{v[1]}" not in g or
                     g[f"medians/{v[0]}/{v[1]}"].nchunks_initialized == 0]
             bar.set_postfix_str(f"median backgrounds ({len(todo)} views)")
-            margs = {v: (by_key[v], cams[v[0]][v[1]].to_json(), v[1], cfg.bg_samples) for v in todo}
+            margs = {v: (by_key[v], cams[v[0]][v[1]].to_json(), v[1], cfg.bg_samples, cfg.skip_bad) for v in todo}
             jobs = {v: (pool.submit(_median_job, *margs[v]) if pool else None) for v in todo}
             for (subject, cam_id), fut in jobs.items():
                 med = fut.result() if fut else _median_job(*margs[(subject, cam_id)])

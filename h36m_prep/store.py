@@ -67,8 +67,14 @@ def per_frame_arrays(n: int, size: int) -> dict[str, tuple[tuple, tuple, str, li
 
 
 def create(path: str | Path, n: int, size: int, n_backgrounds: int, n_units: int, attrs: dict) -> zarr.Group:
-    """A new, empty store with every array allocated and the attributes written."""
-    g = zarr.open_group(str(path), mode="w", zarr_format=3)
+    """A new, empty store with every array allocated and the attributes written.
+
+    Refuses to replace a folder that holds anything but an unfinished creation of a store.
+    """
+    path = Path(path)
+    if path.exists() and any(path.iterdir()) and not _ours(path):
+        raise StoreError(f"{path}: exists and is not an h36m-prep store; choose a new path")
+    g = zarr.open_group(str(path), mode="w", zarr_format=3, attributes={"h36m_prep_store": True})
     for name, (shape, chunks, dtype, comp) in per_frame_arrays(n, size).items():
         g.create_array(name, shape=shape, chunks=chunks, dtype=dtype, compressors=comp, fill_value=0)
     g.create_array("backgrounds", shape=(n_backgrounds, size, size, 3), chunks=(1, size, size, 3),
@@ -79,6 +85,20 @@ def create(path: str | Path, n: int, size: int, n_backgrounds: int, n_units: int
     g.create_group("medians")
     g.attrs.update({**attrs, "format_version": FORMAT_VERSION, "complete": False})
     return g
+
+
+def _ours(path: Path) -> bool:
+    try:
+        return bool(zarr.open_group(str(path), mode="r").attrs.get("h36m_prep_store"))
+    except Exception:  # not a Zarr group at all
+        return False
+
+
+def is_started(path: str | Path) -> bool:
+    """A store whose creation finished (every array allocated): a build can resume into it."""
+    path = Path(path)
+    return (path / "zarr.json").exists() and _ours(path) and \
+        "format_version" in zarr.open_group(str(path), mode="r").attrs
 
 
 def open_store(path: str | Path, mode: str = "r") -> zarr.Group:

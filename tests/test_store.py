@@ -170,3 +170,21 @@ def test_another_build_into_the_same_store_is_refused(small_store, small_raw, sm
         build(small_raw, small_store, other, workers=1, progress=False)
     # the same build again finds it complete and writes nothing
     assert build(small_raw, small_store, small_build_cfg, workers=1, progress=False)["frames_written"] == 0
+
+
+def test_build_never_replaces_a_folder_that_is_not_a_store(small_raw, small_build_cfg, tmp_path):
+    precious = tmp_path / "notes"
+    precious.mkdir()
+    (precious / "thesis.txt").write_text("do not delete")
+    with pytest.raises(S.StoreError, match="not an h36m-prep store"):
+        build(small_raw, precious, small_build_cfg, workers=1, progress=False)
+    assert (precious / "thesis.txt").read_text() == "do not delete"
+
+
+def test_a_build_killed_while_creating_the_store_starts_over(small_raw, small_build_cfg, tmp_path):
+    out = tmp_path / "half.zarr"
+    zarr.open_group(str(out), mode="w", attributes={"h36m_prep_store": True}).create_array(
+        "images", shape=(3,), dtype="uint8")  # creation interrupted: no attributes, few arrays
+    cfg = BuildConfig(**{**small_build_cfg.__dict__, "subjects": ("S1",)})
+    r = build(small_raw, out, cfg, workers=1, progress=False)
+    assert r["units_done"] == 8 and verify(out) == []
