@@ -1,0 +1,8 @@
+"""Pair loading for multi-view synchronization learning: frame index, numba sampler, DALI
+pipeline (and a torch reference backend), loaders."""
+from .index import FrameIndex, load_index
+from .loader import PairLoader
+from .sampler import KEPT, REMOVED, SUBSTITUTED, PairSampler, Plan, SamplerConfig
+
+__all__ = ["FrameIndex", "load_index", "PairLoader", "PairSampler", "Plan", "SamplerConfig",
+           "KEPT", "REMOVED", "SUBSTITUTED"]

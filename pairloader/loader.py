@@ -1,0 +1,117 @@
+"""Loaders: `PairLoader` for the Siamese pretext task.
+
+A batch of `batch_size` anchors holds P = 3 * batch_size pairs (synchronized, unsynchronized,
+flipped per anchor; see `sampler`). Every batch is a pure function of (store, seed, step, rank,
+world_size, sampler config): a loader started at step k yields the same batch k as one that
+ran from 0, with any backend and any number of workers (pixels equal up to interpolation
+rounding between backends).
+"""
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .fetch import StoreReader, fetch_image
+from .index import load_index
+from .reference import compose
+from .sampler import PairSampler, Plan, SamplerConfig
+
+
+def dali_available() -> bool:
+    try:
+        import nvidia.dali  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def plan_tensors(plan: Plan, step: int) -> dict:
+    """The labels and bookkeeping of a batch, as torch tensors."""
+    return {
+        "sync_label": torch.from_numpy(plan.sync_label.astype(np.int64)),
+        "flip_label": torch.from_numpy(plan.flip_label.astype(np.int64)),
+        "row1": torch.from_numpy(plan.rows[:, 0].copy()), "row2": torch.from_numpy(plan.rows[:, 1].copy()),
+        "mirrored1": torch.from_numpy(plan.mirrored[:, 0].copy()),
+        "mirrored2": torch.from_numpy(plan.mirrored[:, 1].copy()),
+        "step": step,
+    }
+
+
+class _TorchBatches(torch.utils.data.Dataset):
+    """Map-style dataset: item `step` is the whole batch of that step (reference backend)."""
+
+    def __init__(self, reader: StoreReader, sampler: PairSampler, seed: int, rank: int, world_size: int):
+        self.reader, self.sampler = reader, sampler
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+
+    def __getitem__(self, step: int) -> dict:
+        plan = self.sampler.plan(self.seed, step, self.rank, self.world_size)
+        out_size = self.sampler.cfg.out_size
+        images = [compose(*fetch_image(self.reader, plan.rows[p, s], plan.bg_mode[p, s], plan.bg_index[p, s]),
+                          plan.affine[p, s], out_size)
+                  for p in range(len(plan.rows)) for s in range(2)]
+        x = torch.stack(images)
+        return {"x1": x[0::2], "x2": x[1::2], **plan_tensors(plan, step)}
+
+
+class PairLoader:
+    """Pair batches from a store: dicts with x1, x2 float32 [P, 3, O, O] (normalized),
+    sync_label, flip_label [P] (1, 0, -1: not trained), row1, row2 [P] (store rows),
+    mirrored1, mirrored2 [P] bool, and step.
+
+    backend: 'dali' (the DALI pipeline, GPU when device_id is given), 'torch' (the reference),
+    or 'auto' (DALI when installed). steps: how many batches (None: endless).
+    """
+
+    def __init__(self, store: str | Path, batch_size: int = 16, seed: int = 0, backend: str = "auto",
+                 workers: int = 2, start_step: int = 0, steps: int | None = None, rank: int = 0,
+                 world_size: int = 1, sampler: SamplerConfig | None = None, threads: int = 2,
+                 device_id: int | None = None):
+        if backend == "auto":
+            backend = "dali" if dali_available() else "torch"
+        if backend not in ("dali", "torch"):
+            raise ValueError(f"backend {backend!r}: choose 'dali', 'torch' or 'auto'")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world_size {world_size}")
+        cfg = sampler or SamplerConfig()
+        cfg = SamplerConfig(**{**cfg.__dict__, "batch": batch_size})
+        self.sampler = PairSampler(load_index(store, "train"), cfg)
+        self.reader = StoreReader(store)
+        self.backend, self.seed, self.workers, self.threads = backend, seed, workers, threads
+        self.start_step, self.steps, self.rank, self.world_size = start_step, steps, rank, world_size
+        self.device_id = device_id
+
+    def plan(self, step: int) -> Plan:
+        return self.sampler.plan(self.seed, step, self.rank, self.world_size)
+
+    def __iter__(self):
+        return self._dali() if self.backend == "dali" else self._torch()
+
+    def _steps(self):
+        stop = None if self.steps is None else self.start_step + self.steps
+        return itertools.count(self.start_step) if stop is None else range(self.start_step, stop)
+
+    def _torch(self):
+        ds = _TorchBatches(self.reader, self.sampler, self.seed, self.rank, self.world_size)
+        dl = torch.utils.data.DataLoader(ds, batch_size=None, sampler=self._steps(), num_workers=self.workers,
+                                         prefetch_factor=2 if self.workers else None,
+                                         persistent_workers=False)
+        yield from dl
+
+    def _dali(self):
+        from .pipeline import PlanSource, build_pipeline, to_torch
+
+        source = PlanSource(self.reader, self.sampler, self.seed, self.start_step, self.steps,
+                            self.rank, self.world_size)
+        pipe = build_pipeline(source, 2 * 3 * self.sampler.cfg.batch, self.sampler.cfg.out_size,
+                              self.workers, self.threads, self.device_id)
+        try:
+            for step in self._steps():
+                (x,) = pipe.run()
+                x = to_torch(x, self.device_id is not None)
+                yield {"x1": x[0::2], "x2": x[1::2], **plan_tensors(self.plan(step), step)}
+        finally:
+            del pipe

@@ -1,0 +1,82 @@
+"""The NVIDIA DALI pipeline: a plan + the store's arrays -> normalized NCHW tensors.
+
+A parallel external source (worker processes, sample mode) reads each image of a plan from the
+store; DALI composites foreground and background, warps (crop jitter, scale, rotation and the
+mirror, all in one affine), and normalizes. On the GPU when `device_id` is a GPU, on the CPU
+with `device_id=None`. The source is a pure function of (seed, step, sample index), so the
+batch of a step is the same whatever the number of workers.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .fetch import MEAN, STD, StoreReader, dali_matrix, fetch_image
+from .sampler import PairSampler
+
+
+class PlanSource:
+    """Sample k of iteration i: image k (pair k // 2, side k % 2) of the plan of step
+    start_step + i. Picklable, for DALI's worker processes."""
+
+    def __init__(self, reader: StoreReader, sampler: PairSampler, seed: int, start_step: int,
+                 steps: int | None, rank: int, world_size: int):
+        self.reader, self.sampler = reader, sampler
+        self.seed, self.start_step, self.steps = seed, start_step, steps
+        self.rank, self.world_size = rank, world_size
+        self._plan = (None, None)
+
+    def plan(self, step: int):
+        if self._plan[0] != step:
+            self._plan = (step, self.sampler.plan(self.seed, step, self.rank, self.world_size))
+        return self._plan[1]
+
+    def __call__(self, info):
+        if self.steps is not None and info.iteration >= self.steps:
+            raise StopIteration
+        plan = self.plan(self.start_step + info.iteration)
+        pair, side = divmod(info.idx_in_batch, 2)
+        image, weight, behind = fetch_image(self.reader, plan.rows[pair, side], plan.bg_mode[pair, side],
+                                            plan.bg_index[pair, side])
+        return image, weight, behind, dali_matrix(plan.affine[pair, side])
+
+
+def build_pipeline(source: PlanSource, images_per_batch: int, out_size: int, workers: int,
+                   threads: int, device_id: int | None):
+    """A built DALI pipeline whose run() returns one TensorList [2P, 3, O, O] float32."""
+    from nvidia.dali import fn, pipeline_def, types
+
+    gpu = device_id is not None
+
+    @pipeline_def(batch_size=images_per_batch, num_threads=threads, device_id=device_id,
+                  py_num_workers=max(1, workers), py_start_method="spawn", prefetch_queue_depth=2)
+    def pairs():
+        image, weight, behind, matrix = fn.external_source(
+            source=source, num_outputs=4, batch=False, parallel=True,
+            layout=["HWC", "HWC", "HWC", ""],
+            dtype=[types.UINT8, types.UINT8, types.UINT8, types.FLOAT])
+        if gpu:
+            image, weight, behind = image.gpu(), weight.gpu(), behind.gpu()
+        w = fn.cast(weight, dtype=types.FLOAT)
+        comp = fn.cast(image, dtype=types.FLOAT) * w + fn.cast(behind, dtype=types.FLOAT) * (1.0 - w)
+        warped = fn.warp_affine(comp, matrix=matrix, size=(out_size, out_size), inverse_map=True,
+                                interp_type=types.INTERP_LINEAR, fill_value=0.0)
+        return fn.crop_mirror_normalize(warped, mean=list(MEAN), std=list(STD), output_layout="CHW",
+                                        dtype=types.FLOAT)
+
+    pipe = pairs()
+    pipe.build()
+    return pipe
+
+
+def to_torch(tensor_list, gpu: bool):
+    """A DALI TensorList [2P, 3, O, O] -> a torch tensor (on the pipeline's device)."""
+    import torch
+
+    if not gpu:
+        return torch.from_numpy(np.array(tensor_list.as_tensor()))
+    from nvidia.dali.plugin.pytorch import feed_ndarray
+
+    t = tensor_list.as_tensor()
+    out = torch.empty(t.shape(), dtype=torch.float32, device="cuda")
+    feed_ndarray(t, out)
+    return out

@@ -1,0 +1,187 @@
+"""The pair loader: the paper's pair definitions, exact reproducibility, rank sharding, and
+agreement between the DALI pipeline and the torch reference."""
+import numpy as np
+import pytest
+import torch
+
+from pairloader import PairLoader, PairSampler, SamplerConfig, load_index
+from pairloader.loader import dali_available
+from pairloader.sampler import KEPT, REMOVED, SUBSTITUTED
+
+CFG = SamplerConfig(batch=8, out_size=80, shift=6.0, d_min=4, d_max=20)
+
+
+@pytest.fixture(scope="module")
+def index(small_store):
+    return load_index(small_store)
+
+
+@pytest.fixture(scope="module")
+def sampler(index):
+    return PairSampler(index, CFG)
+
+
+def _plans(sampler, steps=range(12), seed=0):
+    return [sampler.plan(seed, s) for s in steps]
+
+
+def test_anchors_are_moving_train_frames(small_store, index):
+    import zarr
+
+    g = zarr.open_group(str(small_store), mode="r")
+    assert len(index.anchors) > 0
+    assert (g["split"][:][index.anchors] == 0).all() and g["moving"][:][index.anchors].all()
+
+
+def test_synchronized_pairs_share_sequence_and_frame_and_differ_in_camera(sampler, index):
+    for plan in _plans(sampler):
+        sync = plan.sync_label == 1
+        for k in (0, 2):  # synchronized and flipped pairs are both synchronized in time
+            r1, r2 = plan.rows[k::3, 0], plan.rows[k::3, 1]
+            assert (index.row_seq[r1] == index.row_seq[r2]).all()
+            assert (index.row_t[r1] == index.row_t[r2]).all()
+            assert (index.row_cam[r1] != index.row_cam[r2]).all()
+        assert sync.sum() == CFG.batch
+
+
+def test_unsynchronized_pairs_are_between_d_min_and_d_max_apart(sampler, index):
+    dts = []
+    for plan in _plans(sampler, range(40)):
+        un = plan.sync_label == 0
+        r1, r2 = plan.rows[un, 0], plan.rows[un, 1]
+        assert (index.row_seq[r1] == index.row_seq[r2]).all()
+        assert (index.row_cam[r1] != index.row_cam[r2]).all()
+        dt = np.abs(index.row_t[r2] - index.row_t[r1])
+        assert ((CFG.d_min < dt) & (dt < CFG.d_max)).all()
+        dts += list(index.row_t[r2] - index.row_t[r1])
+    dts = np.array(dts)
+    assert (dts > 0).any() and (dts < 0).any()  # both directions in time
+    assert len(np.unique(np.abs(dts))) >= 10  # spread over the allowed range
+
+
+def test_labels_follow_loss_1_and_flip_labels_agree_with_mirroring(sampler):
+    for plan in _plans(sampler):
+        np.testing.assert_array_equal(plan.sync_label, np.tile([1, 0, -1], CFG.batch))
+        np.testing.assert_array_equal(plan.flip_label, np.tile([0, -1, 1], CFG.batch))
+        trained = plan.flip_label >= 0
+        np.testing.assert_array_equal(plan.flip_label[trained],
+                                      (plan.mirrored[trained, 0] != plan.mirrored[trained, 1]).astype(np.int8))
+        # unsynchronized pairs are mirrored consistently too
+        assert (plan.mirrored[1::3, 0] == plan.mirrored[1::3, 1]).all()
+    mirrored = np.concatenate([p.mirrored[0::3, 0] for p in _plans(sampler, range(40))])
+    assert 0.3 < mirrored.mean() < 0.7  # the random flip of the whole pair
+
+
+def test_background_modes_follow_the_mix(sampler, index):
+    modes, idx = [], []
+    for plan in _plans(sampler, range(40)):
+        modes.append(plan.bg_mode.ravel())
+        idx.append(plan.bg_index.ravel())
+    modes, idx = np.concatenate(modes), np.concatenate(idx)
+    assert not (modes == KEPT).any()  # the paper's 50:50 removed:substituted
+    assert 0.4 < (modes == REMOVED).mean() < 0.6
+    sub = modes == SUBSTITUTED
+    assert (idx[sub] >= 0).all() and (idx[sub] < len(index.bg_subject)).all() and (idx[~sub] == -1).all()
+    assert len(np.unique(index.bg_camera[idx[sub]])) == 4  # backgrounds of every view
+
+
+def test_same_seed_and_step_same_plan_other_seed_other_plan(sampler):
+    a, b = sampler.plan(7, 123), sampler.plan(7, 123)
+    for f in a.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+    assert not np.array_equal(a.rows, sampler.plan(8, 123).rows)
+    assert not np.array_equal(a.rows, sampler.plan(7, 124).rows)
+
+
+def test_ranks_draw_disjoint_anchors(sampler):
+    world = 4
+    steps_per_epoch = len(sampler.anchors) // (world * CFG.batch)
+    seen = []
+    for step in range(steps_per_epoch):
+        for rank in range(world):
+            seen.append(sampler.plan(0, step, rank, world).rows[0::3, 0])
+    seen = np.concatenate(seen)
+    assert len(np.unique(seen)) == len(seen)  # within an epoch no anchor is drawn twice
+
+
+def test_single_view_ablation_pairs_one_camera(index):
+    s = PairSampler(index, SamplerConfig(**{**CFG.__dict__, "single_view": True, "rotation": 15.0}))
+    plan = s.plan(0, 0)
+    assert (index.row_cam[plan.rows[:, 0]] == index.row_cam[plan.rows[:, 1]]).all()
+    sync = plan.rows[0::3]
+    assert (sync[:, 0] == sync[:, 1]).all()  # the same frame, told apart only by augmentation
+    assert not np.allclose(plan.affine[0::3, 0], plan.affine[0::3, 1])
+
+
+def _batches(store, **kw):
+    args = dict(batch_size=4, seed=5, backend="torch", workers=0, steps=3, sampler=CFG)
+    return list(PairLoader(store, **{**args, **kw}))
+
+
+def _same(a, b):
+    for k in a:
+        if torch.is_tensor(a[k]):
+            assert torch.equal(a[k], b[k]), k
+        else:
+            assert a[k] == b[k]
+
+
+def test_loader_is_bitwise_reproducible_across_runs_and_worker_counts(small_store):
+    a, b, c = _batches(small_store), _batches(small_store), _batches(small_store, workers=2)
+    for x, y, z in zip(a, b, c):
+        _same(x, y)
+        _same(x, z)
+    assert a[0]["x1"].shape == (12, 3, 80, 80) and a[0]["x1"].dtype == torch.float32
+    assert not torch.equal(a[0]["x1"], a[1]["x1"])
+
+
+def test_a_restarted_loader_yields_the_same_batch(small_store):
+    full = _batches(small_store, steps=5)
+    resumed = _batches(small_store, start_step=3, steps=2)
+    _same(full[3], resumed[0])
+    _same(full[4], resumed[1])
+
+
+def test_batch_carries_its_plan_and_mirroring_flips_the_image(small_store):
+    from pairloader.fetch import MEAN, StoreReader, fetch_image
+    from pairloader.reference import compose
+    from pairloader.sampler import _affine
+
+    batch = _batches(small_store, steps=1)[0]
+    plan = PairLoader(small_store, batch_size=4, seed=5, backend="torch", sampler=CFG).plan(0)
+    np.testing.assert_array_equal(batch["row1"].numpy(), plan.rows[:, 0])
+    np.testing.assert_array_equal(batch["mirrored2"].numpy(), plan.mirrored[:, 1])
+    image, weight, behind = fetch_image(StoreReader(small_store), plan.rows[0, 0], SUBSTITUTED, 3)
+    a, m = np.zeros((2, 3)), np.zeros((2, 3))
+    _affine(a, 0.3, 0.6, 0.4, 0.5, False, 96, 80, 0.9, 1.1, 6.0, 0.0)
+    _affine(m, 0.3, 0.6, 0.4, 0.5, True, 96, 80, 0.9, 1.1, 6.0, 0.0)
+    plain, mirrored = compose(image, weight, behind, a, 80), compose(image, weight, behind, m, 80)
+    torch.testing.assert_close(torch.flip(plain, [-1]), mirrored, atol=1e-4, rtol=0)
+    # a removed background is filled with the normalisation mean: it normalises to zero
+    flat = np.broadcast_to(np.round(MEAN).astype(np.uint8), image.shape)
+    removed = compose(image, np.zeros_like(weight), flat, a, 80)
+    assert removed[:, 10:-10, 10:-10].abs().max() < 0.01
+
+
+@pytest.mark.skipif(not dali_available(), reason="nvidia-dali not installed")
+def test_dali_cpu_pipeline_agrees_with_the_torch_reference(small_store):
+    ref = _batches(small_store, steps=2)
+    dali = _batches(small_store, steps=2, backend="dali", workers=2)
+    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    for r, d in zip(ref, dali):
+        for k in ("sync_label", "flip_label", "row1", "row2", "mirrored1", "mirrored2"):
+            assert torch.equal(r[k], d[k]), k
+        for x in ("x1", "x2"):
+            diff = ((r[x] - d[x]).abs() * std).mean()  # in units of the 0..1 pixel range
+            assert diff < 2 / 255, diff
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not (dali_available() and torch.cuda.is_available()), reason="needs a CUDA GPU and DALI")
+def test_dali_gpu_pipeline_agrees_with_the_torch_reference(small_store):
+    ref = _batches(small_store, steps=1)
+    gpu = _batches(small_store, steps=1, backend="dali", workers=2, device_id=0)
+    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    assert gpu[0]["x1"].is_cuda
+    for x in ("x1", "x2"):
+        assert ((ref[0][x] - gpu[0][x].cpu()).abs() * std).mean() < 2 / 255
