@@ -49,12 +49,15 @@ class _TorchBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, step: int) -> dict:
         plan = self.sampler.plan(self.seed, step, self.rank, self.world_size)
-        out_size = self.sampler.cfg.out_size
-        images = [compose(*fetch_image(self.reader, plan.rows[p, s], plan.bg_mode[p, s], plan.bg_index[p, s]),
-                          plan.affine[p, s], out_size)
-                  for p in range(len(plan.rows)) for s in range(2)]
-        x = torch.stack(images)
+        x = render_reference(self.reader, plan, self.sampler.cfg.out_size)
         return {"x1": x[0::2], "x2": x[1::2], **plan_tensors(plan, step)}
+
+
+def render_reference(reader: StoreReader, plan, out_size: int) -> torch.Tensor:
+    """Every image of a plan through the torch reference: [n, 3, O, O] in plan.images() order."""
+    rows, bg_mode, bg_index, affine = plan.images()
+    return torch.stack([compose(*fetch_image(reader, r, m, b), a, out_size)
+                        for r, m, b, a in zip(rows, bg_mode, bg_index, affine)])
 
 
 class PairLoader:

@@ -11,14 +11,14 @@ from __future__ import annotations
 import numpy as np
 
 from .fetch import MEAN, STD, StoreReader, dali_matrix, fetch_image
-from .sampler import PairSampler
 
 
 class PlanSource:
-    """Sample k of iteration i: image k (pair k // 2, side k % 2) of the plan of step
-    start_step + i. Picklable, for DALI's worker processes."""
+    """Sample k of iteration i: image k of the plan of step start_step + i (`plan.images()`).
+    Picklable, for DALI's worker processes. sampler: anything with plan(seed, step, rank,
+    world_size) whose result has images()."""
 
-    def __init__(self, reader: StoreReader, sampler: PairSampler, seed: int, start_step: int,
+    def __init__(self, reader: StoreReader, sampler, seed: int, start_step: int,
                  steps: int | None, rank: int, world_size: int):
         self.reader, self.sampler = reader, sampler
         self.seed, self.start_step, self.steps = seed, start_step, steps
@@ -33,16 +33,15 @@ class PlanSource:
     def __call__(self, info):
         if self.steps is not None and info.iteration >= self.steps:
             raise StopIteration
-        plan = self.plan(self.start_step + info.iteration)
-        pair, side = divmod(info.idx_in_batch, 2)
-        image, weight, behind = fetch_image(self.reader, plan.rows[pair, side], plan.bg_mode[pair, side],
-                                            plan.bg_index[pair, side])
-        return image, weight, behind, dali_matrix(plan.affine[pair, side])
+        rows, bg_mode, bg_index, affine = self.plan(self.start_step + info.iteration).images()
+        k = info.idx_in_batch
+        image, weight, behind = fetch_image(self.reader, rows[k], bg_mode[k], bg_index[k])
+        return image, weight, behind, dali_matrix(affine[k])
 
 
 def build_pipeline(source: PlanSource, images_per_batch: int, out_size: int, workers: int,
                    threads: int, device_id: int | None):
-    """A built DALI pipeline whose run() returns one TensorList [2P, 3, O, O] float32."""
+    """A built DALI pipeline whose run() returns one TensorList [images, 3, O, O] float32."""
     from nvidia.dali import fn, pipeline_def, types
 
     gpu = device_id is not None
@@ -69,7 +68,7 @@ def build_pipeline(source: PlanSource, images_per_batch: int, out_size: int, wor
 
 
 def to_torch(tensor_list, gpu: bool):
-    """A DALI TensorList [2P, 3, O, O] -> a torch tensor (on the pipeline's device)."""
+    """A DALI TensorList [n, 3, O, O] -> a torch tensor (on the pipeline's device)."""
     import torch
 
     if not gpu:

@@ -63,6 +63,12 @@ class Plan:
     bg_mode: np.ndarray
     bg_index: np.ndarray
 
+    def images(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Flat per-image view (image 2k is x1 of pair k, 2k + 1 its x2): rows, bg_mode,
+        bg_index, affine [2P, 2, 3]."""
+        return (self.rows.reshape(-1), self.bg_mode.reshape(-1), self.bg_index.reshape(-1),
+                self.affine.reshape(-1, 2, 3))
+
 
 @njit(cache=True)
 def _mix(x):

@@ -1,0 +1,164 @@
+"""`PoseLoader`: images with standardized 3D pose targets, for fine-tuning and evaluation.
+
+The image is the whole store crop resized to the output size, background kept. Targets are the
+16 non-root joints of `pose3d` (mm, virtual-camera frame, root at zero), standardized per joint
+and axis by the mean and standard deviation of the training set (paper, section 3.4). A random
+horizontal flip mirrors the image and the pose together: x negated, left and right swapped.
+The train split visits `moving` frames in a keyed random order per epoch; the test split visits
+every `every`-th frame (frame % every == 0) once, in store order, the last batch padded and
+marked by `valid`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import itertools
+
+import numpy as np
+import torch
+from numba import njit
+
+from h36m_prep import store as S
+from h36m_prep.geometry import mirror_pose
+
+from .fetch import StoreReader
+from .sampler import KEPT, _affine, _key, _permute, _uniform
+
+
+def pose_stats(store: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Per-joint mean and standard deviation [17, 3] (mm) of pose3d over the training rows,
+    mirrored copies included (flip augmentation makes them training targets too)."""
+    g = S.open_store(store)
+    rows = S.done_rows(g) & (g["split"][:] == 0)
+    pose = g["pose3d"][:][rows].astype(np.float64)
+    both = np.concatenate([pose, mirror_pose(pose)])
+    mean, std = both.mean(axis=0), both.std(axis=0)
+    std[0] = 1.0  # the root is fixed at zero
+    return mean, np.maximum(std, 1e-6)
+
+
+@dataclasses.dataclass(frozen=True)
+class PosePlan:
+    """rows [B] store rows; mirrored [B] bool; affine [B, 2, 3]; valid [B] bool."""
+
+    rows: np.ndarray
+    mirrored: np.ndarray
+    affine: np.ndarray
+    valid: np.ndarray
+
+    def images(self):
+        n = len(self.rows)
+        return self.rows, np.full(n, KEPT, np.int8), np.full(n, -1, np.int64), self.affine
+
+
+@njit(cache=True)
+def _plan_poses(seed, rank, world_size, step, batch, rows, shuffle, flip, crop, out_size):
+    out_rows = np.empty(batch, np.int64)
+    mirrored = np.zeros(batch, np.bool_)
+    affine = np.empty((batch, 2, 3), np.float64)
+    valid = np.ones(batch, np.bool_)
+    n = rows.shape[0]
+    scale = crop / out_size  # the whole crop: window factor crop / out_size
+    for i in range(batch):
+        pos = (np.int64(step) * world_size + rank) * batch + i
+        if shuffle:
+            out_rows[i] = rows[_permute(pos % n, n, _key(seed, 0x9053, pos // n))]
+        else:
+            valid[i] = pos < n
+            out_rows[i] = rows[min(pos, n - 1)]
+        if flip:
+            u, _ = _uniform(_key(seed, 0xF11B, pos))
+            mirrored[i] = u < 0.5
+        _affine(affine[i], 0.5, 0.5, 0.5, 0.5, mirrored[i], crop, out_size, scale, scale, 0.0, 0.0)
+    return out_rows, mirrored, affine, valid
+
+
+class PoseSampler:
+    def __init__(self, rows: np.ndarray, batch: int, crop: int, out_size: int, shuffle: bool, flip: bool):
+        self.rows, self.batch, self.crop, self.out_size = rows, batch, crop, out_size
+        self.shuffle, self.flip = shuffle, flip
+
+    def plan(self, seed: int, step: int, rank: int = 0, world_size: int = 1) -> PosePlan:
+        return PosePlan(*_plan_poses(seed, rank, world_size, step, self.batch, self.rows, self.shuffle,
+                                     self.flip, self.crop, self.out_size))
+
+
+class PoseLoader:
+    """Batches: image float32 [B, 3, O, O] (normalized), pose [B, 17, 3] mm (mirrored with the
+    image), target [B, 16, 3] standardized non-root joints, row [B], mirrored [B], valid [B],
+    step. stats: (mean, std) [17, 3]; default pose_stats(store)."""
+
+    def __init__(self, store: str | Path, batch_size: int = 16, seed: int = 0, split: str = "train",
+                 every: int = 1, backend: str = "auto", workers: int = 2, start_step: int = 0,
+                 steps: int | None = None, flip: bool | None = None, out_size: int = 224,
+                 stats: tuple[np.ndarray, np.ndarray] | None = None, rank: int = 0, world_size: int = 1,
+                 threads: int = 2, device_id: int | None = None):
+        from .loader import dali_available
+
+        if split not in ("train", "test"):
+            raise ValueError(f"split {split!r}: choose 'train' or 'test'")
+        g = S.open_store(store)
+        S.require_complete(g, store)
+        ok = S.done_rows(g) & (g["split"][:] == (0 if split == "train" else 1))
+        if split == "train":
+            ok &= g["moving"][:]
+        ok &= g["frame"][:] % every == 0
+        rows = np.flatnonzero(ok).astype(np.int64)
+        if not len(rows):
+            raise ValueError(f"{store}: no {split} rows (every={every})")
+        train = split == "train"
+        self.sampler = PoseSampler(rows, batch_size, int(g.attrs["crop_size"]), out_size, train,
+                                   train if flip is None else flip)
+        self.pose3d = g["pose3d"]
+        self.mean, self.std = stats if stats is not None else pose_stats(store)
+        if steps is None and not train:
+            steps = -(-len(rows) // (batch_size * world_size)) - start_step  # one pass
+        self.reader = StoreReader(store)
+        self.backend = backend if backend != "auto" else ("dali" if dali_available() else "torch")
+        self.seed, self.workers, self.threads, self.device_id = seed, workers, threads, device_id
+        self.start_step, self.steps, self.rank, self.world_size = start_step, steps, rank, world_size
+
+    def __len__(self) -> int:
+        if self.steps is None:
+            raise TypeError("an endless loader has no length")
+        return self.steps
+
+    def targets(self, plan: PosePlan, step: int) -> dict:
+        unique, inverse = np.unique(plan.rows, return_inverse=True)
+        pose = self.pose3d.get_orthogonal_selection((unique,))[inverse].astype(np.float64)
+        pose[plan.mirrored] = mirror_pose(pose[plan.mirrored])
+        target = (pose - self.mean) / self.std
+        return {"pose": torch.from_numpy(pose.astype(np.float32)),
+                "target": torch.from_numpy(target[:, 1:].astype(np.float32)),
+                "row": torch.from_numpy(plan.rows.copy()), "mirrored": torch.from_numpy(plan.mirrored.copy()),
+                "valid": torch.from_numpy(plan.valid.copy()), "step": step}
+
+    def __iter__(self):
+        from .loader import render_reference
+
+        stop = None if self.steps is None else self.start_step + self.steps
+        steps = range(self.start_step, stop) if stop is not None else itertools.count(self.start_step)
+        if self.backend == "torch":
+            for step in steps:
+                plan = self.sampler.plan(self.seed, step, self.rank, self.world_size)
+                yield {"image": render_reference(self.reader, plan, self.sampler.out_size), **self.targets(plan, step)}
+            return
+        from .pipeline import PlanSource, build_pipeline, to_torch
+
+        source = PlanSource(self.reader, self.sampler, self.seed, self.start_step, self.steps, self.rank,
+                            self.world_size)
+        pipe = build_pipeline(source, self.sampler.batch, self.sampler.out_size, self.workers, self.threads,
+                              self.device_id)
+        for step in steps:
+            (x,) = pipe.run()
+            plan = self.sampler.plan(self.seed, step, self.rank, self.world_size)
+            yield {"image": to_torch(x, self.device_id is not None), **self.targets(plan, step)}
+
+
+def unstandardize(target: torch.Tensor, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
+    """[B, 16, 3] standardized -> [B, 17, 3] mm with the root at zero."""
+    m = torch.as_tensor(mean[1:], dtype=target.dtype, device=target.device)
+    s = torch.as_tensor(std[1:], dtype=target.dtype, device=target.device)
+    pose = target * s + m
+    return torch.cat([torch.zeros_like(pose[:, :1]), pose], dim=1)
