@@ -185,3 +185,23 @@ def test_dali_gpu_pipeline_agrees_with_the_torch_reference(small_store):
     assert gpu[0]["x1"].is_cuda
     for x in ("x1", "x2"):
         assert ((ref[0][x] - gpu[0][x].cpu()).abs() * std).mean() < 2 / 255
+
+
+def test_direct_chunk_reads_equal_zarr_reads(small_store, tmp_path):
+    import zarr
+
+    from pairloader.fetch import StoreReader
+
+    g = zarr.open_group(str(small_store), mode="r")
+    reader = StoreReader(small_store)
+    for name in ("images", "masks", "backgrounds"):
+        assert reader._layout(name) is not None  # the store's layout takes the fast path
+        for r in (0, 7, g[name].shape[0] - 1):
+            np.testing.assert_array_equal(reader.row(name, r), g[name][r])
+    # another layout (4 frames per chunk, zstd) reads through zarr, with the same result
+    other = zarr.open_group(str(tmp_path / "o.zarr"), mode="w")
+    a = other.create_array("images", shape=(8, 5, 5, 3), chunks=(4, 5, 5, 3), dtype="uint8")
+    a[:] = np.arange(8 * 75, dtype=np.uint8).reshape(8, 5, 5, 3)
+    r2 = StoreReader(tmp_path / "o.zarr")
+    assert r2._layout("images") is None
+    np.testing.assert_array_equal(r2.image(6), a[6])
