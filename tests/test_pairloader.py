@@ -205,3 +205,13 @@ def test_direct_chunk_reads_equal_zarr_reads(small_store, tmp_path):
     r2 = StoreReader(tmp_path / "o.zarr")
     assert r2._layout("images") is None
     np.testing.assert_array_equal(r2.image(6), a[6])
+
+
+@pytest.mark.skipif(not dali_available(), reason="nvidia-dali not installed")
+def test_dali_batches_are_bitwise_equal_across_worker_counts_and_restarts(small_store):
+    one = _batches(small_store, steps=3, backend="dali", workers=1)
+    two = _batches(small_store, steps=3, backend="dali", workers=2)
+    late = _batches(small_store, start_step=2, steps=1, backend="dali", workers=2)
+    for a, b in zip(one, two):
+        _same(a, b)
+    _same(one[2], late[0])

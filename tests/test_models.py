@@ -1,0 +1,74 @@
+"""Models: fusion shapes, loss (1) against a hand computation, frozen stages, local weights."""
+import math
+
+import pytest
+import torch
+
+from models import FUSIONS, PoseRegressor, SiameseSync, accuracy, backbone, freeze_stages, fuse, ssl_loss
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_each_fusion_gives_one_sync_and_one_flip_logit_per_pair(fusion):
+    torch.manual_seed(0)
+    net = SiameseSync("resnet18", fusion).eval()
+    x1, x2 = torch.randn(6, 3, 64, 64), torch.randn(6, 3, 64, 64)
+    with torch.no_grad():
+        s, f = net(x1, x2)
+    assert s.shape == (6,) and f.shape == (6,)
+    assert net.omega_sync.in_features == (1024 if fusion == "concat" else 512)
+    z = fuse(torch.randn(4, 8), torch.randn(4, 8), fusion)
+    assert (z >= 0).all() and z.shape == (4, 16 if fusion == "concat" else 8)
+
+
+def test_product_fusion_is_zero_where_the_features_disagree_in_sign():
+    f1, f2 = torch.tensor([[1.0, -2.0, 3.0]]), torch.tensor([[2.0, 1.0, -1.0]])
+    assert fuse(f1, f2, "mult").tolist() == [[2.0, 0.0, 0.0]]
+
+
+def test_loss_1_ignores_untrained_labels_exactly_as_written():
+    # one triplet: synchronized, unsynchronized, flipped
+    sync_logit = torch.tensor([2.0, -1.0, 5.0])
+    flip_logit = torch.tensor([-3.0, 7.0, 0.5])
+    sync_label = torch.tensor([1, 0, -1])
+    flip_label = torch.tensor([0, -1, 1])
+    sig = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+    F1 = [sig(v) for v in sync_logit.tolist()]           # P(synchronized)
+    F2 = [1 - sig(v) for v in flip_logit.tolist()]       # P(not flipped)
+    by_hand = -(math.log(F1[0]) + math.log(F2[0]) + math.log(1 - F1[1]) + math.log(1 - F2[2]))
+    got = ssl_loss(sync_logit, flip_logit, sync_label, flip_label)
+    assert got.item() == pytest.approx(by_hand, rel=1e-6)
+    # the untrained entries (sync head on the flipped pair, flip head on the unsynchronized
+    # pair) can take any value without changing the loss
+    changed = ssl_loss(torch.tensor([2.0, -1.0, -40.0]), torch.tensor([-3.0, 40.0, 0.5]), sync_label, flip_label)
+    assert changed.item() == pytest.approx(by_hand, rel=1e-6)
+    assert accuracy(sync_logit, sync_label) == (2, 2) and accuracy(flip_logit, flip_label) == (2, 2)
+
+
+def test_frozen_stages_do_not_change_in_training():
+    torch.manual_seed(0)
+    net = PoseRegressor("resnet18")
+    net.train()
+    freeze_stages(net.phi, 3)
+    before = {k: v.clone() for k, v in net.phi.state_dict().items()}
+    opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-2)
+    loss = net(torch.randn(4, 3, 64, 64)).pow(2).mean()
+    loss.backward()
+    opt.step()
+    after = net.phi.state_dict()
+    for k in before:
+        frozen = k.startswith(("conv1", "bn1", "layer1", "layer2", "layer3"))
+        assert torch.equal(before[k], after[k]) == frozen, k
+    assert net(torch.randn(2, 3, 64, 64)).shape == (2, 16, 3)
+
+
+def test_weights_load_from_a_local_file_and_bad_files_are_named(tmp_path):
+    torch.manual_seed(1)
+    src = backbone("resnet18")
+    path = tmp_path / "r18.pth"
+    torch.save({**src.state_dict(), "fc.weight": torch.zeros(1000, 512), "fc.bias": torch.zeros(1000)}, path)
+    net = backbone("resnet18", path)
+    assert torch.equal(net.conv1.weight, src.conv1.weight)
+    with pytest.raises(ValueError, match="not found"):
+        backbone("resnet18", tmp_path / "missing.pth")
+    with pytest.raises(ValueError, match="not a resnet50 state dict"):
+        backbone("resnet50", path)
