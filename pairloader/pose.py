@@ -59,7 +59,6 @@ def _plan_poses(seed, rank, world_size, step, batch, rows, shuffle, flip, crop, 
     affine = np.empty((batch, 2, 3), np.float64)
     valid = np.ones(batch, np.bool_)
     n = rows.shape[0]
-    scale = crop / out_size  # the whole crop: window factor crop / out_size
     for i in range(batch):
         pos = (np.int64(step) * world_size + rank) * batch + i
         if shuffle:
@@ -70,7 +69,7 @@ def _plan_poses(seed, rank, world_size, step, batch, rows, shuffle, flip, crop, 
         if flip:
             u, _ = _uniform(_key(seed, 0xF11B, pos))
             mirrored[i] = u < 0.5
-        _affine(affine[i], 0.5, 0.5, 0.5, 0.5, mirrored[i], crop, out_size, scale, scale, 0.0, 0.0)
+        _affine(affine[i], 0.5, 0.5, 0.5, 0.5, mirrored[i], crop, out_size, 1.0, 1.0, 0.0, 0.0)  # whole crop
     return out_rows, mirrored, affine, valid
 
 

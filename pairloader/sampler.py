@@ -28,15 +28,17 @@ _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 @dataclasses.dataclass(frozen=True)
 class SamplerConfig:
-    """batch: anchors per batch (3 pairs each). Sizes in pixels of the store crop (S) and the
-    output (out_size); window: the crop side seen by the output, as a factor of out_size."""
+    """batch: anchors per batch (3 pairs each). out_size: output pixels. window: the side of
+    the part of the store crop that the output shows, as a fraction of the crop (the paper's
+    224 of 256 is 0.875; the default jitters it by +-10 %); shift: the largest move of the
+    window centre, as a fraction of the crop. Both independent of out_size."""
 
     batch: int = 16
     d_min: int = 4
     d_max: int = 128
     out_size: int = 224
-    window: tuple[float, float] = (0.9, 1.1)
-    shift: float = 16.0               # max window-centre shift, px of the store crop
+    window: tuple[float, float] = (0.7875, 0.9625)
+    shift: float = 0.0625
     rotation: float = 0.0             # max rotation, degrees (single-view ablation: 15)
     bg_mix: tuple[float, float, float] = (0.0, 0.5, 0.5)  # kept : removed : substituted
     single_view: bool = False
@@ -110,10 +112,12 @@ def _permute(p, n, key):
 
 @njit(cache=True)
 def _affine(out, u_scale, u_shift_x, u_shift_y, u_rot, mirror, crop, out_size, win_lo, win_hi, shift, rot_deg):
-    w = out_size * (win_lo + (win_hi - win_lo) * u_scale)
+    """Output pixel -> store-crop pixel for a window of side crop * (win_lo..win_hi) centred
+    within shift * crop of the crop centre, turned by up to rot_deg, mirrored if asked."""
+    w = crop * (win_lo + (win_hi - win_lo) * u_scale)
     k = w / out_size
-    cx = (crop - 1) / 2.0 + shift * (2 * u_shift_x - 1)
-    cy = (crop - 1) / 2.0 + shift * (2 * u_shift_y - 1)
+    cx = (crop - 1) / 2.0 + shift * crop * (2 * u_shift_x - 1)
+    cy = (crop - 1) / 2.0 + shift * crop * (2 * u_shift_y - 1)
     th = math.radians(rot_deg * (2 * u_rot - 1))
     c, s = math.cos(th), math.sin(th)
     sgn = -1.0 if mirror else 1.0

@@ -8,7 +8,7 @@ from pairloader import PairLoader, PairSampler, SamplerConfig, load_index
 from pairloader.loader import dali_available
 from pairloader.sampler import KEPT, REMOVED, SUBSTITUTED
 
-CFG = SamplerConfig(batch=8, out_size=80, shift=6.0, d_min=4, d_max=20)
+CFG = SamplerConfig(batch=8, out_size=80, d_min=4, d_max=20)
 
 
 @pytest.fixture(scope="module")
@@ -153,8 +153,8 @@ def test_batch_carries_its_plan_and_mirroring_flips_the_image(small_store):
     np.testing.assert_array_equal(batch["mirrored2"].numpy(), plan.mirrored[:, 1])
     image, weight, behind = fetch_image(StoreReader(small_store), plan.rows[0, 0], SUBSTITUTED, 3)
     a, m = np.zeros((2, 3)), np.zeros((2, 3))
-    _affine(a, 0.3, 0.6, 0.4, 0.5, False, 96, 80, 0.9, 1.1, 6.0, 0.0)
-    _affine(m, 0.3, 0.6, 0.4, 0.5, True, 96, 80, 0.9, 1.1, 6.0, 0.0)
+    _affine(a, 0.3, 0.6, 0.4, 0.5, False, 96, 80, 0.8, 0.95, 0.06, 0.0)
+    _affine(m, 0.3, 0.6, 0.4, 0.5, True, 96, 80, 0.8, 0.95, 0.06, 0.0)
     plain, mirrored = compose(image, weight, behind, a, 80), compose(image, weight, behind, m, 80)
     torch.testing.assert_close(torch.flip(plain, [-1]), mirrored, atol=1e-4, rtol=0)
     # a removed background is filled with the normalisation mean: it normalises to zero
