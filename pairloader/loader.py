@@ -66,13 +66,14 @@ class PairLoader:
     mirrored1, mirrored2 [P] bool, and step.
 
     backend: 'dali' (the DALI pipeline, GPU when device_id is given), 'torch' (the reference),
-    or 'auto' (DALI when installed). steps: how many batches (None: endless).
+    or 'auto' (DALI when installed). steps: how many batches (None: endless). split: whose
+    frames are anchors ('test' for the pretext accuracy on the test subjects).
     """
 
     def __init__(self, store: str | Path, batch_size: int = 16, seed: int = 0, backend: str = "auto",
                  workers: int = 2, start_step: int = 0, steps: int | None = None, rank: int = 0,
                  world_size: int = 1, sampler: SamplerConfig | None = None, threads: int = 2,
-                 device_id: int | None = None):
+                 device_id: int | None = None, split: str = "train"):
         if backend == "auto":
             backend = "dali" if dali_available() else "torch"
         if backend not in ("dali", "torch"):
@@ -81,7 +82,7 @@ class PairLoader:
             raise ValueError(f"rank {rank} outside world_size {world_size}")
         cfg = sampler or SamplerConfig()
         cfg = SamplerConfig(**{**cfg.__dict__, "batch": batch_size})
-        self.sampler = PairSampler(load_index(store, "train"), cfg)
+        self.sampler = PairSampler(load_index(store, split), cfg)
         self.reader = StoreReader(store)
         self.backend, self.seed, self.workers, self.threads = backend, seed, workers, threads
         self.start_step, self.steps, self.rank, self.world_size = start_step, steps, rank, world_size

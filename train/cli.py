@@ -2,11 +2,14 @@
 and evaluation commands."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
 
 import click
+
+from .config import PRETRAIN_PRESETS, PretrainConfig
 
 
 @click.group()
@@ -50,6 +53,48 @@ def demo(out, frames, scale, workers):
                f"{r['frames_written']} frames written now; "
                f"{store_preview(out / 'store.zarr', out / 'store_preview.png')}")
     click.echo(f"done in {time.perf_counter() - t0:.0f} s")
+
+
+def _config_options(cls):
+    """One --option per config field (default: the preset's value), so every field can be set."""
+    def wrap(fn):
+        for f in reversed(dataclasses.fields(cls)):
+            kind = {"int": int, "float": float, "bool": bool}.get(str(f.type).replace("'", ""), str)
+            name = "--" + f.name.replace("_", "-")
+            if kind is bool:
+                fn = click.option(f"{name}/--no-{f.name.replace('_', '-')}", f.name, default=None)(fn)
+            else:
+                fn = click.option(name, f.name, type=kind, default=None, help=f"default: the preset's")(fn)
+        return fn
+    return wrap
+
+
+@main.command()
+@click.option("--store", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="the run folder")
+@click.option("--preset", type=click.Choice(["paper", "tiny"]), default="paper", show_default=True)
+@click.option("--resume", is_flag=True, help="continue the run in --out from its checkpoint")
+@click.option("--stop-after", type=int, default=None, help="stop with a checkpoint after this many steps")
+@_config_options(PretrainConfig)
+def pretrain(store, out, preset, resume, stop_after, **overrides):
+    """Self-supervised pretraining: synchronized / flipped pair classification (loss (1)).
+
+    Multi-GPU or multi-node: torchrun --nproc-per-node N -m train.cli pretrain ...
+    """
+    from .pretrain import pretrain as run
+
+    base = PRETRAIN_PRESETS[preset]
+    try:
+        cfg = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+        if resume and (Path(out) / "config.json").exists():
+            cfg = PretrainConfig.load(Path(out) / "config.json")
+        metrics = run(store, out, cfg, resume=resume, stop_after=stop_after)
+    except ValueError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    if metrics:
+        click.echo(f"pretext accuracy on the test subjects: sync {metrics['test_acc_sync']:.3f}, "
+                   f"flip {metrics['test_acc_flip']:.3f} ({out}/metrics.json)")
 
 
 if __name__ == "__main__":

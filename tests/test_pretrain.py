@@ -1,0 +1,97 @@
+"""`sync-train pretrain`: the tiny preset trains on the CPU, resumes exactly, and runs under DDP."""
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from train.cli import main as sync_train
+from train.config import PRETRAIN_PRESETS, PretrainConfig
+from train.pretrain import pretrain
+
+TINY = dataclasses.replace(PRETRAIN_PRESETS["tiny"], batch=4, input_size=48, steps=24, log_every=1,
+                           checkpoint_every=8, eval_batches=2, workers=0, d_max=20)
+
+
+def _losses(run):
+    return [json.loads(line)["loss"] for line in open(run / "log.jsonl")]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(small_store, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    metrics = pretrain(small_store, run, TINY, progress=False)
+    return run, metrics
+
+
+def test_tiny_pretrain_runs_on_the_cpu_and_its_loss_goes_down(tiny_run):
+    run, metrics = tiny_run
+    loss = _losses(run)
+    assert len(loss) == TINY.steps and np.isfinite(loss).all()
+    assert np.mean(loss[-6:]) < np.mean(loss[:6])
+    assert 0 <= metrics["test_acc_sync"] <= 1 and 0 <= metrics["test_acc_flip"] <= 1
+    assert metrics["test_pairs_sync"] == 2 * TINY.batch * TINY.eval_batches
+    assert PretrainConfig.load(run / "config.json") == TINY
+    assert json.loads((run / "metrics.json").read_text()) == metrics
+    assert any((run / "tb").iterdir())  # TensorBoard scalars
+
+
+def test_resume_equals_the_uninterrupted_run_bitwise(small_store, tiny_run, tmp_path):
+    run, _ = tiny_run
+    split = tmp_path / "split"
+    assert pretrain(small_store, split, TINY, progress=False, stop_after=10) == {}
+    pretrain(small_store, split, TINY, resume=True, progress=False)
+    assert _losses(split) == _losses(run)  # every step, the one after the resume included
+
+
+def test_a_checkpoint_loads_into_a_fresh_process(tiny_run, tmp_path):
+    run, _ = tiny_run
+    x = torch.randn(2, 3, 48, 48, generator=torch.Generator().manual_seed(0))
+    torch.save(x, tmp_path / "x.pt")
+    code = f"""
+import torch
+from models import SiameseSync
+state = torch.load({str(run / 'checkpoint.pt')!r}, map_location='cpu', weights_only=False)
+m = SiameseSync(state['config']['arch'], state['config']['fusion']).eval()
+m.load_state_dict(state['model'])
+x = torch.load({str(tmp_path / 'x.pt')!r})
+with torch.no_grad():
+    torch.save(m(x[:1], x[1:]), {str(tmp_path / 'y.pt')!r})
+print(state['step'])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(TINY.steps)
+    from models import SiameseSync
+
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    m = SiameseSync("resnet18", "mult").eval()
+    m.load_state_dict(state["model"])
+    with torch.no_grad():
+        want = m(x[:1], x[1:])
+    got = torch.load(tmp_path / "y.pt")
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+def test_a_second_run_into_the_same_folder_is_refused(small_store, tiny_run):
+    run, _ = tiny_run
+    r = CliRunner().invoke(sync_train, ["pretrain", "--store", str(small_store), "--out", str(run), "--preset", "tiny"])
+    assert r.exit_code == 2 and "--resume" in r.output
+    r = CliRunner().invoke(sync_train, ["pretrain", "--store", str(small_store), "--out", str(run), "--fusion", "max"])
+    assert r.exit_code == 2 and "fusion='max'" in r.output
+
+
+def test_ddp_with_two_cpu_processes(small_store, tmp_path):
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    cmd = [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "train.cli", "pretrain", "--store",
+           str(small_store), "--out", str(tmp_path / "ddp"), "--preset", "tiny", "--steps", "3",
+           "--batch", "2", "--input-size", "32", "--workers", "0", "--eval-batches", "1", "--d-max", "20"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert json.loads((tmp_path / "ddp" / "metrics.json").read_text())["steps"] == 3
+    log = [json.loads(line) for line in open(tmp_path / "ddp" / "log.jsonl")]
+    assert log[-1]["pairs_per_s"] > 0 and len(log) >= 1

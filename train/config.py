@@ -1,0 +1,79 @@
+"""Configs are frozen dataclasses, saved as JSON beside every checkpoint. Presets are instances.
+
+Ablation switches of Table 1 (paper) live here and are read in one place (`sampler_config`,
+`mask_labels`): tasks (a)-(g), fusion (h)-(k), background (a)-(d), views (l)-(m).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from pairloader import SamplerConfig
+
+BACKGROUNDS = {"kept": (1.0, 0.0, 0.0), "removed": (0.0, 1.0, 0.0), "substituted": (0.0, 0.0, 1.0),
+               "mixed": (0.0, 0.5, 0.5)}
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+    arch: str = "resnet18"
+    fusion: str = "mult"             # mult | concat | add | diff
+    tasks: str = "both"              # sync | flip | both
+    background: str = "mixed"        # kept | removed | substituted | mixed (removed:substituted 50:50)
+    views: str = "multi"             # multi | single (pairs from one camera, augmentations only)
+    input_size: int = 224
+    batch: int = 16                  # anchors per step (3 pairs each)
+    steps: int = 200_000
+    lr: float = 1e-4
+    lr_min: float = 1e-7
+    weight_decay: float = 1e-4
+    d_min: int = 4
+    d_max: int = 128
+    seed: int = 0
+    weights: str | None = None       # local state-dict file for the backbone
+    backend: str = "auto"            # loader backend: auto | dali | torch
+    workers: int = 2
+    checkpoint_every: int = 5000
+    log_every: int = 50
+    eval_batches: int = 100          # pretext accuracy on the test subjects at the end
+    bf16: bool = True                # on a GPU
+    channels_last: bool = True       # on a GPU
+    compile: bool = False
+
+    def __post_init__(self):
+        choices = {"fusion": ("mult", "concat", "add", "diff"), "tasks": ("sync", "flip", "both"),
+                   "background": tuple(BACKGROUNDS), "views": ("multi", "single")}
+        for field, allowed in choices.items():
+            if getattr(self, field) not in allowed:
+                raise ValueError(f"{field}={getattr(self, field)!r}: choose one of {', '.join(allowed)}")
+
+    def sampler_config(self) -> SamplerConfig:
+        single = self.views == "single"
+        return SamplerConfig(batch=self.batch, d_min=self.d_min, d_max=self.d_max, out_size=self.input_size,
+                             bg_mix=BACKGROUNDS[self.background], single_view=single,
+                             rotation=15.0 if single else 0.0)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(dataclasses.asdict(self), indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "PretrainConfig":
+        return cls(**json.loads(Path(path).read_text()))
+
+
+PRETRAIN_PRESETS = {
+    "paper": PretrainConfig(),
+    "tiny": PretrainConfig(input_size=64, batch=8, steps=60, lr=1e-3, lr_min=1e-5, backend="torch",
+                           checkpoint_every=20, log_every=5, eval_batches=8),
+}
+
+
+def mask_labels(batch: dict, tasks: str) -> tuple:
+    """(sync_label, flip_label) with the labels of a task that is switched off set to -1."""
+    sync, flip = batch["sync_label"], batch["flip_label"]
+    if tasks == "flip":
+        sync = sync.new_full(sync.shape, -1)
+    elif tasks == "sync":
+        flip = flip.new_full(flip.shape, -1)
+    return sync, flip
