@@ -50,7 +50,7 @@ def pretrain(store: str | Path, out: str | Path, cfg: PretrainConfig, resume: bo
     path, start = out / "checkpoint.pt", 0
     if resume:
         state = checkpoint.load(path)
-        if state["config"] != PretrainConfig.load(out / "config.json").__dict__ or state["config"] != cfg.__dict__:
+        if state["config"] != cfg.__dict__:
             raise ValueError(f"{out}: was trained with another config; resume with the same options")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
