@@ -95,3 +95,24 @@ def test_ddp_with_two_cpu_processes(small_store, tmp_path):
     assert json.loads((tmp_path / "ddp" / "metrics.json").read_text())["steps"] == 3
     log = [json.loads(line) for line in open(tmp_path / "ddp" / "log.jsonl")]
     assert log[-1]["pairs_per_s"] > 0 and len(log) >= 1
+
+
+def test_the_network_can_fit_one_batch(small_store):
+    """Model, loss (1), labels and gradients agree: a fixed batch is learned in a few steps."""
+    from models import SiameseSync, accuracy, ssl_loss
+    from pairloader import PairLoader
+
+    batch = next(iter(PairLoader(small_store, batch_size=4, seed=0, backend="torch", workers=0, steps=1,
+                                 sampler=TINY.sampler_config())))
+    torch.manual_seed(0)
+    model = SiameseSync("resnet18", "mult")
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for _ in range(25):
+        s, f = model(batch["x1"], batch["x2"])
+        loss = ssl_loss(s, f, batch["sync_label"], batch["flip_label"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.1 * 4 * np.log(2)
+    assert accuracy(s.detach(), batch["sync_label"]) == (8, 8)
+    assert accuracy(f.detach(), batch["flip_label"]) == (8, 8)
