@@ -79,20 +79,22 @@ def median_background(frames: list[np.ndarray], person: list[np.ndarray] | None 
     """
     stack = np.stack(frames)
     n, H = stack.shape[:2]
+    covered = np.stack(person) if person else None  # [n, H, W] bool
     out = np.empty(stack.shape[1:], dtype=np.uint8)
     for i in range(0, H, 64):
-        band = np.sort(stack[:, i:i + 64], axis=0).astype(np.float32)
-        plain = 0.5 * (band[(n - 1) // 2] + band[n // 2])
-        if person:
+        band = stack[:, i:i + 64]
+        valid = None if covered is None else (~covered[:, i:i + 64]).sum(axis=0)[..., None]  # [h, W, 1]
+        median = np.zeros(band.shape[1:], np.float32)
+        if valid is None or (valid == 0).any():  # the plain median is needed somewhere
+            plain = np.sort(band, axis=0).astype(np.float32)
+            median = 0.5 * (plain[(n - 1) // 2] + plain[n // 2])
+        if valid is not None:
             # excluded samples sort last as 256; the median of the k valid ones is at (k-1)//2, k//2
-            masked = stack[:, i:i + 64].astype(np.int16)
-            for k, region in enumerate(person):
-                masked[k][region[i:i + 64]] = 256
+            masked = band.astype(np.int16)
+            masked[np.broadcast_to(covered[:, i:i + 64, :, None], masked.shape)] = 256
             masked.sort(axis=0)
-            valid = (~np.stack([r[i:i + 64] for r in person])).sum(axis=0)[..., None]  # [h, W, 1]
             lo = np.take_along_axis(masked, (np.maximum(valid - 1, 0) // 2)[None], 0)[0]
             hi = np.take_along_axis(masked, (valid // 2)[None], 0)[0]
-            robust = 0.5 * (lo + hi)
-            plain = np.where(valid > 0, robust, plain)
-        out[i:i + 64] = np.round(plain).astype(np.uint8)
+            median = np.where(valid > 0, 0.5 * (lo + hi), median)
+        out[i:i + 64] = np.round(median).astype(np.uint8)
     return out
