@@ -20,6 +20,11 @@ from .reference import compose
 from .sampler import PairSampler, Plan, SamplerConfig
 
 
+def step_range(start: int, steps: int | None):
+    """The steps a loader yields: start, start + 1, ... (endless when steps is None)."""
+    return itertools.count(start) if steps is None else range(start, start + steps)
+
+
 def dali_available() -> bool:
     try:
         import nvidia.dali  # noqa: F401
@@ -94,13 +99,9 @@ class PairLoader:
     def __iter__(self):
         return self._dali() if self.backend == "dali" else self._torch()
 
-    def _steps(self):
-        stop = None if self.steps is None else self.start_step + self.steps
-        return itertools.count(self.start_step) if stop is None else range(self.start_step, stop)
-
     def _torch(self):
         ds = _TorchBatches(self.reader, self.sampler, self.seed, self.rank, self.world_size)
-        dl = torch.utils.data.DataLoader(ds, batch_size=None, sampler=self._steps(), num_workers=self.workers,
+        dl = torch.utils.data.DataLoader(ds, batch_size=None, sampler=step_range(self.start_step, self.steps), num_workers=self.workers,
                                          prefetch_factor=2 if self.workers else None,
                                          persistent_workers=False)
         yield from dl
@@ -113,7 +114,7 @@ class PairLoader:
         pipe = build_pipeline(source, 2 * 3 * self.sampler.cfg.batch, self.sampler.cfg.out_size,
                               self.workers, self.threads, self.device_id)
         try:
-            for step in self._steps():
+            for step in step_range(self.start_step, self.steps):
                 (x,) = pipe.run()
                 x = to_torch(x, self.device_id is not None)
                 yield {"x1": x[0::2], "x2": x[1::2], **plan_tensors(self.plan(step), step)}

@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import itertools
-
 import numpy as np
 import torch
 from numba import njit
@@ -134,10 +132,9 @@ class PoseLoader:
                 "valid": torch.from_numpy(plan.valid.copy()), "step": step}
 
     def __iter__(self):
-        from .loader import render_reference
+        from .loader import render_reference, step_range
 
-        stop = None if self.steps is None else self.start_step + self.steps
-        steps = range(self.start_step, stop) if stop is not None else itertools.count(self.start_step)
+        steps = step_range(self.start_step, self.steps)
         if self.backend == "torch":
             for step in steps:
                 plan = self.sampler.plan(self.seed, step, self.rank, self.world_size)

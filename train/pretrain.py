@@ -25,6 +25,18 @@ def distributed() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def count_hits(hits: dict, s, f, sync_label, flip_label) -> None:
+    """Add the correct / counted predictions of both heads to hits {'sync': [c, n], 'flip': [c, n]}."""
+    for name, logit, label in (("sync", s, sync_label), ("flip", f, flip_label)):
+        c, n = accuracy(logit.detach().cpu(), label.cpu())
+        hits[name][0] += c
+        hits[name][1] += n
+
+
+def rate(hits: dict, name: str) -> float:
+    return hits[name][0] / max(hits[name][1], 1)
+
+
 def cosine(cfg) -> callable:
     """lr factor at step t: cosine from lr to lr_min over cfg.steps."""
     return lambda t: (cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 * (1 + math.cos(math.pi * min(t, cfg.steps) / cfg.steps))) / cfg.lr
@@ -94,15 +106,11 @@ def pretrain(store: str | Path, out: str | Path, cfg: PretrainConfig, resume: bo
             opt.step()
             sched.step()
             done = step + 1
-            for name, logit, label in (("sync", s, sync_label), ("flip", f, flip_label)):
-                c, n = accuracy(logit.detach(), label)
-                hits[name][0] += c
-                hits[name][1] += n
+            count_hits(hits, s, f, sync_label, flip_label)
             if rank == 0 and (done % cfg.log_every == 0 or step == start):
                 dt = time.perf_counter() - t0
                 rec = {"step": done, "loss": loss.item(), "lr": sched.get_last_lr()[0],
-                       "acc_sync": hits["sync"][0] / max(hits["sync"][1], 1),
-                       "acc_flip": hits["flip"][0] / max(hits["flip"][1], 1),
+                       "acc_sync": rate(hits, "sync"), "acc_flip": rate(hits, "flip"),
                        "steps_per_s": (done - start) / dt, "pairs_per_s": (done - start) * pairs / dt}
                 log.write(json.dumps(rec) + "\n")
                 log.flush()
@@ -144,13 +152,9 @@ def pretext_accuracy(model, store, cfg: PretrainConfig, device) -> dict:
     hits = {"sync": [0, 0], "flip": [0, 0]}
     for batch in loader:
         s, f = model(batch["x1"].to(device), batch["x2"].to(device))
-        for name, logit, label in (("sync", s, batch["sync_label"]), ("flip", f, batch["flip_label"])):
-            c, n = accuracy(logit.cpu(), label)
-            hits[name][0] += c
-            hits[name][1] += n
+        count_hits(hits, s, f, batch["sync_label"], batch["flip_label"])
     model.train()
-    return {"test_acc_sync": hits["sync"][0] / max(hits["sync"][1], 1),
-            "test_acc_flip": hits["flip"][0] / max(hits["flip"][1], 1),
+    return {"test_acc_sync": rate(hits, "sync"), "test_acc_flip": rate(hits, "flip"),
             "test_pairs_sync": hits["sync"][1], "test_pairs_flip": hits["flip"][1]}
 
 
