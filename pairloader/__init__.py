@@ -1,9 +1,21 @@
 """Pair loading for multi-view synchronization learning: frame index, numba sampler, DALI
-pipeline (and a torch reference backend), loaders."""
+pipeline (and a torch reference backend), loaders.
+
+The loaders need torch; they are imported on first use, so that importing the sampler's
+config (as the CLI does at start-up) does not load torch.
+"""
+from importlib import import_module
+
 from .index import FrameIndex, load_index
-from .loader import PairLoader
-from .pose import PoseLoader, pose_stats, unstandardize
 from .sampler import KEPT, REMOVED, SUBSTITUTED, PairSampler, Plan, SamplerConfig
+
+_LAZY = {"PairLoader": ".loader", "PoseLoader": ".pose", "pose_stats": ".pose", "unstandardize": ".pose"}
 
 __all__ = ["FrameIndex", "load_index", "PairLoader", "PoseLoader", "pose_stats", "unstandardize",
            "PairSampler", "Plan", "SamplerConfig", "KEPT", "REMOVED", "SUBSTITUTED"]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
