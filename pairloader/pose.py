@@ -24,11 +24,23 @@ from .fetch import StoreReader
 from .sampler import KEPT, _affine, _key, _permute, _uniform
 
 
-def pose_stats(store: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Per-joint mean and standard deviation [17, 3] (mm) of pose3d over the training rows,
-    mirrored copies included (flip augmentation makes them training targets too)."""
+def subject_rows(g, subjects) -> np.ndarray:
+    """bool [N]: rows of the named subjects (None: all); an unknown name is an error."""
+    if subjects is None:
+        return np.ones(g["subject"].shape[0], bool)
+    names = list(g.attrs["subjects"])
+    unknown = [s for s in subjects if s not in names]
+    if unknown:
+        raise ValueError(f"subjects {unknown} are not in the store (it has {' '.join(names)})")
+    return np.isin(g["subject"][:], [names.index(s) for s in subjects])
+
+
+def pose_stats(store: str | Path, subjects=None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-joint mean and standard deviation [17, 3] (mm) of pose3d over the training rows (of
+    `subjects`, default all), mirrored copies included (flip augmentation makes them training
+    targets too)."""
     g = S.open_store(store)
-    rows = S.done_rows(g) & (g["split"][:] == 0)
+    rows = S.done_rows(g) & (g["split"][:] == 0) & subject_rows(g, subjects)
     pose = g["pose3d"][:][rows].astype(np.float64)
     both = np.concatenate([pose, mirror_pose(pose)])
     mean, std = both.mean(axis=0), both.std(axis=0)
@@ -84,31 +96,32 @@ class PoseSampler:
 class PoseLoader:
     """Batches: image float32 [B, 3, O, O] (normalized), pose [B, 17, 3] mm (mirrored with the
     image), target [B, 16, 3] standardized non-root joints, row [B], mirrored [B], valid [B],
-    step. stats: (mean, std) [17, 3]; default pose_stats(store)."""
+    step. subjects: only these (default: all of the split). stats: (mean, std) [17, 3];
+    default pose_stats(store, subjects)."""
 
     def __init__(self, store: str | Path, batch_size: int = 16, seed: int = 0, split: str = "train",
                  every: int = 1, backend: str = "auto", workers: int = 2, start_step: int = 0,
                  steps: int | None = None, flip: bool | None = None, out_size: int = 224,
                  stats: tuple[np.ndarray, np.ndarray] | None = None, rank: int = 0, world_size: int = 1,
-                 threads: int = 2, device_id: int | None = None):
+                 threads: int = 2, device_id: int | None = None, subjects=None):
         from .loader import dali_available
 
         if split not in ("train", "test"):
             raise ValueError(f"split {split!r}: choose 'train' or 'test'")
         g = S.open_store(store)
         S.require_complete(g, store)
-        ok = S.done_rows(g) & (g["split"][:] == (0 if split == "train" else 1))
+        ok = S.done_rows(g) & (g["split"][:] == (0 if split == "train" else 1)) & subject_rows(g, subjects)
         if split == "train":
             ok &= g["moving"][:]
         ok &= g["frame"][:] % every == 0
         rows = np.flatnonzero(ok).astype(np.int64)
         if not len(rows):
-            raise ValueError(f"{store}: no {split} rows (every={every})")
+            raise ValueError(f"{store}: no {split} rows (every={every}, subjects={subjects or 'all'})")
         train = split == "train"
         self.sampler = PoseSampler(rows, batch_size, int(g.attrs["crop_size"]), out_size, train,
                                    train if flip is None else flip)
         self.pose3d = g["pose3d"]
-        self.mean, self.std = stats if stats is not None else pose_stats(store)
+        self.mean, self.std = stats if stats is not None else pose_stats(store, subjects)
         if steps is None and not train:
             steps = -(-len(rows) // (batch_size * world_size)) - start_step  # one pass
         self.reader = StoreReader(store)

@@ -5,9 +5,10 @@ from h36m_prep.inspect_store import info
 from train.cli import main as sync_train
 
 
-def test_demo_makes_dataset_previews_and_a_verified_store(tmp_path):
+def test_demo_makes_dataset_previews_store_runs_reports_and_the_table(tmp_path):
     out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--frames", "8", "--scale", "0.15", "--workers", "1"]
+    args = ["demo", "--out", str(out), "--frames", "8", "--scale", "0.15", "--workers", "1",
+            "--pretrain-steps", "3", "--finetune-steps", "3"]
     r = CliRunner().invoke(sync_train, args)
     assert r.exit_code == 0, r.output
     for name in ("preview_train.png", "preview_test.png", "store_preview.png"):
@@ -15,8 +16,17 @@ def test_demo_makes_dataset_previews_and_a_verified_store(tmp_path):
     i = info(out / "store.zarr")
     assert i["complete"] and i["units"]["done"] == 7 * 3 * 4
     assert i["frames"] == {"train": 5 * 3 * 4 * 8, "test": 2 * 3 * 4 * 8}
+    for run in ("pretrain", "finetune_ssl", "finetune_random"):
+        assert (out / run / "metrics.json").exists() and (out / run / "checkpoint.pt").exists()
+    for name in ("report.md", "qualitative.png", "sync_vs_gap.png", "retrieval.png"):
+        assert (out / "eval_ssl" / name).exists(), name
+    assert (out / "eval_random" / "report.md").exists()
+    table = (out / "results.md").read_text()
+    assert "| ssl |" in table and "| random |" in table and table in r.output
+    logs = {run: (out / run / "log.jsonl").read_text() for run in ("pretrain", "finetune_ssl", "finetune_random")}
     # a second run finds everything done and redoes nothing
     again = CliRunner().invoke(sync_train, args)
     assert again.exit_code == 0, again.output
     assert "0 frames rendered now" in again.output and "0 frames written now" in again.output
     assert "0 frames rendered now" not in r.output
+    assert logs == {run: (out / run / "log.jsonl").read_text() for run in logs}  # no run trained again

@@ -3,13 +3,14 @@ and evaluation commands."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
 
 import click
 
-from .config import PRETRAIN_PRESETS, PretrainConfig
+from .config import FINETUNE_PRESETS, PRETRAIN_PRESETS, FinetuneConfig, PretrainConfig
 
 
 @click.group()
@@ -23,8 +24,13 @@ def main() -> None:
 @click.option("--frames", default=250, show_default=True, help="frames per synthetic sequence")
 @click.option("--scale", default=0.5, show_default=True, help="video resolution relative to 1000 px")
 @click.option("--workers", default=0, help="processes (0: one per core)")
-def demo(out, frames, scale, workers):
-    """The main job on the built-in synthetic data: synth -> previews -> store. Rerun resumes."""
+@click.option("--data-only", is_flag=True, help="stop after the store (synth, previews, build)")
+@click.option("--pretrain-steps", type=int, default=None, help="default: the tiny preset's")
+@click.option("--finetune-steps", type=int, default=None, help="default: the tiny preset's")
+def demo(out, frames, scale, workers, data_only, pretrain_steps, finetune_steps):
+    """The main job on the built-in synthetic data: synth -> store -> pretrain (tiny) -> finetune
+    from the self-supervised model and from random init -> eval both -> a table comparing them.
+    Rerun resumes: finished stages are kept, an interrupted run continues from its checkpoint."""
     from h36m_prep.build import BuildConfig, build
     from h36m_prep.inspect_store import verify
     from h36m_prep.preview import preview_grid, store_preview
@@ -32,7 +38,8 @@ def demo(out, frames, scale, workers):
 
     out = Path(out)
     t0 = time.perf_counter()
-    click.echo(f"[1/3] synthetic dataset -> {out / 'raw'}")
+    stages = 3 if data_only else 7
+    click.echo(f"[1/{stages}] synthetic dataset -> {out / 'raw'}")
     try:
         report = write_dataset(out / "raw", SynthConfig(frames=frames, scale=scale), workers=workers)
     except ValueError as e:
@@ -40,19 +47,65 @@ def demo(out, frames, scale, workers):
         sys.exit(2)
     click.echo(f"      {report['videos']} videos, {report['sequences']} sequences, "
                f"{report['bytes'] / 1e6:.0f} MB; {report['frames_written']} frames rendered now")
-    click.echo("[2/3] previews: one frame of every camera with the projected skeleton")
+    click.echo(f"[2/{stages}] previews: one frame of every camera with the projected skeleton")
     for subject, name in (("S1", "preview_train.png"), ("S9", "preview_test.png")):
         click.echo(f"      {preview_grid(out / 'raw', out / name, subject=subject, action='Walking')}")
-    click.echo(f"[3/3] store -> {out / 'store.zarr'}")
-    r = build(out / "raw", out / "store.zarr", BuildConfig(), workers=workers)
-    problems = verify(out / "store.zarr")
+    store = out / "store.zarr"
+    click.echo(f"[3/{stages}] store -> {store}")
+    r = build(out / "raw", store, BuildConfig(), workers=workers)
+    problems = verify(store)
     if problems:
         click.echo("\n".join(f"error: {p}" for p in problems), err=True)
         sys.exit(1)
     click.echo(f"      {r['rows']} frames, {r['bytes'] / 1e9:.2f} GB, verified, "
                f"{r['frames_written']} frames written now; "
-               f"{store_preview(out / 'store.zarr', out / 'store_preview.png')}")
+               f"{store_preview(store, out / 'store_preview.png')}")
+    if not data_only:
+        _demo_training(out, store, pretrain_steps, finetune_steps)
     click.echo(f"done in {time.perf_counter() - t0:.0f} s")
+
+
+def _demo_training(out: Path, store: Path, pretrain_steps: int | None, finetune_steps: int | None) -> None:
+    """Stages 4-7 of the demo, each kept when finished and resumed when interrupted."""
+    from .evaluate import evaluate
+    from .finetune import finetune
+    from .pretrain import pretrain
+
+    def stage(fn, run: Path, cfg):
+        if (run / "metrics.json").exists():
+            return json.loads((run / "metrics.json").read_text())
+        return fn(store, run, cfg, resume=(run / "checkpoint.pt").exists())
+
+    pre = PRETRAIN_PRESETS["tiny"]
+    pre = dataclasses.replace(pre, steps=pretrain_steps or pre.steps)
+    click.echo(f"[4/7] self-supervised pretraining ({pre.steps} steps, {pre.input_size} px) -> {out / 'pretrain'}")
+    m = stage(pretrain, out / "pretrain", pre)
+    click.echo(f"      pretext accuracy on the test subjects: sync {m['test_acc_sync']:.3f}, flip {m['test_acc_flip']:.3f}")
+    inits = {"ssl": str(out / "pretrain"), "random": "random"}
+    for k, (name, init) in enumerate(inits.items()):
+        cfg = FINETUNE_PRESETS["tiny"]
+        cfg = dataclasses.replace(cfg, init=init, steps=finetune_steps or cfg.steps)
+        click.echo(f"[{5 + k}/7] finetune from {name} init ({cfg.steps} steps, protocol {cfg.protocol}) "
+                   f"-> {out / f'finetune_{name}'}")
+        stage(finetune, out / f"finetune_{name}", cfg)
+    click.echo(f"[7/7] evaluation on the test subjects -> {out / 'eval_ssl'}, {out / 'eval_random'}")
+    reports = {name: evaluate(out / f"finetune_{name}", store, out / f"eval_{name}") for name in inits}
+    table = results_table(reports, m)
+    (out / "results.md").write_text(table)
+    click.echo(table)
+
+
+def results_table(reports: dict, pretext: dict) -> str:
+    """The demo's Markdown table: the test metrics of each initialisation."""
+    any_report = next(iter(reports.values()))
+    lines = ["| init | MPJPE | NMPJPE | PMPJPE |", "|---|---:|---:|---:|"]
+    for name, rep in reports.items():
+        m = rep["overall"]
+        lines.append(f"| {name} | {m['mpjpe']:.1f} | {m['nmpjpe']:.1f} | {m['pmpjpe']:.1f} |")
+    return ("\n".join(lines) + f"\n\nmm on {any_report['overall']['n']} test images (S9, S11, every "
+            f"{any_report['every']}th frame), protocol {any_report['protocol']}, MPJPE and NMPJPE x 17/16 "
+            f"(root fixed). Pretext accuracy of the SSL model on the test subjects: sync "
+            f"{pretext['test_acc_sync']:.3f}, flip {pretext['test_acc_flip']:.3f}.\n")
 
 
 def _config_options(cls):
@@ -95,6 +148,53 @@ def pretrain(store, out, preset, resume, stop_after, **overrides):
     if metrics:
         click.echo(f"pretext accuracy on the test subjects: sync {metrics['test_acc_sync']:.3f}, "
                    f"flip {metrics['test_acc_flip']:.3f} ({out}/metrics.json)")
+
+
+@main.command()
+@click.option("--store", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="the run folder")
+@click.option("--preset", type=click.Choice(["paper", "tiny"]), default="paper", show_default=True)
+@click.option("--resume", is_flag=True, help="continue the run in --out from its checkpoint")
+@click.option("--stop-after", type=int, default=None, help="stop with a checkpoint after this many steps")
+@_config_options(FinetuneConfig)
+def finetune(store, out, preset, resume, stop_after, **overrides):
+    """Transfer to 3D pose: a linear layer on the backbone, from --init RUN | random | imagenet:PATH,
+    supervised by the subjects of --protocol S1 | All."""
+    from .finetune import finetune as run
+
+    try:
+        cfg = dataclasses.replace(FINETUNE_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
+        if resume and (Path(out) / "config.json").exists():
+            cfg = FinetuneConfig.load(Path(out) / "config.json")
+        metrics = run(store, out, cfg, resume=resume, stop_after=stop_after)
+    except ValueError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    if metrics:
+        click.echo(f"finetuned on {' '.join(metrics['train_subjects'])} in {metrics['seconds']:.0f} s: {out}")
+
+
+@main.command("eval")
+@click.option("--ckpt", required=True, type=click.Path(exists=True, file_okay=False), help="a finetune run folder")
+@click.option("--store", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="the report folder")
+@click.option("--pretrain", type=click.Path(exists=True, file_okay=False), default=None,
+              help="pretrain run for the synchronization figures (default: the finetune's --init)")
+@click.option("--every", default=64, show_default=True, help="test frames with frame % every == 0")
+@click.option("--batch", default=32, show_default=True)
+def evaluate(ckpt, store, out, pretrain, every, batch):
+    """Test subjects S9, S11: MPJPE / NMPJPE / PMPJPE overall and per action (JSON + Markdown), and
+    the figures: qualitative, synchronization accuracy against time gap, retrieval."""
+    from .evaluate import evaluate as run
+
+    try:
+        report = run(ckpt, store, out, pretrain=pretrain, every=every, batch=batch)
+    except ValueError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    m = report["overall"]
+    click.echo(f"{m['n']} test images: MPJPE {m['mpjpe']:.1f}, NMPJPE {m['nmpjpe']:.1f}, PMPJPE {m['pmpjpe']:.1f} mm "
+               f"-> {out}/report.md")
 
 
 if __name__ == "__main__":

@@ -69,6 +69,55 @@ PRETRAIN_PRESETS = {
 }
 
 
+PROTOCOLS = {"S1": ("S1",), "All": ("S1", "S5", "S6", "S7", "S8")}
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+    """Transfer to 3D pose (paper, section 3.4): a linear layer on the pooled features of Phi,
+    the first `freeze` residual stages frozen, MSE on standardized targets, flip augmentation."""
+
+    init: str = "random"             # a pretrain run folder | random | imagenet:PATH (local state dict)
+    protocol: str = "All"            # S1 | All: the training subjects that give supervision
+    arch: str = "resnet18"
+    freeze: int = 3                  # residual stages frozen (with the stem)
+    flip: bool = True
+    input_size: int = 224
+    batch: int = 16
+    steps: int = 200_000
+    lr: float = 1e-4
+    lr_min: float = 1e-7
+    weight_decay: float = 1e-4
+    seed: int = 0
+    backend: str = "auto"
+    workers: int = 2
+    checkpoint_every: int = 5000
+    log_every: int = 50
+    bf16: bool = True
+    channels_last: bool = True
+    compile: bool = False
+
+    def __post_init__(self):
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol={self.protocol!r}: choose one of {', '.join(PROTOCOLS)}")
+        if not 0 <= self.freeze <= 4:
+            raise ValueError(f"freeze={self.freeze}: the number of residual stages frozen, 0 to 4")
+
+    @property
+    def subjects(self) -> tuple[str, ...]:
+        return PROTOCOLS[self.protocol]
+
+    save = PretrainConfig.save
+    load = classmethod(PretrainConfig.load.__func__)
+
+
+FINETUNE_PRESETS = {
+    "paper": FinetuneConfig(),
+    "tiny": FinetuneConfig(input_size=64, batch=32, steps=150, lr=1e-3, lr_min=1e-5, backend="torch",
+                           checkpoint_every=50, log_every=10),
+}
+
+
 def mask_labels(batch: dict, tasks: str) -> tuple:
     """(sync_label, flip_label) with the labels of a task that is switched off set to -1."""
     sync, flip = batch["sync_label"], batch["flip_label"]

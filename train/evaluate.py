@@ -1,0 +1,314 @@
+"""`sync-train eval`: a finetuned pose model on the test subjects (paper, section 4), and the
+figures of a pretrained synchronization model.
+
+- report.json / report.md: MPJPE, NMPJPE, PMPJPE overall, per action and per subject, on every
+  64th frame (frame % 64 == 0) of the test subjects, all cameras.
+- qualitative.png (Fig. 3): test crops with the ground-truth and the predicted skeletons.
+- sync_vs_gap.png (Fig. 4): accuracy of the synchronization head on pairs whose time gap is
+  drawn from [dt - 7, dt + 8], test subjects against two training subjects.
+- retrieval.png (Fig. 6): for test queries, the training-subject frame with the highest
+  predicted probability of being synchronized with it.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from h36m_prep import store as S
+from models import SiameseSync
+from pairloader import PoseLoader
+from pairloader.fetch import StoreReader, fetch_image
+from pairloader.index import load_index
+from pairloader.reference import compose
+from pairloader.sampler import REMOVED, _affine
+
+from . import checkpoint
+from .config import PretrainConfig
+from .finetune import load_pose_model
+from .metrics import ROOT_CORRECTION, mpjpe, summary
+
+FIG_TRAIN_SUBJECTS = ("S1", "S5")
+GAPS = tuple(range(8, 121, 16))  # centres dt of the gap bins [dt - 7, dt + 8]
+ROOT_NOTE = ("The root joint is fixed at zero, so it adds 0 to the mean over 17 joints: MPJPE and NMPJPE "
+             "are multiplied by 17/16 (the mean over the 16 predicted joints), as in the paper. PMPJPE "
+             "aligns all 17 joints and is not corrected.")
+
+
+def _device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+@torch.no_grad()
+def predict(model, store, input_size: int, mean, std, every: int = 64, batch: int = 32,
+            backend: str = "torch", workers: int = 0) -> dict:
+    """Predictions on the test frames with frame % every == 0: rows [N], pred and gt [N, 17, 3] mm."""
+    from pairloader import unstandardize
+
+    device = _device()
+    model = model.to(device).eval()
+    loader = PoseLoader(store, batch_size=batch, split="test", every=every, backend=backend, workers=workers,
+                        flip=False, out_size=input_size, stats=(mean, std))
+    rows, pred, gt = [], [], []
+    for b in loader:
+        v = b["valid"]
+        out = unstandardize(model(b["image"].to(device)).float().cpu(), mean, std)
+        rows.append(b["row"][v])
+        pred.append(out[v])
+        gt.append(b["pose"][v])
+    return {"rows": torch.cat(rows).numpy(), "pred": torch.cat(pred).double().numpy(),
+            "gt": torch.cat(gt).double().numpy()}
+
+
+def metrics_table(store, result: dict) -> dict:
+    """Metrics overall, per action and per subject (mm)."""
+    g = S.open_store(store)
+    rows = result["rows"]
+    action = g["action"].get_orthogonal_selection((rows,))
+    subject = g["subject"].get_orthogonal_selection((rows,))
+    out = {"overall": summary(result["pred"], result["gt"]), "per_action": {}, "per_subject": {}}
+    for key, col, names in (("per_action", action, g.attrs["actions"]), ("per_subject", subject, g.attrs["subjects"])):
+        for i, name in enumerate(names):
+            sel = col == i
+            if sel.any():
+                out[key][name] = summary(result["pred"][sel], result["gt"][sel])
+    return out
+
+
+def markdown(report: dict) -> str:
+    """The report as a Markdown table, one row per action, then per subject and overall."""
+    lines = [f"# Evaluation of `{report['checkpoint']}`", "",
+             f"Init `{report['init']}`, protocol {report['protocol']}; test subjects "
+             f"{' '.join(report['test_subjects'])}, every {report['every']}th frame, all cameras "
+             f"({report['overall']['n']} images).", "", f"{ROOT_NOTE}", "",
+             "| | MPJPE | NMPJPE | PMPJPE | images |", "|---|---:|---:|---:|---:|"]
+    for title, group in (("", report["per_action"]), ("subject ", report["per_subject"]),
+                         ("", {"**All**": report["overall"]})):
+        for name, m in group.items():
+            lines.append(f"| {title}{name} | {m['mpjpe']:.1f} | {m['nmpjpe']:.1f} | {m['pmpjpe']:.1f} | {m['n']} |")
+    return "\n".join(lines) + "\n"
+
+
+def evaluate(ckpt: str | Path, store: str | Path, out: str | Path, pretrain: str | Path | None = None,
+             every: int = 64, batch: int = 32, figures: bool = True) -> dict:
+    """Evaluate the finetune run `ckpt` on `store`; write the report and figures into `out`.
+
+    pretrain: the pretrain run whose synchronization head draws figures (b) and (c); default
+    the finetune's init when that is a run folder. Without one those two are left out.
+    """
+    model, cfg, mean, std = load_pose_model(ckpt)
+    result = predict(model, store, cfg.input_size, mean, std, every=every, batch=batch)
+    g = S.open_store(store)
+    test = [s for s in g.attrs["subjects"] if s in {q["subject"] for q in g.attrs["sequences"] if q["split"] == "test"}]
+    report = {"checkpoint": str(ckpt), "init": cfg.init, "protocol": cfg.protocol, "store": str(store),
+              "test_subjects": test, "every": every, "root_correction": ROOT_CORRECTION, "note": ROOT_NOTE,
+              **metrics_table(store, result)}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if pretrain is None and cfg.init not in ("random",) and not cfg.init.startswith("imagenet:"):
+        pretrain = cfg.init
+    report["figures"] = {}
+    if figures:
+        report["figures"]["qualitative"] = str(qualitative(store, result, out / "qualitative.png"))
+        if pretrain is not None:
+            sync = load_sync_model(pretrain)
+            report["sync_accuracy_by_gap"] = sync_vs_gap(sync, store, out / "sync_vs_gap.png")
+            report["figures"]["sync_vs_gap"] = str(out / "sync_vs_gap.png")
+            report["figures"]["retrieval"] = str(retrieval(sync, store, out / "retrieval.png"))
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    (out / "report.md").write_text(markdown(report))
+    return report
+
+
+# --- figures -------------------------------------------------------------------------------
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def project(pose: np.ndarray, K: np.ndarray, depth: float) -> np.ndarray:
+    """[17, 3] root-relative mm in the virtual camera -> [17, 2] crop pixels (root at `depth`)."""
+    X = pose + np.array([0.0, 0.0, depth])
+    uv = X @ K.T
+    return uv[:, :2] / uv[:, 2:]
+
+
+def _spread(n_total: int, n: int) -> np.ndarray:
+    return np.unique(np.linspace(0, n_total - 1, min(n, n_total)).round().astype(int))
+
+
+def qualitative(store, result: dict, path: Path, count: int = 6) -> Path:
+    """Fig. 3: crops with the ground truth (green) and the prediction (red), and both in 3D."""
+    from h36m_prep.geometry import PARENTS
+
+    plt = _plt()
+    g = S.open_store(store)
+    reader = StoreReader(store)
+    pick = _spread(len(result["rows"]), count)
+    fig = plt.figure(figsize=(2.6 * len(pick), 5.4))
+    for i, k in enumerate(pick):
+        row = int(result["rows"][k])
+        K, depth = g["K"][row], float(np.linalg.norm(g["root_cam"][row]))
+        ax = fig.add_subplot(2, len(pick), i + 1)
+        ax.imshow(reader.image(row))
+        for pose, colour in ((result["gt"][k], "lime"), (result["pred"][k], "red")):
+            uv = project(pose, K, depth)
+            for j, p in enumerate(PARENTS):
+                if p >= 0:
+                    ax.plot(uv[[p, j], 0], uv[[p, j], 1], color=colour, lw=1.5)
+        err = float(mpjpe(result["pred"][k][None], result["gt"][k][None])[0]) * ROOT_CORRECTION
+        ax.set_title(f"row {row}: {err:.0f} mm", fontsize=8)
+        ax.axis("off")
+        ax3 = fig.add_subplot(2, len(pick), len(pick) + i + 1, projection="3d")
+        for pose, colour in ((result["gt"][k], "green"), (result["pred"][k], "red")):
+            for j, p in enumerate(PARENTS):
+                if p >= 0:  # camera frame: x right, y down, z forward -> plot x, z, -y
+                    ax3.plot(pose[[p, j], 0], pose[[p, j], 2], -pose[[p, j], 1], color=colour, lw=1.2)
+        ax3.set_box_aspect((1, 1, 1))
+        lim = 1000
+        ax3.set(xlim=(-lim, lim), ylim=(-lim, lim), zlim=(-lim, lim), xticklabels=[], yticklabels=[],
+                zticklabels=[])
+        ax3.view_init(elev=10, azim=-80)
+    fig.suptitle("test subjects: ground truth (green) and prediction (red)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+class SyncModel:
+    """A pretrained Siamese network with what its figures need: images as it was trained on
+    (background removed, the centre of the training crop window), features, sync logits."""
+
+    def __init__(self, model: SiameseSync, cfg: PretrainConfig):
+        self.model, self.cfg, self.device = model.to(_device()).eval(), cfg, _device()
+        sc = cfg.sampler_config()
+        self.window = 0.5 * (sc.window[0] + sc.window[1])
+
+    def images(self, reader: StoreReader, rows, crop: int) -> torch.Tensor:
+        a = np.empty((2, 3))
+        _affine(a, 0.5, 0.5, 0.5, 0.5, False, crop, self.cfg.input_size, self.window, self.window, 0.0, 0.0)
+        return torch.stack([compose(*fetch_image(reader, int(r), REMOVED, -1), a, self.cfg.input_size)
+                            for r in rows])
+
+    @torch.no_grad()
+    def features(self, reader, rows, crop: int, batch: int = 128) -> torch.Tensor:
+        out = [self.model.phi(self.images(reader, rows[i:i + batch], crop).to(self.device)).float().cpu()
+               for i in range(0, len(rows), batch)]
+        return torch.cat(out) if out else torch.zeros(0, 1)
+
+    @torch.no_grad()
+    def sync_logit(self, f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
+        from models.siamese import fuse
+
+        return self.model.omega_sync(fuse(f1, f2, self.model.fusion))[:, 0]
+
+
+def load_sync_model(run: str | Path) -> SyncModel:
+    run = Path(run)
+    try:
+        cfg = PretrainConfig.load(run / "config.json")
+        state = checkpoint.load(run / "checkpoint.pt")
+    except (OSError, TypeError, ValueError):
+        raise ValueError(f"{run}: not a pretrain run folder; pass the --out of sync-train pretrain") from None
+    model = SiameseSync(cfg.arch, cfg.fusion)
+    model.load_state_dict(state["model"])
+    return SyncModel(model, cfg)
+
+
+def gap_pairs(store, subjects, gaps, per_gap: int, seed: int = 0) -> dict:
+    """For each gap centre dt: per_gap anchors (any camera and frame of `subjects`) with a
+    synchronized partner (another camera, same frame) and an unsynchronized one (another
+    camera, |t2 - t| drawn uniformly from [dt - 7, dt + 8]). Gaps longer than the sequences
+    are left out. -> {dt: (anchor, sync, unsync) rows}."""
+    index = load_index(store, "train", moving_only=False)
+    g = S.open_store(store)
+    names = list(g.attrs["subjects"])
+    ok = S.done_rows(g) & np.isin(g["subject"][:], [names.index(s) for s in subjects])
+    ok &= (index.unit_start[index.row_seq] >= 0).sum(axis=1) >= 2  # a second camera exists
+    candidates = np.flatnonzero(ok)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for dt in gaps:
+        longest = index.seq_len[index.row_seq[candidates]] if len(candidates) else np.zeros(0)
+        fits = candidates[longest > dt + 8]
+        if not len(fits):
+            continue
+        anchors, syncs, unsyncs = [], [], []
+        while len(anchors) < per_gap:
+            r = int(rng.choice(fits))
+            s, c, t = index.row_seq[r], index.row_cam[r], index.row_t[r]
+            gap = int(rng.integers(dt - 7, dt + 9))
+            t2 = t + gap if rng.random() < 0.5 else t - gap
+            if not 0 <= t2 < index.seq_len[s]:
+                t2 = 2 * t - t2  # the other direction; with seq_len > dt + 8 one of them may fit
+            if not 0 <= t2 < index.seq_len[s]:
+                continue
+            c2 = int(rng.choice([k for k in np.flatnonzero(index.unit_start[s] >= 0) if k != c]))
+            anchors.append(r)
+            syncs.append(index.row(s, c2, t))
+            unsyncs.append(index.row(s, c2, t2))
+        out[dt] = tuple(np.array(x) for x in (anchors, syncs, unsyncs))
+    return out
+
+
+def sync_vs_gap(sync: SyncModel, store, path: Path, per_gap: int = 48, seed: int = 0) -> dict:
+    """Fig. 4: synchronization accuracy against the time gap (balanced synchronized and not).
+    -> {group: {subjects, gaps, accuracy}}, the figure's data."""
+    plt = _plt()
+    g = S.open_store(store)
+    reader, crop = StoreReader(store), int(g.attrs["crop_size"])
+    split = {q["subject"]: q["split"] for q in g.attrs["sequences"]}
+    groups = {"test": [s for s, sp in split.items() if sp == "test"],
+              "train": [s for s in FIG_TRAIN_SUBJECTS if s in split] or [s for s, sp in split.items() if sp == "train"][:2]}
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    data = {}
+    for label, subjects in groups.items():
+        gaps, acc = [], []
+        for dt, (a, s, u) in gap_pairs(store, subjects, GAPS, per_gap, seed).items():
+            fa, fs, fu = (sync.features(reader, rows, crop) for rows in (a, s, u))
+            hit = (sync.sync_logit(fa, fs) > 0).sum() + (sync.sync_logit(fa, fu) <= 0).sum()
+            gaps.append(dt)
+            acc.append(float(hit) / (2 * len(a)))
+        data[label] = {"subjects": subjects, "gaps": gaps, "accuracy": acc}
+        ax.plot(gaps, acc, "o-", label=f"{label}: {' '.join(subjects)}")
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax.set(xlabel="time gap dt (frames; drawn from [dt-7, dt+8])", ylabel="synchronization accuracy", ylim=(0, 1))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return data
+
+
+def retrieval(sync: SyncModel, store, path: Path, queries: int = 6, gallery_every: int = 8) -> Path:
+    """Fig. 6: test queries (top) and the training frame the network finds most synchronized (bottom)."""
+    plt = _plt()
+    g = S.open_store(store)
+    reader, crop = StoreReader(store), int(g.attrs["crop_size"])
+    done, split, frame = S.done_rows(g), g["split"][:], g["frame"][:]
+    test = np.flatnonzero(done & (split == 1) & (frame % 64 == 0))
+    query = test[_spread(len(test), queries)]
+    gallery = np.flatnonzero(done & (split == 0) & (frame % gallery_every == 0))
+    fq, fg = sync.features(reader, query, crop), sync.features(reader, gallery, crop)
+    best = [gallery[int(sync.sync_logit(q[None].expand_as(fg), fg).argmax())] for q in fq]
+    subjects, cameras = g.attrs["subjects"], g.attrs["cameras"]
+    subj, cam = g["subject"][:], g["camera"][:]
+    fig, axes = plt.subplots(2, len(query), figsize=(2.2 * len(query), 4.8), squeeze=False)
+    for i, (q, r) in enumerate(zip(query, best)):
+        for ax, row, what in ((axes[0, i], q, "query"), (axes[1, i], r, "retrieved")):
+            ax.imshow(reader.image(int(row)))
+            ax.set_title(f"{what}: {subjects[subj[row]]} cam {cameras[cam[row]][-3:]} t{frame[row]}", fontsize=7)
+            ax.axis("off")
+    fig.suptitle(f"cross-subject retrieval over {len(gallery)} training frames", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

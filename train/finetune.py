@@ -1,0 +1,92 @@
+"""`sync-train finetune`: transfer the pretrained backbone to 3D pose regression (paper, 3.4)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models import PoseRegressor
+from models.backbone import freeze_stages
+from pairloader import PoseLoader, pose_stats, unstandardize
+
+from . import checkpoint
+from .config import FinetuneConfig, PretrainConfig
+from .metrics import ROOT_CORRECTION, mpjpe
+from .run import Run
+
+
+def pose_model(cfg: FinetuneConfig) -> PoseRegressor:
+    """The regressor with its backbone initialised as cfg.init says: random, an ImageNet
+    state-dict file (imagenet:PATH) or the backbone Phi of a pretrain run folder."""
+    if cfg.init == "random":
+        return PoseRegressor(cfg.arch)
+    if cfg.init.startswith("imagenet:"):
+        return PoseRegressor(cfg.arch, weights=cfg.init.removeprefix("imagenet:"))
+    run = Path(cfg.init)
+    if not (run / "checkpoint.pt").is_file():
+        raise ValueError(f"init={cfg.init!r}: not a pretrain run folder (no checkpoint.pt); pass one, "
+                         f"'random' or 'imagenet:PATH'")
+    pre = PretrainConfig.load(run / "config.json")
+    if pre.arch != cfg.arch:
+        raise ValueError(f"{run}: pretrained a {pre.arch}, but --arch is {cfg.arch}; pass --arch {pre.arch}")
+    model = PoseRegressor(cfg.arch)
+    state = checkpoint.load(run / "checkpoint.pt")["model"]
+    model.phi.load_state_dict({k.removeprefix("phi."): v for k, v in state.items() if k.startswith("phi.")})
+    return model
+
+
+def finetune(store: str | Path, out: str | Path, cfg: FinetuneConfig, resume: bool = False,
+             progress: bool = True, stop_after: int | None = None) -> dict:
+    """Train (or continue) the pose run in `out`; returns its final metrics ({} if stopped early).
+
+    The target statistics (per-joint mean and std of the protocol's training poses) are saved
+    with every checkpoint and in out/pose_stats.json; evaluation uses those.
+    """
+    torch.manual_seed(cfg.seed)
+    model = pose_model(cfg)
+    freeze_stages(model.phi, cfg.freeze)
+    mean, std = pose_stats(store, cfg.subjects)
+    stats = {"mean": mean.tolist(), "std": std.tolist()}
+    run = Run(out, cfg, model, "finetune", resume, progress, extra={"pose_stats": stats})
+    if run.rank == 0:
+        (run.out / "pose_stats.json").write_text(json.dumps(stats))
+    device, gpu = run.device, run.gpu
+    loader = PoseLoader(store, batch_size=cfg.batch, seed=cfg.seed, split="train", backend=cfg.backend,
+                        workers=cfg.workers, start_step=run.start,
+                        steps=min(cfg.steps, stop_after or cfg.steps) - run.start, flip=cfg.flip,
+                        out_size=cfg.input_size, stats=(mean, std), rank=run.rank, world_size=run.world,
+                        subjects=cfg.subjects, device_id=run.local if gpu and cfg.backend == "dali" else None)
+    run.net.train()
+    freeze_stages(model.phi, cfg.freeze)  # .train() re-enabled the frozen batch norms
+    errors = []
+    with run.interruptible():
+        for batch in loader:
+            x, target = batch["image"].to(device, non_blocking=True), batch["target"].to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=gpu and cfg.bf16):
+                pred = run.net(x)
+            loss = torch.nn.functional.mse_loss(pred.float(), target)
+            run.step(loss, batch["step"])
+            errors.append(mpjpe(unstandardize(pred.detach().float().cpu(), mean, std), batch["pose"]).mean().item())
+            if run.due(batch["step"]):
+                run.record({"loss": loss.item(), "mpjpe": float(np.mean(errors)) * ROOT_CORRECTION},
+                           cfg.batch, "images")
+                errors = []
+    if not run.finish() or run.rank != 0:
+        return {}
+    return run.write_metrics({"train_subjects": list(cfg.subjects)})
+
+
+def load_pose_model(run: str | Path) -> tuple[PoseRegressor, FinetuneConfig, np.ndarray, np.ndarray]:
+    """(model in eval mode, config, mean, std) of a finetune run folder."""
+    run = Path(run)
+    try:
+        cfg = FinetuneConfig.load(run / "config.json")
+        state = checkpoint.load(run / "checkpoint.pt")
+        stats = state["extra"]["pose_stats"]
+    except (OSError, TypeError, KeyError, ValueError):
+        raise ValueError(f"{run}: not a finetune run folder; pass the --out of sync-train finetune") from None
+    model = PoseRegressor(cfg.arch)
+    model.load_state_dict(state["model"])
+    return model.eval(), cfg, np.asarray(stats["mean"]), np.asarray(stats["std"])

@@ -1,0 +1,149 @@
+"""What every training command shares: ranks and device, AdamW with a cosine schedule, atomic
+checkpoints and exact resume, the JSONL / TensorBoard logs and the progress bar."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from . import checkpoint
+
+
+def distributed() -> tuple[int, int, int]:
+    """(rank, world_size, local_rank); joins the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def cosine(cfg) -> callable:
+    """lr factor at step t: cosine from cfg.lr to cfg.lr_min over cfg.steps."""
+    return lambda t: (cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 * (1 + math.cos(math.pi * min(t, cfg.steps) / cfg.steps))) / cfg.lr
+
+
+class Run:
+    """One training run in the folder `out`, for a config with the fields lr, lr_min, steps,
+    weight_decay, log_every, checkpoint_every, channels_last, compile.
+
+    The model is built (and seeded) by the caller; its trainable parameters get the optimizer.
+    `resume` loads model, optimizer, schedule, step and RNG from out/checkpoint.pt (the config
+    must be the same); otherwise `out` must not hold a run yet. `extra` is saved with every
+    checkpoint (e.g. the target statistics of a pose model) and `loaded` holds what was saved.
+    """
+
+    def __init__(self, out: str | Path, cfg, model: torch.nn.Module, name: str, resume: bool = False,
+                 progress: bool = True, extra: dict | None = None):
+        self.out, self.cfg, self.name, self.extra = Path(out), cfg, name, extra or {}
+        self.rank, self.world, self.local = distributed()
+        self.gpu = torch.cuda.is_available()
+        self.device = torch.device("cuda", self.local) if self.gpu else torch.device("cpu")
+        self.model = model.to(self.device)
+        if self.gpu and cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, cosine(cfg))
+        self.path, self.start, self.loaded = self.out / "checkpoint.pt", 0, {}
+        if resume:
+            state = checkpoint.load(self.path)
+            if state["config"] != dataclasses.asdict(cfg):
+                raise ValueError(f"{self.out}: was trained with another config; resume with the same options")
+            self.model.load_state_dict(state["model"])
+            self.opt.load_state_dict(state["optimizer"])
+            self.sched.load_state_dict(state["scheduler"])
+            checkpoint.set_rng_state(state["rng"])
+            self.start, self.loaded = state["step"], state.get("extra", {})
+        elif self.path.exists():
+            raise ValueError(f"{self.out}: already holds a run; pass --resume to continue it or choose a new --out")
+        self.done = self.start
+        self.net = torch.nn.parallel.DistributedDataParallel(self.model) if self.world > 1 else self.model
+        if cfg.compile:
+            self.net = torch.compile(self.net)
+        self.log = self.tb = None
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+            cfg.save(self.out / "config.json")
+            self.log = open(self.out / "log.jsonl", "a")
+            self.tb = _tensorboard(self.out)
+        self.bar = tqdm(total=cfg.steps, initial=self.start, desc=name, unit="step",
+                        disable=not progress or self.rank != 0)
+        self.t0 = time.perf_counter()
+
+    def step(self, loss: torch.Tensor, step: int) -> None:
+        """One optimizer step on `loss`, the batch of `step`; checkpoints every checkpoint_every."""
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sched.step()
+        self.done = step + 1
+        if self.done % self.cfg.checkpoint_every == 0:
+            self.save()
+        self.bar.update(1)
+
+    def due(self, step: int) -> bool:
+        """Whether the batch of `step` is logged (every log_every steps and the first)."""
+        return self.rank == 0 and ((step + 1) % self.cfg.log_every == 0 or step == self.start)
+
+    def record(self, values: dict, items_per_step: int, unit: str) -> dict:
+        """Log values (plus step, lr, steps/s and `unit`/s) to the JSONL log, TensorBoard and the bar."""
+        dt = time.perf_counter() - self.t0
+        rec = {"step": self.done, **values, "lr": self.sched.get_last_lr()[0],
+               "steps_per_s": (self.done - self.start) / dt,
+               f"{unit}_per_s": (self.done - self.start) * items_per_step * self.world / dt}
+        self.log.write(json.dumps(rec) + "\n")
+        self.log.flush()
+        if self.tb:
+            for k, v in rec.items():
+                if k != "step":
+                    self.tb.add_scalar(f"{self.name}/{k}", v, self.done)
+        self.bar.set_postfix({k: f"{v:.3g}" for k, v in values.items()})
+        return rec
+
+    def save(self) -> None:
+        if self.rank == 0:
+            checkpoint.save(self.path, model=self.model.state_dict(), optimizer=self.opt.state_dict(),
+                            scheduler=self.sched.state_dict(), step=self.done, config=dataclasses.asdict(self.cfg),
+                            rng=checkpoint.rng_state(), extra=self.extra)
+
+    @contextlib.contextmanager
+    def interruptible(self):
+        """Ctrl-C inside writes a checkpoint and exits with how to resume."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.save()
+            self.bar.close()
+            raise SystemExit(f"interrupted: checkpoint at step {self.done} in {self.path}; rerun with --resume")
+
+    def finish(self) -> bool:
+        """Final checkpoint; True when the schedule is complete (not stopped early on purpose)."""
+        self.bar.close()
+        self.save()
+        complete = self.done >= self.cfg.steps
+        if self.log:
+            self.log.close()
+        if self.tb:
+            self.tb.close()
+        return complete
+
+    def write_metrics(self, metrics: dict) -> dict:
+        metrics = {**metrics, "steps": self.done, "seconds": round(time.perf_counter() - self.t0, 1)}
+        if self.rank == 0:
+            (self.out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        return metrics
+
+
+def _tensorboard(out: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional at run time; the JSONL log has the same
+        return None
+    return SummaryWriter(str(out / "tb"))
