@@ -64,8 +64,8 @@ class PretrainConfig:
 
 PRETRAIN_PRESETS = {
     "paper": PretrainConfig(),
-    "tiny": PretrainConfig(input_size=64, batch=8, steps=60, lr=1e-3, lr_min=1e-5, backend="torch",
-                           checkpoint_every=20, log_every=5, eval_batches=8),
+    "tiny": PretrainConfig(input_size=64, batch=8, steps=600, lr=3e-4, lr_min=1e-5, backend="torch",
+                           checkpoint_every=100, log_every=25, eval_batches=20),
 }
 
 
@@ -113,8 +113,8 @@ class FinetuneConfig:
 
 FINETUNE_PRESETS = {
     "paper": FinetuneConfig(),
-    "tiny": FinetuneConfig(input_size=64, batch=32, steps=150, lr=1e-3, lr_min=1e-5, backend="torch",
-                           checkpoint_every=50, log_every=10),
+    "tiny": FinetuneConfig(input_size=64, batch=32, steps=600, lr=1e-3, lr_min=1e-5, backend="torch",
+                           checkpoint_every=200, log_every=25),
 }
 
 
