@@ -1,5 +1,5 @@
-"""`sync-train`: the main job on the built-in synthetic data, and (as they land) the training
-and evaluation commands."""
+"""`sync-train`: the main job on the built-in synthetic data (`demo`), and the training and
+evaluation commands (`pretrain`, `finetune`, `eval`)."""
 from __future__ import annotations
 
 import dataclasses
