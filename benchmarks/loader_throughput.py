@@ -218,7 +218,7 @@ def main() -> None:
     args.jpeg_dir = tmp
     rows = write_jpegs(args.store, tmp, 2000)
     Path(tmp, "rows.json").write_text(json.dumps(rows))
-    kinds = ["raw-zarr", "raw-direct", "naive", "pairloader-torch"]
+    kinds = ["raw-zarr", "raw-direct", "naive", "pairloader-torch", "pairloader-opencv"]
     try:
         import nvidia.dali  # noqa: F401
         kinds.append("pairloader-dali")

@@ -16,7 +16,7 @@ import torch
 
 from .fetch import StoreReader, fetch_image
 from .index import load_index
-from .reference import compose
+from .reference import compose, compose_opencv
 from .sampler import PairSampler, Plan, SamplerConfig
 
 
@@ -45,23 +45,38 @@ def plan_tensors(plan: Plan, step: int) -> dict:
     }
 
 
-class _TorchBatches(torch.utils.data.Dataset):
-    """Map-style dataset: item `step` is the whole batch of that step (reference backend)."""
+BACKENDS = ("dali", "opencv", "torch")
 
-    def __init__(self, reader: StoreReader, sampler: PairSampler, seed: int, rank: int, world_size: int):
-        self.reader, self.sampler = reader, sampler
+
+def resolve_backend(backend: str, device_id: int | None) -> str:
+    """'auto': the DALI pipeline on a GPU (device_id given, DALI installed), else OpenCV."""
+    if backend == "auto":
+        return "dali" if device_id is not None and dali_available() else "opencv"
+    if backend not in BACKENDS:
+        raise ValueError(f"backend {backend!r}: choose one of {', '.join(BACKENDS)} or 'auto'")
+    return backend
+
+
+class _CpuBatches(torch.utils.data.Dataset):
+    """Map-style dataset: item `step` is the whole batch of that step (opencv or torch backend)."""
+
+    def __init__(self, reader: StoreReader, sampler: PairSampler, seed: int, rank: int, world_size: int,
+                 backend: str):
+        self.reader, self.sampler, self.backend = reader, sampler, backend
         self.seed, self.rank, self.world_size = seed, rank, world_size
 
     def __getitem__(self, step: int) -> dict:
         plan = self.sampler.plan(self.seed, step, self.rank, self.world_size)
-        x = render_reference(self.reader, plan, self.sampler.cfg.out_size)
+        x = render_cpu(self.reader, plan, self.sampler.cfg.out_size, self.backend)
         return {"x1": x[0::2], "x2": x[1::2], **plan_tensors(plan, step)}
 
 
-def render_reference(reader: StoreReader, plan, out_size: int) -> torch.Tensor:
-    """Every image of a plan through the torch reference: [n, 3, O, O] in plan.images() order."""
+def render_cpu(reader: StoreReader, plan, out_size: int, backend: str = "torch") -> torch.Tensor:
+    """Every image of a plan through the torch reference (backend 'torch') or OpenCV ('opencv'):
+    [n, 3, O, O] in plan.images() order."""
+    fn = compose_opencv if backend == "opencv" else compose
     rows, bg_mode, bg_index, affine = plan.images()
-    return torch.stack([compose(*fetch_image(reader, r, m, b), a, out_size)
+    return torch.stack([fn(*fetch_image(reader, r, m, b), a, out_size)
                         for r, m, b, a in zip(rows, bg_mode, bg_index, affine)])
 
 
@@ -70,8 +85,8 @@ class PairLoader:
     sync_label, flip_label [P] (1, 0, -1: not trained), row1, row2 [P] (store rows),
     mirrored1, mirrored2 [P] bool, and step.
 
-    backend: 'dali' (the DALI pipeline, GPU when device_id is given), 'torch' (the reference),
-    or 'auto' (DALI when installed). steps: how many batches (None: endless). split: whose
+    backend: 'dali' (the DALI pipeline, GPU when device_id is given), 'opencv' (uint8 OpenCV
+    warps, the fast CPU path), 'torch' (the reference), or 'auto' (DALI with a GPU, else OpenCV). steps: how many batches (None: endless). split: whose
     frames are anchors ('test' for the pretext accuracy on the test subjects).
     """
 
@@ -79,10 +94,7 @@ class PairLoader:
                  workers: int = 2, start_step: int = 0, steps: int | None = None, rank: int = 0,
                  world_size: int = 1, sampler: SamplerConfig | None = None, threads: int = 2,
                  device_id: int | None = None, split: str = "train"):
-        if backend == "auto":
-            backend = "dali" if dali_available() else "torch"
-        if backend not in ("dali", "torch"):
-            raise ValueError(f"backend {backend!r}: choose 'dali', 'torch' or 'auto'")
+        backend = resolve_backend(backend, device_id)
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world_size {world_size}")
         cfg = sampler or SamplerConfig()
@@ -97,10 +109,10 @@ class PairLoader:
         return self.sampler.plan(self.seed, step, self.rank, self.world_size)
 
     def __iter__(self):
-        return self._dali() if self.backend == "dali" else self._torch()
+        return self._dali() if self.backend == "dali" else self._cpu()
 
-    def _torch(self):
-        ds = _TorchBatches(self.reader, self.sampler, self.seed, self.rank, self.world_size)
+    def _cpu(self):
+        ds = _CpuBatches(self.reader, self.sampler, self.seed, self.rank, self.world_size, self.backend)
         dl = torch.utils.data.DataLoader(ds, batch_size=None, sampler=step_range(self.start_step, self.steps), num_workers=self.workers,
                                          prefetch_factor=2 if self.workers else None,
                                          persistent_workers=False)

@@ -104,7 +104,7 @@ class PoseLoader:
                  steps: int | None = None, flip: bool | None = None, out_size: int = 224,
                  stats: tuple[np.ndarray, np.ndarray] | None = None, rank: int = 0, world_size: int = 1,
                  threads: int = 2, device_id: int | None = None, subjects=None):
-        from .loader import dali_available
+        from .loader import resolve_backend
 
         if split not in ("train", "test"):
             raise ValueError(f"split {split!r}: choose 'train' or 'test'")
@@ -125,7 +125,7 @@ class PoseLoader:
         if steps is None and not train:
             steps = -(-len(rows) // (batch_size * world_size)) - start_step  # one pass
         self.reader = StoreReader(store)
-        self.backend = backend if backend != "auto" else ("dali" if dali_available() else "torch")
+        self.backend = resolve_backend(backend, device_id)
         self.seed, self.workers, self.threads, self.device_id = seed, workers, threads, device_id
         self.start_step, self.steps, self.rank, self.world_size = start_step, steps, rank, world_size
 
@@ -145,13 +145,14 @@ class PoseLoader:
                 "valid": torch.from_numpy(plan.valid.copy()), "step": step}
 
     def __iter__(self):
-        from .loader import render_reference, step_range
+        from .loader import render_cpu, step_range
 
         steps = step_range(self.start_step, self.steps)
-        if self.backend == "torch":
+        if self.backend != "dali":
             for step in steps:
                 plan = self.sampler.plan(self.seed, step, self.rank, self.world_size)
-                yield {"image": render_reference(self.reader, plan, self.sampler.out_size), **self.targets(plan, step)}
+                yield {"image": render_cpu(self.reader, plan, self.sampler.out_size, self.backend),
+                       **self.targets(plan, step)}
             return
         from .pipeline import PlanSource, build_pipeline, to_torch
 

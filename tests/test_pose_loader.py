@@ -60,3 +60,11 @@ def test_dali_pose_images_agree_with_the_reference(small_store):
     assert torch.equal(ref["target"], dali["target"])
     std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
     assert ((ref["image"] - dali["image"]).abs() * std).mean() < 2 / 255
+
+
+def test_opencv_pose_images_agree_with_the_reference(small_store):
+    ref = next(iter(PoseLoader(small_store, batch_size=4, seed=1, backend="torch", steps=1, out_size=64)))
+    fast = next(iter(PoseLoader(small_store, batch_size=4, seed=1, backend="opencv", steps=1, out_size=64)))
+    assert torch.equal(ref["target"], fast["target"]) and torch.equal(ref["mirrored"], fast["mirrored"])
+    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    assert ((ref["image"] - fast["image"]).abs() * std).mean() < 2 / 255

@@ -57,7 +57,7 @@ def finetune(store: str | Path, out: str | Path, cfg: FinetuneConfig, resume: bo
                         workers=cfg.workers, start_step=run.start,
                         steps=min(cfg.steps, stop_after or cfg.steps) - run.start, flip=cfg.flip,
                         out_size=cfg.input_size, stats=(mean, std), rank=run.rank, world_size=run.world,
-                        subjects=cfg.subjects, device_id=run.local if gpu and cfg.backend == "dali" else None)
+                        subjects=cfg.subjects, device_id=run.local if gpu and cfg.backend in ("dali", "auto") else None)
     run.net.train()
     freeze_stages(model.phi, cfg.freeze)  # .train() re-enabled the frozen batch norms
     errors = []

@@ -37,7 +37,7 @@ def pretrain(store: str | Path, out: str | Path, cfg: PretrainConfig, resume: bo
     loader = PairLoader(store, batch_size=cfg.batch, seed=cfg.seed, backend=cfg.backend, workers=cfg.workers,
                         start_step=run.start, steps=min(cfg.steps, stop_after or cfg.steps) - run.start,
                         rank=run.rank, world_size=run.world, sampler=cfg.sampler_config(),
-                        device_id=run.local if gpu and cfg.backend == "dali" else None)
+                        device_id=run.local if gpu and cfg.backend in ("dali", "auto") else None)
     hits = {"sync": [0, 0], "flip": [0, 0]}
     run.net.train()
     with run.interruptible():
