@@ -64,8 +64,8 @@ class PretrainConfig:
 
 PRETRAIN_PRESETS = {
     "paper": PretrainConfig(),
-    "tiny": PretrainConfig(input_size=64, batch=8, steps=600, lr=3e-4, lr_min=1e-5, backend="torch",
-                           checkpoint_every=100, log_every=25, eval_batches=20),
+    "tiny": PretrainConfig(input_size=64, batch=8, steps=1200, lr=6e-4, lr_min=1e-5, backend="auto",
+                           checkpoint_every=200, log_every=25, eval_batches=20),
 }
 
 
@@ -113,7 +113,7 @@ class FinetuneConfig:
 
 FINETUNE_PRESETS = {
     "paper": FinetuneConfig(),
-    "tiny": FinetuneConfig(input_size=64, batch=32, steps=600, lr=1e-3, lr_min=1e-5, backend="torch",
+    "tiny": FinetuneConfig(input_size=64, batch=32, steps=400, lr=1e-3, lr_min=1e-5, backend="auto",
                            checkpoint_every=200, log_every=25),
 }
 
