@@ -163,18 +163,23 @@ def test_batch_carries_its_plan_and_mirroring_flips_the_image(small_store):
     assert removed[:, 10:-10, 10:-10].abs().max() < 0.01
 
 
+def _agree(ref, other):
+    """Same plan bookkeeping; pixels within a mean of 2/255 of the 0..1 range."""
+    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    for r, o in zip(ref, other, strict=True):
+        for k in ("sync_label", "flip_label", "row1", "row2", "mirrored1", "mirrored2"):
+            assert torch.equal(r[k], o[k]), k
+        for x in ("x1", "x2"):
+            diff = ((r[x] - o[x]).abs() * std).mean()
+            assert diff < 2 / 255, diff
+
+
 def test_opencv_backend_agrees_with_the_torch_reference_and_is_bitwise_reproducible(small_store):
     ref = _batches(small_store, steps=2)
     fast = _batches(small_store, steps=2, backend="opencv")
     again = _batches(small_store, start_step=1, steps=1, backend="opencv", workers=2)
     _same(fast[1], again[0])
-    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
-    for r, f in zip(ref, fast):
-        for k in ("sync_label", "flip_label", "row1", "row2", "mirrored1", "mirrored2"):
-            assert torch.equal(r[k], f[k]), k
-        for x in ("x1", "x2"):
-            diff = ((r[x] - f[x]).abs() * std).mean()  # in units of the 0..1 pixel range
-            assert diff < 2 / 255, diff
+    _agree(ref, fast)
     with pytest.raises(ValueError, match="backend"):
         PairLoader(small_store, backend="pillow")
 
@@ -183,13 +188,7 @@ def test_opencv_backend_agrees_with_the_torch_reference_and_is_bitwise_reproduci
 def test_dali_cpu_pipeline_agrees_with_the_torch_reference(small_store):
     ref = _batches(small_store, steps=2)
     dali = _batches(small_store, steps=2, backend="dali", workers=2)
-    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
-    for r, d in zip(ref, dali):
-        for k in ("sync_label", "flip_label", "row1", "row2", "mirrored1", "mirrored2"):
-            assert torch.equal(r[k], d[k]), k
-        for x in ("x1", "x2"):
-            diff = ((r[x] - d[x]).abs() * std).mean()  # in units of the 0..1 pixel range
-            assert diff < 2 / 255, diff
+    _agree(ref, dali)
 
 
 @pytest.mark.gpu

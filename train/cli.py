@@ -122,13 +122,36 @@ def _config_options(cls):
     return wrap
 
 
-@main.command()
-@click.option("--store", required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="the run folder")
-@click.option("--preset", type=click.Choice(["paper", "tiny"]), default="paper", show_default=True)
-@click.option("--resume", is_flag=True, help="continue the run in --out from its checkpoint")
-@click.option("--stop-after", type=int, default=None, help="stop with a checkpoint after this many steps")
-@_config_options(PretrainConfig)
+def _training_command(cls):
+    """The options every training command shares, then one --option per field of its config."""
+    def wrap(fn):
+        fn = _config_options(cls)(fn)
+        for option in reversed([
+            click.option("--store", required=True, type=click.Path(exists=True, file_okay=False)),
+            click.option("--out", required=True, type=click.Path(file_okay=False), help="the run folder"),
+            click.option("--preset", type=click.Choice(["paper", "tiny"]), default="paper", show_default=True),
+            click.option("--resume", is_flag=True, help="continue the run in --out from its checkpoint"),
+            click.option("--stop-after", type=int, default=None,
+                         help="stop with a checkpoint after this many steps")]):
+            fn = option(fn)
+        return main.command()(fn)
+    return wrap
+
+
+def _train(run, cls, presets, store, out, preset, resume, stop_after, overrides) -> dict:
+    """The config from the preset and the options (or, resuming, from the run folder), then the
+    run; a ValueError is reported as an error and exit status 2."""
+    try:
+        cfg = dataclasses.replace(presets[preset], **{k: v for k, v in overrides.items() if v is not None})
+        if resume and (Path(out) / "config.json").exists():
+            cfg = cls.load(Path(out) / "config.json")
+        return run(store, out, cfg, resume=resume, stop_after=stop_after)
+    except ValueError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+
+
+@_training_command(PretrainConfig)
 def pretrain(store, out, preset, resume, stop_after, **overrides):
     """Self-supervised pretraining: synchronized / flipped pair classification (loss (1)).
 
@@ -136,40 +159,19 @@ def pretrain(store, out, preset, resume, stop_after, **overrides):
     """
     from .pretrain import pretrain as run
 
-    base = PRETRAIN_PRESETS[preset]
-    try:
-        cfg = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
-        if resume and (Path(out) / "config.json").exists():
-            cfg = PretrainConfig.load(Path(out) / "config.json")
-        metrics = run(store, out, cfg, resume=resume, stop_after=stop_after)
-    except ValueError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(2)
+    metrics = _train(run, PretrainConfig, PRETRAIN_PRESETS, store, out, preset, resume, stop_after, overrides)
     if metrics:
         click.echo(f"pretext accuracy on the test subjects: sync {metrics['test_acc_sync']:.3f}, "
                    f"flip {metrics['test_acc_flip']:.3f} ({out}/metrics.json)")
 
 
-@main.command()
-@click.option("--store", required=True, type=click.Path(exists=True, file_okay=False))
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="the run folder")
-@click.option("--preset", type=click.Choice(["paper", "tiny"]), default="paper", show_default=True)
-@click.option("--resume", is_flag=True, help="continue the run in --out from its checkpoint")
-@click.option("--stop-after", type=int, default=None, help="stop with a checkpoint after this many steps")
-@_config_options(FinetuneConfig)
+@_training_command(FinetuneConfig)
 def finetune(store, out, preset, resume, stop_after, **overrides):
     """Transfer to 3D pose: a linear layer on the backbone, from --init RUN | random | imagenet:PATH,
     supervised by the subjects of --protocol S1 | All."""
     from .finetune import finetune as run
 
-    try:
-        cfg = dataclasses.replace(FINETUNE_PRESETS[preset], **{k: v for k, v in overrides.items() if v is not None})
-        if resume and (Path(out) / "config.json").exists():
-            cfg = FinetuneConfig.load(Path(out) / "config.json")
-        metrics = run(store, out, cfg, resume=resume, stop_after=stop_after)
-    except ValueError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(2)
+    metrics = _train(run, FinetuneConfig, FINETUNE_PRESETS, store, out, preset, resume, stop_after, overrides)
     if metrics:
         click.echo(f"finetuned on {' '.join(metrics['train_subjects'])} in {metrics['seconds']:.0f} s: {out}")
 

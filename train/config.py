@@ -15,8 +15,19 @@ BACKGROUNDS = {"kept": (1.0, 0.0, 0.0), "removed": (0.0, 1.0, 0.0), "substituted
                "mixed": (0.0, 0.5, 0.5)}
 
 
+class JsonConfig:
+    """save / load of a flat config dataclass as the JSON beside its run."""
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(dataclasses.asdict(self), indent=1))
+
+    @classmethod
+    def load(cls, path: str | Path):
+        return cls(**json.loads(Path(path).read_text()))
+
+
 @dataclasses.dataclass(frozen=True)
-class PretrainConfig:
+class PretrainConfig(JsonConfig):
     arch: str = "resnet18"
     fusion: str = "mult"             # mult | concat | add | diff
     tasks: str = "both"              # sync | flip | both
@@ -54,12 +65,6 @@ class PretrainConfig:
                              bg_mix=BACKGROUNDS[self.background], single_view=single,
                              rotation=15.0 if single else 0.0)
 
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(dataclasses.asdict(self), indent=1))
-
-    @classmethod
-    def load(cls, path: str | Path) -> "PretrainConfig":
-        return cls(**json.loads(Path(path).read_text()))
 
 
 PRETRAIN_PRESETS = {
@@ -73,7 +78,7 @@ PROTOCOLS = {"S1": ("S1",), "All": ("S1", "S5", "S6", "S7", "S8")}
 
 
 @dataclasses.dataclass(frozen=True)
-class FinetuneConfig:
+class FinetuneConfig(JsonConfig):
     """Transfer to 3D pose (paper, section 3.4): a linear layer on the pooled features of Phi,
     the first `freeze` residual stages frozen, MSE on standardized targets, flip augmentation."""
 
@@ -106,9 +111,6 @@ class FinetuneConfig:
     @property
     def subjects(self) -> tuple[str, ...]:
         return PROTOCOLS[self.protocol]
-
-    save = PretrainConfig.save
-    load = classmethod(PretrainConfig.load.__func__)
 
 
 FINETUNE_PRESETS = {

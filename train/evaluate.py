@@ -19,7 +19,7 @@ import torch
 
 from h36m_prep import store as S
 from models import SiameseSync
-from pairloader import PoseLoader
+from pairloader import PoseLoader, unstandardize
 from pairloader.fetch import StoreReader, fetch_image
 from pairloader.index import load_index
 from pairloader.reference import compose
@@ -45,8 +45,6 @@ def _device() -> torch.device:
 def predict(model, store, input_size: int, mean, std, every: int = 64, batch: int = 32,
             backend: str = "torch", workers: int = 0) -> dict:
     """Predictions on the test frames with frame % every == 0: rows [N], pred and gt [N, 17, 3] mm."""
-    from pairloader import unstandardize
-
     device = _device()
     model = model.to(device).eval()
     loader = PoseLoader(store, batch_size=batch, split="test", every=every, backend=backend, workers=workers,
@@ -235,10 +233,10 @@ def gap_pairs(store, subjects, gaps, per_gap: int, seed: int = 0) -> dict:
     ok &= (index.unit_start[index.row_seq] >= 0).sum(axis=1) >= 2  # a second camera exists
     candidates = np.flatnonzero(ok)
     rng = np.random.default_rng(seed)
+    length = index.seq_len[index.row_seq[candidates]]
     out = {}
     for dt in gaps:
-        longest = index.seq_len[index.row_seq[candidates]] if len(candidates) else np.zeros(0)
-        fits = candidates[longest > dt + 8]
+        fits = candidates[length > dt + 8]
         if not len(fits):
             continue
         anchors, syncs, unsyncs = [], [], []
