@@ -20,9 +20,13 @@ MEAN = np.array([0.485, 0.456, 0.406]) * 255.0
 STD = np.array([0.229, 0.224, 0.225]) * 255.0
 
 
+class StoreReadError(RuntimeError):
+    """A chunk of the store is damaged."""
+
+
 class StoreReader:
-    """Lazy, per-process reads of one row of a store's per-frame arrays (safe to pickle into
-    worker processes).
+    """Lazy reads of one row of a store's per-frame arrays (safe to share between threads and to
+    pickle into worker processes).
 
     The store's image arrays are local files with one frame per chunk and Blosc compression;
     such a chunk is read by opening its file and Blosc-decoding it, about 8x faster than
@@ -34,9 +38,10 @@ class StoreReader:
         self._g = None
         self._direct: dict[str, tuple | None] = {}
         self._bank: dict[int, np.ndarray] = {}
+        self._fill = None
 
     def __getstate__(self):
-        return {"path": self.path, "_g": None, "_direct": {}, "_bank": {}}
+        return {"path": self.path, "_g": None, "_direct": {}, "_bank": {}, "_fill": None}
 
     @property
     def g(self) -> zarr.Group:
@@ -47,7 +52,7 @@ class StoreReader:
     def _layout(self, name: str):
         """(chunk-file prefix, row shape, dtype, fill) when `name` can be read directly, else None."""
         if name not in self._direct:
-            self._direct[name] = None
+            layout = None  # set once complete: threads may ask at the same time
             meta_path = Path(self.path, name, "zarr.json")
             if meta_path.exists():
                 meta = json.loads(meta_path.read_text())
@@ -58,8 +63,9 @@ class StoreReader:
                         and key.get("configuration", {}).get("separator", "/") == "/"
                         and chunk[0] == 1 and list(chunk[1:]) == list(meta["shape"][1:])):
                     suffix = "/".join("0" * (len(chunk) - 1))
-                    self._direct[name] = (str(Path(self.path, name, "c")), suffix, tuple(chunk[1:]),
-                                          np.dtype(meta["data_type"]), meta.get("fill_value", 0))
+                    layout = (str(Path(self.path, name, "c")), suffix, tuple(chunk[1:]),
+                              np.dtype(meta["data_type"]), meta.get("fill_value", 0))
+            self._direct[name] = layout
         return self._direct[name]
 
     def row(self, name: str, row: int) -> np.ndarray:
@@ -68,13 +74,18 @@ class StoreReader:
         if layout is None:
             return self.g[name][int(row)]
         prefix, suffix, shape, dtype, fill = layout
+        chunk = f"{prefix}/{int(row)}/{suffix}"
         try:
-            with open(f"{prefix}/{int(row)}/{suffix}", "rb") as f:
+            with open(chunk, "rb") as f:
                 data = f.read()
         except FileNotFoundError:  # a chunk never written holds the fill value
             return np.full(shape, fill, dtype)
         out = np.empty(shape, dtype)
-        blosc.decompress(data, out)  # into a writable array, no extra copy
+        try:
+            blosc.decompress(data, out)  # into a writable array, no extra copy
+        except (RuntimeError, ValueError) as e:
+            raise StoreReadError(f"{chunk}: row {row} of '{name}' cannot be decoded ({e}); check the store "
+                                 f"with `h36m-prep verify {self.path}` and rebuild it with `h36m-prep build`") from None
         return out
 
     def image(self, row: int) -> np.ndarray:
@@ -82,6 +93,15 @@ class StoreReader:
 
     def mask(self, row: int) -> np.ndarray:
         return self.row("masks", row)
+
+    def mean_fill(self, shape: tuple[int, ...]) -> np.ndarray:
+        """uint8 [S, S, 3] filled with the normalisation mean (made once; never written to)."""
+        fill = self._fill
+        if fill is None or fill.shape != shape:
+            fill = np.empty(shape, np.uint8)
+            fill[:] = np.round(MEAN).astype(np.uint8)
+            self._fill = fill  # published once filled: threads may ask at the same time
+        return fill
 
     def background(self, index: int) -> np.ndarray:
         if index not in self._bank:  # the bank is small and hit often: keep what was read
@@ -95,11 +115,8 @@ def fetch_image(reader: StoreReader, row: int, bg_mode: int, bg_index: int) -> t
     if bg_mode == KEPT:
         return image, np.ones(image.shape[:2] + (1,), np.uint8), image
     weight = reader.mask(row)[..., None]
-    if bg_mode == REMOVED:
-        behind = np.broadcast_to(np.round(MEAN).astype(np.uint8), image.shape)
-    else:
-        behind = reader.background(bg_index)
-    return image, weight, np.ascontiguousarray(behind)
+    behind = reader.mean_fill(image.shape) if bg_mode == REMOVED else reader.background(bg_index)
+    return image, weight, behind
 
 
 def dali_matrix(affine: np.ndarray) -> np.ndarray:

@@ -9,14 +9,16 @@ rounding between backends).
 from __future__ import annotations
 
 import itertools
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .fetch import StoreReader, fetch_image
+from .fetch import StoreReader
 from .index import load_index
-from .reference import compose, compose_opencv
+from .render import render_pairs
 from .sampler import PairSampler, Plan, SamplerConfig
 
 
@@ -57,27 +59,24 @@ def resolve_backend(backend: str, device_id: int | None) -> str:
     return backend
 
 
-class _CpuBatches(torch.utils.data.Dataset):
-    """Map-style dataset: item `step` is the whole batch of that step (opencv or torch backend)."""
-
-    def __init__(self, reader: StoreReader, sampler: PairSampler, seed: int, rank: int, world_size: int,
-                 backend: str):
-        self.reader, self.sampler, self.backend = reader, sampler, backend
-        self.seed, self.rank, self.world_size = seed, rank, world_size
-
-    def __getitem__(self, step: int) -> dict:
-        plan = self.sampler.plan(self.seed, step, self.rank, self.world_size)
-        x = render_cpu(self.reader, plan, self.sampler.cfg.out_size, self.backend)
-        return {"x1": x[0::2], "x2": x[1::2], **plan_tensors(plan, step)}
-
-
-def render_cpu(reader: StoreReader, plan, out_size: int, backend: str = "torch") -> torch.Tensor:
-    """Every image of a plan through the torch reference (backend 'torch') or OpenCV ('opencv'):
-    [n, 3, O, O] in plan.images() order."""
-    fn = compose_opencv if backend == "opencv" else compose
-    rows, bg_mode, bg_index, affine = plan.images()
-    return torch.stack([fn(*fetch_image(reader, r, m, b), a, out_size)
-                        for r, m, b, a in zip(rows, bg_mode, bg_index, affine)])
+def cpu_batches(batch_of, steps, threads: int):
+    """batch_of(step) for each step, in order, computed ahead by `threads` threads of this process
+    (0: inline). The CPU backends release the GIL for their heavy work, and a batch made in a
+    thread reaches the consumer without the copy into shared memory that worker processes need.
+    A batch that fails raises here, in the consumer."""
+    if threads <= 0:
+        yield from map(batch_of, steps)
+        return
+    pool, ahead = ThreadPoolExecutor(threads, thread_name_prefix="pairloader"), deque()
+    try:
+        for step in steps:
+            ahead.append(pool.submit(batch_of, step))
+            if len(ahead) > 2 * threads:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class PairLoader:
@@ -86,8 +85,11 @@ class PairLoader:
     mirrored1, mirrored2 [P] bool, and step.
 
     backend: 'dali' (the DALI pipeline, GPU when device_id is given), 'opencv' (uint8 OpenCV
-    warps, the fast CPU path), 'torch' (the reference), or 'auto' (DALI with a GPU, else OpenCV). steps: how many batches (None: endless). split: whose
-    frames are anchors ('test' for the pretext accuracy on the test subjects).
+    warps, the fast CPU path), 'torch' (the reference), or 'auto' (DALI with a GPU, else
+    OpenCV). workers: DALI's reader processes, or the threads that render batches ahead for the
+    CPU backends (0: render in the consuming thread); threads: DALI's threads. steps: how many
+    batches (None: endless). split: whose frames are anchors ('test' for the pretext accuracy on
+    the test subjects).
     """
 
     def __init__(self, store: str | Path, batch_size: int = 16, seed: int = 0, backend: str = "auto",
@@ -112,11 +114,12 @@ class PairLoader:
         return self._dali() if self.backend == "dali" else self._cpu()
 
     def _cpu(self):
-        ds = _CpuBatches(self.reader, self.sampler, self.seed, self.rank, self.world_size, self.backend)
-        dl = torch.utils.data.DataLoader(ds, batch_size=None, sampler=step_range(self.start_step, self.steps), num_workers=self.workers,
-                                         prefetch_factor=2 if self.workers else None,
-                                         persistent_workers=False)
-        yield from dl
+        return cpu_batches(self._cpu_batch, step_range(self.start_step, self.steps), self.workers)
+
+    def _cpu_batch(self, step: int) -> dict:
+        plan = self.plan(step)
+        x = render_pairs(self.reader, plan, self.sampler.cfg.out_size, self.backend)
+        return {"x1": x[0], "x2": x[1], **plan_tensors(plan, step)}
 
     def _dali(self):
         from .pipeline import PlanSource, build_pipeline, to_torch

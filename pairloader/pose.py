@@ -21,6 +21,8 @@ from h36m_prep import store as S
 from h36m_prep.geometry import mirror_pose
 
 from .fetch import StoreReader
+from .loader import cpu_batches, resolve_backend, step_range
+from .render import render_cpu
 from .sampler import KEPT, _affine, _key, _permute, _uniform
 
 
@@ -97,15 +99,13 @@ class PoseLoader:
     """Batches: image float32 [B, 3, O, O] (normalized), pose [B, 17, 3] mm (mirrored with the
     image), target [B, 16, 3] standardized non-root joints, row [B], mirrored [B], valid [B],
     step. subjects: only these (default: all of the split). stats: (mean, std) [17, 3];
-    default pose_stats(store, subjects)."""
+    default pose_stats(store, subjects). backend, workers, threads: as for PairLoader."""
 
     def __init__(self, store: str | Path, batch_size: int = 16, seed: int = 0, split: str = "train",
                  every: int = 1, backend: str = "auto", workers: int = 2, start_step: int = 0,
                  steps: int | None = None, flip: bool | None = None, out_size: int = 224,
                  stats: tuple[np.ndarray, np.ndarray] | None = None, rank: int = 0, world_size: int = 1,
                  threads: int = 2, device_id: int | None = None, subjects=None):
-        from .loader import resolve_backend
-
         if split not in ("train", "test"):
             raise ValueError(f"split {split!r}: choose 'train' or 'test'")
         g = S.open_store(store)
@@ -134,6 +134,11 @@ class PoseLoader:
             raise TypeError("an endless loader has no length")
         return self.steps
 
+    def _cpu_batch(self, step: int) -> dict:
+        plan = self.sampler.plan(self.seed, step, self.rank, self.world_size)
+        return {"image": render_cpu(self.reader, plan, self.sampler.out_size, self.backend),
+                **self.targets(plan, step)}
+
     def targets(self, plan: PosePlan, step: int) -> dict:
         unique, inverse = np.unique(plan.rows, return_inverse=True)
         pose = self.pose3d.get_orthogonal_selection((unique,))[inverse].astype(np.float64)
@@ -145,14 +150,9 @@ class PoseLoader:
                 "valid": torch.from_numpy(plan.valid.copy()), "step": step}
 
     def __iter__(self):
-        from .loader import render_cpu, step_range
-
         steps = step_range(self.start_step, self.steps)
         if self.backend != "dali":
-            for step in steps:
-                plan = self.sampler.plan(self.seed, step, self.rank, self.world_size)
-                yield {"image": render_cpu(self.reader, plan, self.sampler.out_size, self.backend),
-                       **self.targets(plan, step)}
+            yield from cpu_batches(self._cpu_batch, steps, self.workers)
             return
         from .pipeline import PlanSource, build_pipeline, to_torch
 

@@ -1,6 +1,6 @@
 """The pure-torch reference backend: the pipeline's function, written with torch ops.
 
-Used by the tests to check the DALI pipeline, and as the backend where DALI is missing.
+The tests check the DALI pipeline and the OpenCV backend against it.
 """
 from __future__ import annotations
 
@@ -33,22 +33,3 @@ def compose(image: np.ndarray, weight: np.ndarray, behind: np.ndarray, affine: n
     mean = torch.as_tensor(MEAN, dtype=torch.float32)[:, None, None]
     std = torch.as_tensor(STD, dtype=torch.float32)[:, None, None]
     return (out - mean) / std
-
-
-def compose_opencv(image: np.ndarray, weight: np.ndarray, behind: np.ndarray, affine: np.ndarray,
-                   out_size: int) -> torch.Tensor:
-    """The same function with OpenCV on uint8 (the fast CPU backend): composite by the 0/1
-    weight, one bilinear warpAffine (zeros outside), normalise. Differs from `compose` only by
-    OpenCV's fixed-point interpolation weights (1/32 px) and the rounding of the warp to uint8."""
-    import cv2
-
-    comp = image if weight.all() else np.where(weight.astype(bool), image, behind)
-    out = cv2.warpAffine(np.ascontiguousarray(comp), np.asarray(affine, np.float64), (out_size, out_size),
-                         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
-                         borderValue=0)
-    x = torch.from_numpy(out).permute(2, 0, 1).float()
-    return (x - _MEAN) / _STD
-
-
-_MEAN = torch.as_tensor(MEAN, dtype=torch.float32)[:, None, None]
-_STD = torch.as_tensor(STD, dtype=torch.float32)[:, None, None]

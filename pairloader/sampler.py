@@ -6,7 +6,9 @@ For each anchor frame x(v1, t), three pairs:
   k = 3i + 1 unsynchronized (x(v1, t), x(v2', t2)), d_min < |t2 - t| < d_max   sync 0, flip -1
   k = 3i + 2 flipped        (x(v1, t), x(v2, t)) with one side mirrored         sync -1, flip 1
 A random horizontal flip is applied to both images of a pair before the flipped pair is made,
-so flip_label == (mirrored1 != mirrored2) wherever it is trained. Each image also gets a crop
+so flip_label == (mirrored1 != mirrored2) wherever it is trained. With share_anchor (the
+default) the three pairs of an anchor show the same anchor image (one crop jitter, one
+background), each pair mirroring it or not: the renderers make it once and mirror the copies. Each image also gets a crop
 jitter (window scale, shift, and in the single-view ablation a rotation) and a background mode
 (kept / removed / substituted by a background-bank crop of a random view).
 
@@ -42,6 +44,7 @@ class SamplerConfig:
     rotation: float = 0.0             # max rotation, degrees (single-view ablation: 15)
     bg_mix: tuple[float, float, float] = (0.0, 0.5, 0.5)  # kept : removed : substituted
     single_view: bool = False
+    share_anchor: bool = True         # one anchor image per triplet (rendered once)
 
     def __post_init__(self):
         if not 0 <= self.d_min < self.d_max - 1:
@@ -55,7 +58,8 @@ class Plan:
     """One batch, P = 3 * batch pairs. rows [P, 2] store rows; mirrored [P, 2] bool;
     sync_label, flip_label [P] int8 (1, 0, or -1: not trained); affine [P, 2, 2, 3]: output pixel
     (x, y, 1) -> store-crop pixel (pixel centres at integers), mirror included; bg_mode [P, 2]
-    int8; bg_index [P, 2] int64 (-1 unless substituted)."""
+    int8; bg_index [P, 2] int64 (-1 unless substituted); same_as [P, 2] int64: the flat image
+    index (2 * pair + side) of an earlier image that this one equals up to a mirror, or -1."""
 
     rows: np.ndarray
     mirrored: np.ndarray
@@ -64,6 +68,7 @@ class Plan:
     affine: np.ndarray
     bg_mode: np.ndarray
     bg_index: np.ndarray
+    same_as: np.ndarray
 
     def images(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Flat per-image view (image 2k is x1 of pair k, 2k + 1 its x2): rows, bg_mode,
@@ -131,7 +136,7 @@ def _affine(out, u_scale, u_shift_x, u_shift_y, u_rot, mirror, crop, out_size, w
 @njit(cache=True)
 def plan_batch(seed, rank, world_size, step, batch, anchors, row_seq, row_cam, row_t, unit_start,
                seq_len, n_bg, d_min, d_max, crop, out_size, win_lo, win_hi, shift, rot_deg,
-               p_kept, p_removed, single_view):
+               p_kept, p_removed, single_view, share_anchor):
     """The plan of one batch; see the module docstring. Pure function of its arguments."""
     P = 3 * batch
     rows = np.empty((P, 2), np.int64)
@@ -141,6 +146,7 @@ def plan_batch(seed, rank, world_size, step, batch, anchors, row_seq, row_cam, r
     affine = np.empty((P, 2, 2, 3), np.float64)
     bg_mode = np.empty((P, 2), np.int8)
     bg_index = np.full((P, 2), -1, np.int64)
+    same_as = np.full((P, 2), -1, np.int64)
     n = anchors.shape[0]
     n_cams = unit_start.shape[1]
     for i in range(batch):
@@ -182,6 +188,7 @@ def plan_batch(seed, rank, world_size, step, batch, anchors, row_seq, row_cam, r
         sync[3 * i], flip[3 * i] = 1, 0
         sync[3 * i + 1], flip[3 * i + 1] = 0, -1
         sync[3 * i + 2], flip[3 * i + 2] = -1, 1
+        a1 = a2 = a3 = a4 = 0.0  # the anchor image's crop jitter
         for k in range(3):
             pair = 3 * i + k
             u, state = _uniform(state)
@@ -192,10 +199,18 @@ def plan_batch(seed, rank, world_size, step, batch, anchors, row_seq, row_cam, r
                 side = 0 if u < 0.5 else 1
                 mirrored[pair, side] = not mirrored[pair, side]
             for j in range(2):
+                if share_anchor and j == 0 and k > 0:  # the triplet's anchor image, mirrored or not
+                    _affine(affine[pair, 0], a1, a2, a3, a4, mirrored[pair, 0], crop, out_size,
+                            win_lo, win_hi, shift, rot_deg)
+                    bg_mode[pair, 0], bg_index[pair, 0] = bg_mode[3 * i, 0], bg_index[3 * i, 0]
+                    same_as[pair, 0] = 6 * i
+                    continue
                 u1, state = _uniform(state)
                 u2, state = _uniform(state)
                 u3, state = _uniform(state)
                 u4, state = _uniform(state)
+                if k == 0 and j == 0:
+                    a1, a2, a3, a4 = u1, u2, u3, u4
                 _affine(affine[pair, j], u1, u2, u3, u4, mirrored[pair, j], crop, out_size,
                         win_lo, win_hi, shift, rot_deg)
                 u, state = _uniform(state)
@@ -207,7 +222,7 @@ def plan_batch(seed, rank, world_size, step, batch, anchors, row_seq, row_cam, r
                     bg_mode[pair, j] = 2
                     u, state = _uniform(state)
                     bg_index[pair, j] = min(int(u * n_bg), n_bg - 1)
-    return rows, mirrored, sync, flip, affine, bg_mode, bg_index
+    return rows, mirrored, sync, flip, affine, bg_mode, bg_index, same_as
 
 
 def unsync_possible(index, d_min: int, d_max: int) -> np.ndarray:
@@ -234,5 +249,5 @@ class PairSampler:
         out = plan_batch(seed, rank, world_size, step, c.batch, self.anchors, ix.row_seq, ix.row_cam,
                          ix.row_t, ix.unit_start, ix.seq_len, len(ix.bg_subject), c.d_min, c.d_max,
                          ix.crop_size, c.out_size, c.window[0], c.window[1], c.shift, c.rotation,
-                         c.bg_mix[0], c.bg_mix[1], c.single_view)
+                         c.bg_mix[0], c.bg_mix[1], c.single_view, c.share_anchor)
         return Plan(*out)

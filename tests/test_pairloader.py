@@ -72,6 +72,24 @@ def test_labels_follow_loss_1_and_flip_labels_agree_with_mirroring(sampler):
     assert 0.3 < mirrored.mean() < 0.7  # the random flip of the whole pair
 
 
+def test_a_triplet_shares_one_anchor_image_each_pair_mirroring_it_or_not(sampler, index):
+    plan = sampler.plan(0, 3)
+    for i in range(CFG.batch):
+        first, later = 3 * i, [3 * i + 1, 3 * i + 2]
+        assert plan.same_as[first, 0] == -1 and (plan.same_as[later, 0] == 2 * first).all()
+        assert (plan.same_as[:, 1] == -1).all()  # partners are drawn each on their own
+        for k in later:
+            assert plan.rows[k, 0] == plan.rows[first, 0]
+            assert plan.bg_mode[k, 0] == plan.bg_mode[first, 0] and plan.bg_index[k, 0] == plan.bg_index[first, 0]
+            a, b = plan.affine[k, 0], plan.affine[first, 0]
+            if plan.mirrored[k, 0] != plan.mirrored[first, 0]:  # mirror: output x -> (O - 1) - x
+                b = np.column_stack([-b[:, 0], b[:, 1], b[:, 2] + (CFG.out_size - 1) * b[:, 0]])
+            np.testing.assert_allclose(a, b, atol=1e-9)
+    own = PairSampler(index, SamplerConfig(**{**CFG.__dict__, "share_anchor": False})).plan(0, 3)
+    assert (own.same_as == -1).all()
+    assert not np.allclose(np.abs(own.affine[0::3, 0, 0, 0]), np.abs(own.affine[1::3, 0, 0, 0]))
+
+
 def test_background_modes_follow_the_mix(sampler, index):
     modes, idx = [], []
     for plan in _plans(sampler, range(40)):
@@ -179,7 +197,12 @@ def test_opencv_backend_agrees_with_the_torch_reference_and_is_bitwise_reproduci
     fast = _batches(small_store, steps=2, backend="opencv")
     again = _batches(small_store, start_step=1, steps=1, backend="opencv", workers=2)
     _same(fast[1], again[0])
-    _agree(ref, fast)
+    _agree(ref, fast)  # the reference renders every image from its own affine
+    # the OpenCV backend renders a triplet's anchor once and mirrors the copies
+    x1, m1 = fast[0]["x1"], fast[0]["mirrored1"]
+    for k in range(len(x1)):
+        first = x1[k - k % 3]
+        assert torch.equal(x1[k], first.flip(-1) if m1[k] != m1[k - k % 3] else first)
     with pytest.raises(ValueError, match="backend"):
         PairLoader(small_store, backend="pillow")
 
@@ -230,3 +253,18 @@ def test_dali_batches_are_bitwise_equal_across_worker_counts_and_restarts(small_
     for a, b in zip(one, two):
         _same(a, b)
     _same(one[2], late[0])
+
+
+def test_a_damaged_chunk_stops_the_loader_with_an_error_naming_the_file(small_store, tmp_path):
+    import re
+    import shutil
+
+    from pairloader.fetch import StoreReadError
+
+    store = tmp_path / "damaged.zarr"
+    shutil.copytree(small_store, store)
+    row = PairLoader(store, batch_size=4, seed=5, sampler=CFG).plan(1).rows[0, 0]
+    chunk = store / "images" / "c" / str(row) / "0" / "0" / "0"
+    chunk.write_bytes(chunk.read_bytes()[:64])  # truncated
+    with pytest.raises(StoreReadError, match=re.escape(str(chunk)) + ".*h36m-prep verify"):
+        list(PairLoader(store, batch_size=4, seed=5, backend="opencv", workers=2, steps=3, sampler=CFG))
