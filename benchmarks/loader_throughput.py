@@ -1,10 +1,11 @@
 """Loader throughput: pairs/s of PairLoader (each available backend) next to, on the same cores
 and in the same run, (a) a naive baseline of the kind many pose repositories use: per-frame
 JPEG files written from the store, cv2 + torchvision transforms in a torch DataLoader with the
-same number of workers; (b) the raw read rate of the same bytes from the store (image + mask
-chunks, no augmentation). Peak resident memory of each (the process and its workers).
+same number of worker processes; (b) the raw read rate of the same bytes from the store (the
+image and mask chunks the loader reads, no augmentation), through Zarr's API and read directly,
+in the loader's threads. Peak resident memory of each (the process and its children).
 
-    python benchmarks/loader_throughput.py [STORE] [--workers 2] [--batch 16] [--batches 20]
+    python benchmarks/loader_throughput.py [STORE] [--workers 2] [--batch 16] [--batches 100] [--repeats 3]
 
 STORE defaults to demo/store.zarr (made by `sync-train demo`). Each measurement runs in its own
 process. Prints a table, writes benchmarks/results/loader_throughput.json. With a CUDA GPU and
@@ -66,6 +67,16 @@ def measure(kind: str, args) -> dict:
     return result
 
 
+def summarize(kind: str, runs: list[dict]) -> dict:
+    """The median of a kind's runs (pairs/s), every run's rate, the highest peak RSS."""
+    failed = [r["error"] for r in runs if "error" in r]
+    if failed:
+        return {"kind": kind, "error": failed[0]}
+    rates = sorted(r["pairs_per_s"] for r in runs)
+    return {"kind": kind, "pairs_per_s": float(np.median(rates)), "runs_pairs_per_s": rates,
+            "pairs_per_run": runs[0]["pairs"], "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
+
+
 # ---------------------------------------------------------------- the measurements (child side)
 
 def _time_batches(it, warmup: int, batches: int, pairs_per_batch: int) -> dict:
@@ -78,17 +89,23 @@ def _time_batches(it, warmup: int, batches: int, pairs_per_batch: int) -> dict:
     return {"pairs": batches * pairs_per_batch, "seconds": dt, "pairs_per_s": batches * pairs_per_batch / dt}
 
 
-def run_pairloader(args, backend: str, device_id=None) -> dict:
+def _sampler(shared: bool):
+    from pairloader import SamplerConfig
+
+    return SamplerConfig(share_anchor=shared)
+
+
+def run_pairloader(args, backend: str, device_id=None, shared: bool = False) -> dict:
     from pairloader import PairLoader
 
     loader = PairLoader(args.store, batch_size=args.batch, seed=0, backend=backend, workers=args.workers,
-                        threads=args.workers, device_id=device_id)
+                        threads=args.workers, device_id=device_id, sampler=_sampler(shared))
     return _time_batches(iter(loader), 3, args.batches, 3 * args.batch)
 
 
-def run_raw(args, direct: bool) -> dict:
-    """The image and mask chunks of each batch's plan (the bytes the OpenCV backend reads: a
-    triplet's anchor once), no augmentation, through Zarr's API or read directly (the loader's reader), in the
+def run_raw(args, direct: bool, shared: bool = False) -> dict:
+    """The image and mask chunks of each batch's plan (the bytes the OpenCV backend reads; a
+    shared anchor once), no augmentation, through Zarr's API or read directly (the loader's reader), in the
     loader's threads."""
     import zarr
 
@@ -96,7 +113,7 @@ def run_raw(args, direct: bool) -> dict:
     from pairloader.fetch import StoreReader
     from pairloader.loader import cpu_batches
 
-    loader = PairLoader(args.store, batch_size=args.batch, seed=0)
+    loader = PairLoader(args.store, batch_size=args.batch, seed=0, sampler=_sampler(shared))
     reader, g = StoreReader(args.store), zarr.open_group(args.store, mode="r")
     images, masks = g["images"], g["masks"]
 
@@ -180,15 +197,16 @@ def run_naive(args) -> dict:
 
 
 def child(args) -> None:
-    kind = args.one
+    kind, shared = args.one.removesuffix("-shared"), args.one.endswith("-shared")
     if kind.startswith("raw"):
-        r = run_raw(args, direct=kind == "raw-direct")
+        r = run_raw(args, direct=kind == "raw-direct", shared=shared)
     elif kind == "naive":
         r = run_naive(args)
     elif kind == "dali-gpu":
         r = run_pairloader(args, "dali", device_id=0)
     else:
-        r = run_pairloader(args, kind.replace("pairloader-", ""))
+        r = run_pairloader(args, kind.replace("pairloader-", ""), shared=shared)
+    kind = args.one
     print(json.dumps({"kind": kind, **r}))
 
 
@@ -197,7 +215,8 @@ def main() -> None:
     ap.add_argument("store", nargs="?", default="demo/store.zarr")
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     ap.add_argument("--batch", type=int, default=16, help="anchors per batch (3 pairs each)")
-    ap.add_argument("--batches", type=int, default=20)
+    ap.add_argument("--batches", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=3, help="runs per measurement; the table shows the median")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--jpeg-dir", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--kinds", default=None, help="comma-separated subset of the measurements "
@@ -212,7 +231,8 @@ def main() -> None:
     args.jpeg_dir = tmp
     rows = write_jpegs(args.store, tmp, 2000)
     Path(tmp, "rows.json").write_text(json.dumps(rows))
-    kinds = ["raw-zarr", "raw-direct", "naive", "pairloader-torch", "pairloader-opencv"]
+    kinds = ["raw-zarr", "raw-direct", "naive", "pairloader-torch", "pairloader-opencv",
+             "raw-direct-shared", "pairloader-opencv-shared"]
     try:
         import nvidia.dali  # noqa: F401
         kinds.append("pairloader-dali")
@@ -223,22 +243,32 @@ def main() -> None:
         pass
     if args.kinds:
         wanted = set(args.kinds.split(",")) | {"naive", "raw-direct"}
+        wanted |= {"raw-direct-shared"} if any(k.endswith("-shared") for k in wanted) else set()
         kinds = [k for k in kinds if k in wanted]
-    results = [measure(k, args) for k in kinds]
+    runs = {k: [] for k in kinds}
+    for _ in range(args.repeats):  # interleaved rounds, so a slow spell of the machine hits every kind
+        for k in kinds:
+            runs[k].append(measure(k, args))
+    results = [summarize(k, runs[k]) for k in kinds]
     by = {r["kind"]: r for r in results}
-    naive, raw = by["naive"].get("pairs_per_s"), by["raw-direct"].get("pairs_per_s")
-    print(f"\n{'loader':<20}{'pairs/s':>10}{'x naive':>9}{'/ raw read':>11}{'peak RSS MB':>13}")
+    naive = by["naive"].get("pairs_per_s")
+    print(f"\n{'loader':<26}{'pairs/s':>10}{'x naive':>9}{'/ raw read':>11}{'peak RSS MB':>13}")
     for r in results:
         if "error" in r:
-            print(f"{r['kind']:<20}  failed: {r['error']}")
+            print(f"{r['kind']:<26}  failed: {r['error']}")
             continue
-        print(f"{r['kind']:<20}{r['pairs_per_s']:>10.1f}{r['pairs_per_s'] / naive:>9.2f}"
-              f"{r['pairs_per_s'] / raw:>11.2f}{r['peak_rss_mb']:>13.0f}")
-    print(f"({args.workers} workers, batches of {3 * args.batch} pairs, 224 px output; raw: image + mask "
-          "chunks of both images of every pair, no augmentation, through Zarr or read directly; "
-          "'/ raw read' is against raw-direct)")
+        raw = by["raw-direct-shared" if r["kind"].endswith("-shared") else "raw-direct"].get("pairs_per_s")
+        r["x_naive"], r["of_raw_read"] = r["pairs_per_s"] / naive, r["pairs_per_s"] / raw
+        print(f"{r['kind']:<26}{r['pairs_per_s']:>10.1f}{r['x_naive']:>9.2f}"
+              f"{r['of_raw_read']:>11.2f}{r['peak_rss_mb']:>13.0f}")
+    print(f"({args.workers} workers: threads for the raw reads and the CPU backends, processes for naive "
+          f"and DALI; batches of {3 * args.batch} pairs, 224 px output; raw: the image + mask chunks the "
+          "loader reads, no augmentation; '/ raw read' is against raw-direct, or raw-direct-shared for the "
+          f"-shared rows: share_anchor=True, a triplet's anchor read and rendered once; median of "
+          f"{args.repeats} interleaved runs of {args.batches} batches)")
     doc = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform()}, "store": args.store,
-           "workers": args.workers, "pairs_per_batch": 3 * args.batch, "results": results}
+           "workers": args.workers, "pairs_per_batch": 3 * args.batch, "repeats": args.repeats,
+           "results": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(doc, indent=1))
     print(f"wrote {args.out}")

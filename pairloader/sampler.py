@@ -6,9 +6,10 @@ For each anchor frame x(v1, t), three pairs:
   k = 3i + 1 unsynchronized (x(v1, t), x(v2', t2)), d_min < |t2 - t| < d_max   sync 0, flip -1
   k = 3i + 2 flipped        (x(v1, t), x(v2, t)) with one side mirrored         sync -1, flip 1
 A random horizontal flip is applied to both images of a pair before the flipped pair is made,
-so flip_label == (mirrored1 != mirrored2) wherever it is trained. With share_anchor (the
-default) the three pairs of an anchor show the same anchor image (one crop jitter, one
-background), each pair mirroring it or not: the renderers make it once and mirror the copies. Each image also gets a crop
+so flip_label == (mirrored1 != mirrored2) wherever it is trained. With share_anchor the three
+pairs of an anchor show the same anchor image (one crop jitter, one background), each pair
+mirroring it or not, and the OpenCV backend renders it once; by default (as in the paper) every
+image is drawn on its own. Each image also gets a crop
 jitter (window scale, shift, and in the single-view ablation a rotation) and a background mode
 (kept / removed / substituted by a background-bank crop of a random view).
 
@@ -44,7 +45,7 @@ class SamplerConfig:
     rotation: float = 0.0             # max rotation, degrees (single-view ablation: 15)
     bg_mix: tuple[float, float, float] = (0.0, 0.5, 0.5)  # kept : removed : substituted
     single_view: bool = False
-    share_anchor: bool = True         # one anchor image per triplet (rendered once)
+    share_anchor: bool = False        # one anchor image per triplet (rendered once)
 
     def __post_init__(self):
         if not 0 <= self.d_min < self.d_max - 1:

@@ -9,6 +9,7 @@ from pairloader.loader import dali_available
 from pairloader.sampler import KEPT, REMOVED, SUBSTITUTED
 
 CFG = SamplerConfig(batch=8, out_size=80, d_min=4, d_max=20)
+SHARED = SamplerConfig(**{**CFG.__dict__, "share_anchor": True})
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +73,8 @@ def test_labels_follow_loss_1_and_flip_labels_agree_with_mirroring(sampler):
     assert 0.3 < mirrored.mean() < 0.7  # the random flip of the whole pair
 
 
-def test_a_triplet_shares_one_anchor_image_each_pair_mirroring_it_or_not(sampler, index):
-    plan = sampler.plan(0, 3)
+def test_a_triplet_shares_one_anchor_image_each_pair_mirroring_it_or_not(index):
+    plan = PairSampler(index, SHARED).plan(0, 3)
     for i in range(CFG.batch):
         first, later = 3 * i, [3 * i + 1, 3 * i + 2]
         assert plan.same_as[first, 0] == -1 and (plan.same_as[later, 0] == 2 * first).all()
@@ -85,7 +86,7 @@ def test_a_triplet_shares_one_anchor_image_each_pair_mirroring_it_or_not(sampler
             if plan.mirrored[k, 0] != plan.mirrored[first, 0]:  # mirror: output x -> (O - 1) - x
                 b = np.column_stack([-b[:, 0], b[:, 1], b[:, 2] + (CFG.out_size - 1) * b[:, 0]])
             np.testing.assert_allclose(a, b, atol=1e-9)
-    own = PairSampler(index, SamplerConfig(**{**CFG.__dict__, "share_anchor": False})).plan(0, 3)
+    own = PairSampler(index, CFG).plan(0, 3)  # the default: every image drawn on its own
     assert (own.same_as == -1).all()
     assert not np.allclose(np.abs(own.affine[0::3, 0, 0, 0]), np.abs(own.affine[1::3, 0, 0, 0]))
 
@@ -197,14 +198,19 @@ def test_opencv_backend_agrees_with_the_torch_reference_and_is_bitwise_reproduci
     fast = _batches(small_store, steps=2, backend="opencv")
     again = _batches(small_store, start_step=1, steps=1, backend="opencv", workers=2)
     _same(fast[1], again[0])
-    _agree(ref, fast)  # the reference renders every image from its own affine
-    # the OpenCV backend renders a triplet's anchor once and mirrors the copies
-    x1, m1 = fast[0]["x1"], fast[0]["mirrored1"]
-    for k in range(len(x1)):
-        first = x1[k - k % 3]
-        assert torch.equal(x1[k], first.flip(-1) if m1[k] != m1[k - k % 3] else first)
+    _agree(ref, fast)
     with pytest.raises(ValueError, match="backend"):
         PairLoader(small_store, backend="pillow")
+
+
+def test_opencv_backend_renders_a_shared_anchor_once_and_mirrors_the_copies(small_store):
+    ref = _batches(small_store, steps=2, sampler=SHARED)  # the reference renders every image
+    fast = _batches(small_store, steps=2, backend="opencv", workers=2, sampler=SHARED)
+    _agree(ref, fast)
+    x1, m1 = fast[0]["x1"], fast[0]["mirrored1"]
+    for k in range(len(x1)):
+        first = k - k % 3
+        assert torch.equal(x1[k], x1[first].flip(-1) if m1[k] != m1[first] else x1[first])
 
 
 @pytest.mark.skipif(not dali_available(), reason="nvidia-dali not installed")

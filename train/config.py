@@ -33,6 +33,7 @@ class PretrainConfig(JsonConfig):
     tasks: str = "both"              # sync | flip | both
     background: str = "mixed"        # kept | removed | substituted | mixed (removed:substituted 50:50)
     views: str = "multi"             # multi | single (pairs from one camera, augmentations only)
+    share_anchor: bool = False       # a triplet's three pairs show one anchor image (rendered once)
     input_size: int = 224
     batch: int = 16                  # anchors per step (3 pairs each)
     steps: int = 200_000
@@ -43,7 +44,7 @@ class PretrainConfig(JsonConfig):
     d_max: int = 128
     seed: int = 0
     weights: str | None = None       # local state-dict file for the backbone
-    backend: str = "auto"            # loader backend: auto | dali | torch
+    backend: str = "auto"            # loader backend: auto | dali | opencv | torch
     workers: int = 2
     checkpoint_every: int = 5000
     log_every: int = 50
@@ -63,7 +64,7 @@ class PretrainConfig(JsonConfig):
         single = self.views == "single"
         return SamplerConfig(batch=self.batch, d_min=self.d_min, d_max=self.d_max, out_size=self.input_size,
                              bg_mix=BACKGROUNDS[self.background], single_view=single,
-                             rotation=15.0 if single else 0.0)
+                             rotation=15.0 if single else 0.0, share_anchor=self.share_anchor)
 
 
 
