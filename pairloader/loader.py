@@ -125,13 +125,14 @@ class PairLoader:
         from .pipeline import PlanSource, build_pipeline, to_torch
 
         source = PlanSource(self.reader, self.sampler, self.seed, self.start_step, self.steps,
-                            self.rank, self.world_size)
+                            self.rank, self.world_size, pairs=True)
         pipe = build_pipeline(source, 2 * 3 * self.sampler.cfg.batch, self.sampler.cfg.out_size,
                               self.workers, self.threads, self.device_id)
         try:
             for step in step_range(self.start_step, self.steps):
                 (x,) = pipe.run()
                 x = to_torch(x, self.device_id is not None)
-                yield {"x1": x[0::2], "x2": x[1::2], **plan_tensors(self.plan(step), step)}
+                n_pairs = len(x) // 2
+                yield {"x1": x[:n_pairs], "x2": x[n_pairs:], **plan_tensors(self.plan(step), step)}
         finally:
             del pipe

@@ -14,15 +14,16 @@ from .fetch import MEAN, STD, StoreReader, dali_matrix, fetch_image
 
 
 class PlanSource:
-    """Sample k of iteration i: image k of the plan of step start_step + i (`plan.images()`).
-    Picklable, for DALI's worker processes. sampler: anything with plan(seed, step, rank,
-    world_size) whose result has images()."""
+    """Sample k of iteration i: image k of the plan of step start_step + i (`plan.images()`),
+    or with pairs=True image 2k of it for k < P and image 2(k - P) + 1 after, so that the batch
+    is every pair's x1, then every pair's x2. Picklable, for DALI's worker processes. sampler:
+    anything with plan(seed, step, rank, world_size) whose result has images()."""
 
     def __init__(self, reader: StoreReader, sampler, seed: int, start_step: int,
-                 steps: int | None, rank: int, world_size: int):
+                 steps: int | None, rank: int, world_size: int, pairs: bool = False):
         self.reader, self.sampler = reader, sampler
         self.seed, self.start_step, self.steps = seed, start_step, steps
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.pairs = rank, world_size, pairs
         self._plan = (None, None)
 
     def plan(self, step: int):
@@ -35,6 +36,9 @@ class PlanSource:
             raise StopIteration
         rows, bg_mode, bg_index, affine = self.plan(self.start_step + info.iteration).images()
         k = info.idx_in_batch
+        if self.pairs:
+            n_pairs = len(rows) // 2
+            k = 2 * k if k < n_pairs else 2 * (k - n_pairs) + 1
         image, weight, behind = fetch_image(self.reader, rows[k], bg_mode[k], bg_index[k])
         return image, weight, behind, dali_matrix(affine[k])
 

@@ -189,6 +189,7 @@ def _agree(ref, other):
         for k in ("sync_label", "flip_label", "row1", "row2", "mirrored1", "mirrored2"):
             assert torch.equal(r[k], o[k]), k
         for x in ("x1", "x2"):
+            assert o[x].is_contiguous(), x  # x1 and x2 are each one block, ready for the model
             diff = ((r[x] - o[x]).abs() * std).mean()
             assert diff < 2 / 255, diff
 
