@@ -275,3 +275,16 @@ def test_a_damaged_chunk_stops_the_loader_with_an_error_naming_the_file(small_st
     chunk.write_bytes(chunk.read_bytes()[:64])  # truncated
     with pytest.raises(StoreReadError, match=re.escape(str(chunk)) + ".*h36m-prep verify"):
         list(PairLoader(store, batch_size=4, seed=5, backend="opencv", workers=2, steps=3, sampler=CFG))
+
+
+def test_a_loader_left_early_stops_its_render_threads(small_store):
+    import threading
+
+    loader = PairLoader(small_store, batch_size=4, seed=5, backend="opencv", workers=2, sampler=CFG)
+    before = threading.active_count()
+    batches = iter(loader)
+    first = next(batches)  # an endless loader: threads render ahead
+    assert threading.active_count() > before
+    batches.close()
+    assert threading.active_count() == before
+    assert first["step"] == 0
