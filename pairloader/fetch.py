@@ -84,8 +84,9 @@ class StoreReader:
         try:
             blosc.decompress(data, out)  # into a writable array, no extra copy
         except (RuntimeError, ValueError) as e:
-            raise StoreReadError(f"{chunk}: row {row} of '{name}' cannot be decoded ({e}); check the store "
-                                 f"with `h36m-prep verify {self.path}` and rebuild it with `h36m-prep build`") from None
+            raise StoreReadError(f"{chunk}: row {row} of '{name}' cannot be decoded ({e}); check the "
+                                 f"store with `h36m-prep verify {self.path}` and rebuild it with "
+                                 "`h36m-prep build`") from None
         return out
 
     def image(self, row: int) -> np.ndarray:

@@ -114,7 +114,8 @@ def render_pairs(reader: StoreReader, plan, out_size: int, backend: str = "torch
     out = batch_tensor((2, n_pairs, 3, out_size, out_size))
     views = [out[k % 2, k // 2] for k in range(2 * n_pairs)]
     if backend == "opencv":
-        render_into(reader, plan, out_size, backend, views, plan.same_as.reshape(-1), plan.mirrored.reshape(-1))
+        render_into(reader, plan, out_size, backend, views, plan.same_as.reshape(-1),
+                    plan.mirrored.reshape(-1))
     else:
         render_into(reader, plan, out_size, backend, views)
     return out

@@ -45,7 +45,7 @@ class PretrainConfig(JsonConfig):
     seed: int = 0
     weights: str | None = None       # local state-dict file for the backbone
     backend: str = "auto"            # loader backend: auto | dali | opencv | torch
-    workers: int = 2
+    workers: int = 2                 # loader: DALI reader processes, or render threads of the CPU backends
     checkpoint_every: int = 5000
     log_every: int = 50
     eval_batches: int = 100          # pretext accuracy on the test subjects at the end
@@ -96,7 +96,7 @@ class FinetuneConfig(JsonConfig):
     weight_decay: float = 1e-4
     seed: int = 0
     backend: str = "auto"
-    workers: int = 2
+    workers: int = 2                 # loader: DALI reader processes, or render threads of the CPU backends
     checkpoint_every: int = 5000
     log_every: int = 50
     bf16: bool = True
