@@ -105,8 +105,8 @@ def run_pairloader(args, backend: str, device_id=None, shared: bool = False) -> 
 
 def run_raw(args, direct: bool, shared: bool = False) -> dict:
     """The image and mask chunks of each batch's plan (the bytes the OpenCV backend reads; a
-    shared anchor once), no augmentation, through Zarr's API or read directly (the loader's reader), in the
-    loader's threads."""
+    shared anchor once), no augmentation, through Zarr's API or read directly (the loader's
+    reader), in the loader's threads."""
     import zarr
 
     from pairloader import PairLoader

@@ -134,8 +134,11 @@ class PoseLoader:
             raise TypeError("an endless loader has no length")
         return self.steps
 
+    def plan(self, step: int) -> PosePlan:
+        return self.sampler.plan(self.seed, step, self.rank, self.world_size)
+
     def _cpu_batch(self, step: int) -> dict:
-        plan = self.sampler.plan(self.seed, step, self.rank, self.world_size)
+        plan = self.plan(step)
         return {"image": render_cpu(self.reader, plan, self.sampler.out_size, self.backend),
                 **self.targets(plan, step)}
 
@@ -162,7 +165,7 @@ class PoseLoader:
                               self.device_id)
         for step in steps:
             (x,) = pipe.run()
-            plan = self.sampler.plan(self.seed, step, self.rank, self.world_size)
+            plan = self.plan(step)
             yield {"image": to_torch(x, self.device_id is not None), **self.targets(plan, step)}
 
 

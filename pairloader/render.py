@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import mmap
 
+import cv2
 import numpy as np
 import torch
 from numba import njit
@@ -40,8 +41,6 @@ def normalize_into(image, lut, out):
 
 def composite_opencv(image: np.ndarray, weight: np.ndarray, behind: np.ndarray, bg_mode: int) -> np.ndarray:
     """uint8 [S, S, 3]: the image where weight is 1, behind where it is 0."""
-    import cv2
-
     if bg_mode == KEPT:
         return image
     out = np.array(behind)  # behind may be shared (the background bank, the mean fill)
@@ -51,8 +50,6 @@ def composite_opencv(image: np.ndarray, weight: np.ndarray, behind: np.ndarray, 
 
 def warp_opencv(comp: np.ndarray, affine: np.ndarray, out_size: int) -> np.ndarray:
     """uint8 [S, S, 3] -> uint8 [O, O, 3]; affine [2, 3]: output pixel -> crop pixel."""
-    import cv2
-
     return cv2.warpAffine(comp, np.asarray(affine, np.float64), (out_size, out_size),
                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
                           borderValue=0)
