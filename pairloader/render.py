@@ -12,9 +12,6 @@ loaders render batches in threads of the consuming process and hand them over wi
 """
 from __future__ import annotations
 
-import math
-import mmap
-
 import cv2
 import numpy as np
 import torch
@@ -55,27 +52,6 @@ def warp_opencv(comp: np.ndarray, affine: np.ndarray, out_size: int) -> np.ndarr
                           borderValue=0)
 
 
-_HUGE_PAGE = 2 << 20
-
-
-def batch_tensor(shape: tuple[int, ...]) -> torch.Tensor:
-    """An uninitialized float32 tensor for a batch, in transparent huge pages where the kernel
-    offers them (Linux with THP 'madvise' or 'always'). A batch is tens of MB written once: in
-    4 KB pages the first touch alone costs about as much as rendering it (about 26 ms against 6
-    for 58 MB here)."""
-    nbytes = 4 * math.prod(shape)
-    if nbytes < 2 * _HUGE_PAGE or not hasattr(mmap, "MADV_HUGEPAGE"):
-        return torch.empty(shape)
-    mem = mmap.mmap(-1, nbytes + _HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    try:
-        mem.madvise(mmap.MADV_HUGEPAGE)
-    except OSError:  # a kernel without THP: ordinary pages
-        pass
-    raw = np.frombuffer(mem, np.uint8)  # the tensor keeps the mapping alive; freed with it
-    start = -raw.ctypes.data % _HUGE_PAGE
-    return torch.from_numpy(raw[start:start + nbytes].view(np.float32).reshape(shape))
-
-
 def render_into(reader: StoreReader, plan, out_size: int, backend: str, out, same_as=None,
                 mirrored=None) -> None:
     """Every image of `plan` (plan.images() order) into out[k], a float32 [3, O, O] tensor.
@@ -98,7 +74,7 @@ def render_into(reader: StoreReader, plan, out_size: int, backend: str, out, sam
 
 def render_cpu(reader: StoreReader, plan, out_size: int, backend: str = "torch") -> torch.Tensor:
     """Every image of a plan: float32 [n, 3, O, O] in plan.images() order."""
-    out = batch_tensor((len(plan.images()[0]), 3, out_size, out_size))
+    out = torch.empty((len(plan.images()[0]), 3, out_size, out_size))
     render_into(reader, plan, out_size, backend, out)
     return out
 
@@ -108,7 +84,7 @@ def render_pairs(reader: StoreReader, plan, out_size: int, backend: str = "torch
     contiguous. The OpenCV backend renders an image shared by several pairs once (plan.same_as);
     the torch reference renders every image from its own affine."""
     n_pairs = len(plan.rows)
-    out = batch_tensor((2, n_pairs, 3, out_size, out_size))
+    out = torch.empty((2, n_pairs, 3, out_size, out_size))
     views = [out[k % 2, k // 2] for k in range(2 * n_pairs)]
     if backend == "opencv":
         render_into(reader, plan, out_size, backend, views, plan.same_as.reshape(-1),
