@@ -1,9 +1,13 @@
 """Per-view median backgrounds: the static room, without the person.
 
-For one subject and camera, the per-pixel median over frames sampled evenly across all of that
-subject's sequences (paper, section 3.2). Where the person is known to be in a sample (near the
-projected skeleton) that sample does not vote, so a person who stands still in a few
-sequences leaves no ghost. Memory is bounded by the number of samples, not the video length.
+For one subject and camera, a per-pixel median over frames sampled evenly across all of that
+subject's sequences (paper, section 3.2), made robust without any label: at each pixel the
+median is taken over the samples that agree with the value most samples agree with (within a
+few grey levels), not over all of them. The room looks the same in every sample that shows it,
+while a person who stands in one place for much of the footage still moves a little and looks
+different from sample to sample, so the room wins the vote even where the person covers the
+pixel in more than half of the samples, where the plain median leaves a ghost (README, "Median
+backgrounds", measures it). Memory is bounded by the number of samples, not the video length.
 """
 from __future__ import annotations
 
@@ -11,8 +15,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from numba import njit
 
-from .geometry import Camera, project
 from .raw import RawDataError
 
 
@@ -53,23 +57,47 @@ def sample_frames(videos: list[tuple[Path, int]], samples: int,
     return out
 
 
-def person_region(pose_world: np.ndarray, cam: Camera, reach_mm: float = 150.0) -> np.ndarray:
-    """[H, W] bool: pixels within about `reach_mm` of the projected skeleton (bones drawn thick,
-    torso filled), a generous stand-in for where the body is in this frame."""
-    from .geometry import BONES, world_to_camera
+@njit(cache=True, nogil=True)
+def _plurality(stack, tolerance, out):
+    n, H, W, C = stack.shape
+    values = np.empty(n, np.int32)
+    for y in range(H):
+        for x in range(W):
+            best, best_i = -1, 0
+            for i in range(n):  # the sample most others agree with
+                votes = 0
+                for j in range(n):
+                    agree = True
+                    for c in range(C):
+                        if abs(np.int32(stack[i, y, x, c]) - np.int32(stack[j, y, x, c])) > tolerance:
+                            agree = False
+                            break
+                    votes += agree
+                if votes > best:
+                    best, best_i = votes, i
+            for c in range(C):  # the median of the samples that agree with it
+                k = 0
+                for j in range(n):
+                    agree = True
+                    for c2 in range(C):
+                        if abs(np.int32(stack[best_i, y, x, c2]) - np.int32(stack[j, y, x, c2])) > tolerance:
+                            agree = False
+                            break
+                    if agree:
+                        values[k] = stack[j, y, x, c]
+                        k += 1
+                v = np.sort(values[:k])
+                out[y, x, c] = np.uint8(np.round(0.5 * (v[(k - 1) // 2] + v[k // 2])))
 
-    X = world_to_camera(pose_world, cam)
-    uv = project(pose_world, cam)
-    r = max(2, int(np.ceil(reach_mm * max(cam.f) / max(float(X[:, 2].min()), 1.0))))
-    region = np.zeros((cam.height, cam.width), np.uint8)
-    pts = np.round(uv).astype(np.int32)
-    if np.abs(pts).max() > 1e6:  # behind the camera or absurd: leave the sample out entirely
-        return np.ones_like(region, dtype=bool)
-    for c, p in BONES:
-        cv2.line(region, tuple(pts[p]), tuple(pts[c]), 1, 2 * r)
-    cv2.fillConvexPoly(region, cv2.convexHull(pts[[1, 4, 11, 14, 8, 7]]), 1)
-    cv2.circle(region, tuple(pts[10]), r, 1, -1)
-    return region.astype(bool)
+
+def plurality_background(frames: list[np.ndarray], tolerance: int = 8) -> np.ndarray:
+    """[H, W, 3] uint8: at each pixel, the median of the samples whose colour lies within
+    `tolerance` grey levels (every channel) of the sample that most samples lie within
+    `tolerance` of. frames: [H, W, 3] uint8 each, the same view. No label is used."""
+    stack = np.ascontiguousarray(np.stack(frames))
+    out = np.empty(stack.shape[1:], np.uint8)
+    _plurality(stack, int(tolerance), out)
+    return out
 
 
 def median_background(frames: list[np.ndarray], person: list[np.ndarray] | None = None) -> np.ndarray:

@@ -20,10 +20,11 @@ import zarr
 from tqdm import tqdm
 
 from . import store as S
-from .background import median_background, person_region, sample_frames
+from .background import plurality_background, sample_frames
 from .crops import crop_geometry, foreground_mask, moving_frames, warp
 from .geometry import (FLIP_PAIRS, FPS, JOINT_NAMES, PARENTS, TEST_SUBJECTS, joints17)
-from .raw import RawDataError, Sequence, calibration_for, discover, iter_frames, read_poses, sequence_length
+from .raw import (RawDataError, Sequence, calibration_for, discover, exclude_known_damaged, iter_frames,
+                  read_poses, sequence_length)
 
 WRITE_BLOCK = 25  # frames per write of the image arrays
 
@@ -35,11 +36,13 @@ class BuildConfig:
     crop_size: int = 256
     margin: float = 0.25
     bg_samples: int = 48        # frames per subject and camera for the median background
+    bg_tolerance: int = 8       # grey levels within which samples agree on the background
     bg_crops: int = 16          # background crops per subject and camera in the bank
     mask_threshold: float = 20.0  # grey levels, largest channel difference
     move_threshold: float = 25.0  # mm, for the `moving` column
     subjects: tuple[str, ...] | None = None
     skip_bad: bool = False
+    keep_damaged: bool = False  # keep the takes public Human3.6M toolkits exclude (raw.KNOWN_DAMAGED)
 
 
 def code_version() -> str:
@@ -53,10 +56,13 @@ def code_version() -> str:
 
 # ---------------------------------------------------------------- planning
 
-def plan(raw: Path, cfg: BuildConfig) -> tuple[list[dict], list[dict], list[dict], list[Sequence]]:
-    """(sequences, units, skipped, Sequence objects) with every unit's row range fixed."""
+def plan(raw: Path, cfg: BuildConfig) -> tuple[list[dict], list[dict], list[dict], list[Sequence], list[dict]]:
+    """(sequences, units, skipped, Sequence objects, excluded) with every unit's row range fixed."""
     seqs, skipped, rows = [], [], []
-    for seq in discover(raw, cfg.subjects):
+    found, excluded = discover(raw, cfg.subjects), []
+    if not cfg.keep_damaged:
+        found, excluded = exclude_known_damaged(found)
+    for seq in found:
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -79,7 +85,7 @@ def plan(raw: Path, cfg: BuildConfig) -> tuple[list[dict], list[dict], list[dict
         for cam in sorted(seq.videos):
             units.append({"sequence": i, "camera": cam, "start": start, "length": n})
             start += n
-    return sequences, units, skipped, seqs
+    return sequences, units, skipped, seqs, excluded
 
 
 def _views(sequences: list[dict], units: list[dict]) -> list[tuple[str, str]]:
@@ -103,16 +109,10 @@ def _tick(n: int) -> None:
             _counter.value += n
 
 
-def _median_job(videos: list[tuple[str, str, int]], cam_json: dict, cam_id: str, samples: int,
-                skip_bad: bool) -> np.ndarray:
-    """Median background of one view. videos: [(mp4, pose file, usable frames)]."""
-    from .geometry import camera_from_json
-
-    cam = camera_from_json(cam_id, cam_json)
-    picked = sample_frames([(Path(v), n) for v, _, n in videos], samples, skip_bad)
-    poses = {v: joints17(read_poses(videos[v][1])) for v in {v for v, _, _ in picked}}
-    person = [person_region(poses[v][t].astype(np.float64), cam) for v, t, _ in picked]
-    return median_background([f for _, _, f in picked], person)
+def _median_job(videos: list[tuple[str, int]], samples: int, tolerance: int, skip_bad: bool) -> np.ndarray:
+    """Median background of one view, from its videos alone (no pose). videos: [(mp4, usable frames)]."""
+    picked = sample_frames([(Path(v), n) for v, n in videos], samples, skip_bad)
+    return plurality_background([f for _, _, f in picked], tolerance)
 
 
 def _unit_job(store_path: str, video: str, poses_path: str, cam_json: dict, unit: dict,
@@ -153,7 +153,7 @@ def build(raw: str | Path, out: str | Path, cfg: BuildConfig = BuildConfig(), wo
     """Build (or finish building) the store OUT from RAW. Returns a summary."""
     raw, out = Path(raw), Path(out)
     t0 = time.perf_counter()
-    sequences, units, skipped, seq_objs = plan(raw, cfg)
+    sequences, units, skipped, seq_objs, excluded = plan(raw, cfg)
     stages = {"plan": time.perf_counter() - t0}
     if not units:
         raise RawDataError(f"{raw}: no usable sequences to build from")
@@ -167,7 +167,7 @@ def build(raw: str | Path, out: str | Path, cfg: BuildConfig = BuildConfig(), wo
         "subjects": sorted({s["subject"] for s in sequences}, key=lambda s: int(s[1:])),
         "actions": sorted({s["action"] for s in sequences}),
         "cameras": sorted({u["camera"] for u in units}),
-        "sequences": sequences, "units": units, "skipped": skipped,
+        "sequences": sequences, "units": units, "skipped": skipped, "excluded": excluded,
     }
     views = _views(sequences, units)
     if S.is_started(out):
@@ -185,8 +185,7 @@ def build(raw: str | Path, out: str | Path, cfg: BuildConfig = BuildConfig(), wo
     by_key = {(sequences[u["sequence"]]["subject"], u["camera"]): [] for u in units}
     for u in units:
         by_key[(sequences[u["sequence"]]["subject"], u["camera"])].append(
-            (str(seq_objs[u["sequence"]].videos[u["camera"]]), str(seq_objs[u["sequence"]].poses_path),
-             u["length"]))
+            (str(seq_objs[u["sequence"]].videos[u["camera"]]), u["length"]))
     total = sum(u["length"] for u in units)
     done_frames = sum(u["length"] for u, s in zip(units, status) if s != S.PENDING)
     ctx = mp.get_context("spawn")
@@ -202,7 +201,7 @@ def build(raw: str | Path, out: str | Path, cfg: BuildConfig = BuildConfig(), wo
             todo = [v for v in views if f"medians/{v[0]}/{v[1]}" not in g or
                     g[f"medians/{v[0]}/{v[1]}"].nchunks_initialized == 0]
             bar.set_postfix_str(f"median backgrounds ({len(todo)} views)")
-            margs = {v: (by_key[v], cams[v[0]][v[1]].to_json(), v[1], cfg.bg_samples, cfg.skip_bad) for v in todo}
+            margs = {v: (by_key[v], cfg.bg_samples, cfg.bg_tolerance, cfg.skip_bad) for v in todo}
             jobs = {v: (pool.submit(_median_job, *margs[v]) if pool else None) for v in todo}
             for (subject, cam_id), fut in jobs.items():
                 med = fut.result() if fut else _median_job(*margs[(subject, cam_id)])
@@ -302,5 +301,5 @@ def summary(g: zarr.Group, out: Path, seconds: float, written: int) -> dict:
     status = g["unit_status"][:]
     return {"store": str(out), "rows": int(g["images"].shape[0]), "frames_written": written,
             "units_done": int((status == S.DONE).sum()), "units_skipped": int((status == S.SKIPPED).sum()),
-            "skipped": g.attrs.get("skipped", []), "seconds": round(seconds, 1),
+            "skipped": g.attrs.get("skipped", []), "excluded": g.attrs.get("excluded", []), "seconds": round(seconds, 1),
             "bytes": sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())}

@@ -75,23 +75,29 @@ def preview(raw, out, subject, action, frame):
 @click.option("--crop-size", default=256, show_default=True, help="S of the S x S crops")
 @click.option("--margin", default=0.25, show_default=True, help="space around the joints, fraction per side")
 @click.option("--bg-samples", default=48, show_default=True, help="frames per view for the median background")
+@click.option("--bg-tolerance", default=8, show_default=True,
+              help="grey levels within which samples agree on the median background")
 @click.option("--bg-crops", default=16, show_default=True, help="background crops per view in the bank")
 @click.option("--mask-threshold", default=20.0, show_default=True, help="grey levels")
 @click.option("--move-threshold", default=25.0, show_default=True, help="mm, for the `moving` column")
 @click.option("--workers", default=0, help="processes (0: one per core)")
 @click.option("--skip-bad", is_flag=True, help="skip a broken sequence with a warning instead of stopping")
-def build(raw, out, subjects, crop_size, margin, bg_samples, bg_crops, mask_threshold, move_threshold,
-          workers, skip_bad):
+@click.option("--keep-damaged", is_flag=True,
+              help="keep the takes public Human3.6M toolkits exclude (S9 Greeting-2, SittingDown-2, "
+                   "Waiting-1; S11 Directions camera 54138969)")
+def build(raw, out, subjects, crop_size, margin, bg_samples, bg_tolerance, bg_crops, mask_threshold, move_threshold,
+          workers, skip_bad, keep_damaged):
     """Decode RAW once into the Zarr store OUT (resumable: rerun to finish)."""
     from .build import BuildConfig
     from .build import build as run_build
     from .raw import RawDataError
     from .store import StoreError
 
-    cfg = BuildConfig(crop_size=crop_size, margin=margin, bg_samples=bg_samples, bg_crops=bg_crops,
+    cfg = BuildConfig(crop_size=crop_size, margin=margin, bg_samples=bg_samples, bg_tolerance=bg_tolerance,
+                      bg_crops=bg_crops,
                       mask_threshold=mask_threshold, move_threshold=move_threshold,
                       subjects=tuple(s.strip() for s in subjects.split(",")) if subjects else None,
-                      skip_bad=skip_bad)
+                      skip_bad=skip_bad, keep_damaged=keep_damaged)
     try:
         r = run_build(raw, out, cfg, workers=workers)
     except (RawDataError, StoreError) as e:
@@ -101,6 +107,9 @@ def build(raw, out, subjects, crop_size, margin, bg_samples, bg_crops, mask_thre
                f"{r['bytes'] / 1e9:.2f} GB")
     for s in r["skipped"]:
         click.echo(f"skipped {s['sequence']}: {s['error']}")
+    for e in r["excluded"]:
+        click.echo(f"excluded {e['sequence']}{' camera ' + e['camera'] if e['camera'] else ''}: {e['reason']} "
+                   "(--keep-damaged keeps it)")
 
 
 @main.command()
@@ -131,6 +140,8 @@ def info(store, as_json):
     click.echo(f"  on disk   {i['bytes'] / 1e9:.2f} GB")
     for s in i["skipped"]:
         click.echo(f"  skipped   {s['sequence']}: {s['error']}")
+    for e in i.get("excluded", []):
+        click.echo(f"  excluded  {e['sequence']}{' camera ' + e['camera'] if e['camera'] else ''}: {e['reason']}")
 
 
 @main.command()

@@ -32,7 +32,7 @@ def info(path: str | Path) -> dict:
         "sequences": len(seqs), "frames": frames, "moving_fraction": float(moving.mean()) if moving.size else 0.0,
         "units": {"done": int((status == S.DONE).sum()), "skipped": int((status == S.SKIPPED).sum()),
                   "pending": int((status == S.PENDING).sum())},
-        "skipped": a.get("skipped", []), "backgrounds": int(g["backgrounds"].shape[0]),
+        "skipped": a.get("skipped", []), "excluded": a.get("excluded", []), "backgrounds": int(g["backgrounds"].shape[0]),
         "bytes": sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()),
         "build": a["build"],
     }

@@ -136,6 +136,41 @@ def _subject_sequences(sdir: Path, calibration: dict[str, dict[str, Camera]]) ->
     return seqs
 
 
+# Takes that public Human3.6M toolkits leave out: (subject, action, take, camera or None for
+# every camera). A take is the position of the file among that subject's takes of the action,
+# ordered by take number with the unnumbered one first ('Greeting' is 1, 'Greeting 1' is 2).
+KNOWN_DAMAGED: tuple[tuple[str, str, int, str | None, str], ...] = (
+    ("S9", "Greeting", 2, None, "damaged take"),
+    ("S9", "SittingDown", 2, None, "damaged take"),
+    ("S9", "Waiting", 1, None, "damaged take"),
+    ("S11", "Directions", 1, "54138969", "corrupt video"),
+)
+
+
+def exclude_known_damaged(seqs: list[Sequence]) -> tuple[list[Sequence], list[dict]]:
+    """(sequences without KNOWN_DAMAGED, what was left out: [{sequence, camera, reason}]).
+    A damaged camera of a take removes that camera only; the take keeps its other views."""
+    takes: dict[tuple[str, str], list[Sequence]] = {}
+    for seq in seqs:
+        takes.setdefault((seq.subject, seq.action), []).append(seq)
+    ordinal = {}
+    for group in takes.values():
+        for k, seq in enumerate(sorted(group, key=lambda q: int(q.subaction or 0)), start=1):
+            ordinal[seq.key] = k
+    bad = {(s, a, k): (cam, why) for s, a, k, cam, why in KNOWN_DAMAGED}
+    kept, excluded = [], []
+    for seq in seqs:
+        hit = bad.get((seq.subject, seq.action, ordinal[seq.key]))
+        if hit is None or (hit[0] is not None and hit[0] not in seq.videos):
+            kept.append(seq)
+            continue
+        cam, why = hit
+        excluded.append({"sequence": seq.key, "camera": cam, "reason": why})
+        if cam is not None:
+            kept.append(dataclasses.replace(seq, videos={c: p for c, p in seq.videos.items() if c != cam}))
+    return kept, excluded
+
+
 def read_poses(path: str | Path) -> np.ndarray:
     """A D3_Positions file -> [T, 32, 3] float32 world mm."""
     import cdflib
