@@ -34,9 +34,9 @@ def stage_times(loader, plan, out: torch.Tensor) -> dict:
     """ms per image of each stage over one batch, rendered into `out` (reused, already touched)."""
     images = list(zip(*plan.images()))
     size = out.shape[-1]
-    read, fetched = _ms_per(lambda r, m, b, a: fetch_image(loader.reader, r, m, b), images)
+    read, fetched = _ms_per(lambda r, m, b, f, a: fetch_image(loader.reader, r, m, b, f), images)
     comp, comps = _ms_per(lambda f, m: composite_opencv(*f, m), [(f, i[1]) for f, i in zip(fetched, images)])
-    warp, warped = _ms_per(lambda c, a: warp_opencv(c, a, size), [(c, i[3]) for c, i in zip(comps, images)])
+    warp, warped = _ms_per(lambda c, a: warp_opencv(c, a, size), [(c, i[4]) for c, i in zip(comps, images)])
     norm, _ = _ms_per(lambda w, o: normalize_into(w, _LUT, o), [(w, out[k].numpy()) for k, w in enumerate(warped)])
     return {"read + Blosc-decode image and mask": read, "composite (cv2.copyTo)": comp,
             "warp (cv2.warpAffine)": warp, "normalize into CHW (numba LUT)": norm}

@@ -3,7 +3,9 @@
 For every image of a plan: the crop (uint8 [S, S, 3]), the foreground weight (uint8 [S, S, 1],
 0/1) and what shows where the weight is 0 (uint8 [S, S, 3]): the image itself when the
 background is kept (weight 1 everywhere), a flat fill of the normalisation mean when it is
-removed (so it normalises to 0), a background-bank crop when it is substituted.
+removed (so it normalises to 0), a background-bank crop when it is substituted (mirrored
+first when the plan says so: the warp that mirrors the person then leaves the background in
+its own, independently drawn mirror state).
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ class StoreReader:
         self.path = str(store)
         self._g = None
         self._direct: dict[str, tuple | None] = {}
-        self._bank: dict[int, np.ndarray] = {}
+        self._bank: dict[tuple[int, bool], np.ndarray] = {}
         self._fill = None
 
     def __getstate__(self):
@@ -104,19 +106,24 @@ class StoreReader:
             self._fill = fill  # published once filled: threads may ask at the same time
         return fill
 
-    def background(self, index: int) -> np.ndarray:
-        if index not in self._bank:  # the bank is small and hit often: keep what was read
-            self._bank[index] = self.row("backgrounds", index)
-        return self._bank[index]
+    def background(self, index: int, mirrored: bool = False) -> np.ndarray:
+        """Background-bank crop `index`, left-right mirrored if asked (never written to)."""
+        key = (int(index), bool(mirrored))
+        if key not in self._bank:  # the bank is small and hit often: keep what was read
+            crop = self.row("backgrounds", index)
+            self._bank[key] = np.ascontiguousarray(crop[:, ::-1]) if mirrored else crop
+        return self._bank[key]
 
 
-def fetch_image(reader: StoreReader, row: int, bg_mode: int, bg_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """-> (image [S, S, 3], weight [S, S, 1], behind [S, S, 3]) uint8, as the module says."""
+def fetch_image(reader: StoreReader, row: int, bg_mode: int, bg_index: int,
+                bg_flip: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> (image [S, S, 3], weight [S, S, 1], behind [S, S, 3]) uint8, as the module says.
+    bg_flip: mirror a substituted background before the composite."""
     image = reader.image(row)
     if bg_mode == KEPT:
         return image, np.ones(image.shape[:2] + (1,), np.uint8), image
     weight = reader.mask(row)[..., None]
-    behind = reader.mean_fill(image.shape) if bg_mode == REMOVED else reader.background(bg_index)
+    behind = reader.mean_fill(image.shape) if bg_mode == REMOVED else reader.background(bg_index, bg_flip)
     return image, weight, behind
 
 

@@ -17,7 +17,11 @@ class FrameIndex:
     """unit_start [n_seq, n_cam] int64: first store row of (sequence, camera), -1 if absent.
     seq_len [n_seq] int64: frames per sequence. anchors [A] int64: eligible anchor rows (train
     split, `moving`, complete, at least two cameras). row_seq, row_cam, row_t [N]: each row's
-    sequence, camera index and frame. bg_camera, bg_subject [B]: the background bank's views.
+    sequence, camera index and frame. bg_camera, bg_subject [B]: the background bank's views;
+    bg_pool [B'] int64: the bank rows of training-split views, the only ones substitution draws
+    (no test-subject pixel reaches pretraining). seq_pose [F, 17, 3] float32 mm: every sequence's
+    poses in the frame of one of its cameras (distances as in the world), sequence s starting at
+    row pose_start[s] (-1: no poses); move_threshold: the store's motion threshold, mm.
     """
 
     unit_start: np.ndarray
@@ -29,6 +33,10 @@ class FrameIndex:
     row_split: np.ndarray
     bg_subject: np.ndarray
     bg_camera: np.ndarray
+    bg_pool: np.ndarray
+    seq_pose: np.ndarray
+    pose_start: np.ndarray
+    move_threshold: float
     crop_size: int
 
     def row(self, sequence: int, camera: int, frame: int) -> int:
@@ -60,7 +68,29 @@ def load_index(store: str | Path, split: str = "train", moving_only: bool = True
     ok = done & (row_split == want) & multi_view[row_seq]
     if moving_only:
         ok &= g["moving"][:]
+    bg_subject = g["bg_subject"][:].astype(np.int64)
+    train_subjects = {q["subject"] for q in a["sequences"] if q["split"] == "train"}
+    bg_pool = np.flatnonzero(np.isin(bg_subject, [a["subjects"].index(s) for s in train_subjects]))
+    seq_pose, pose_start = sequence_poses(g, unit_start, seq_len)
     return FrameIndex(unit_start, seq_len, np.flatnonzero(ok).astype(np.int64), row_seq.astype(np.int64),
-                      row_cam.astype(np.int64), row_t.astype(np.int64), row_split,
-                      g["bg_subject"][:].astype(np.int64), g["bg_camera"][:].astype(np.int64),
-                      int(a["crop_size"]))
+                      row_cam.astype(np.int64), row_t.astype(np.int64), row_split, bg_subject,
+                      g["bg_camera"][:].astype(np.int64), bg_pool.astype(np.int64), seq_pose, pose_start,
+                      float(a["build"].get("move_threshold", 25.0)), int(a["crop_size"]))
+
+
+def sequence_poses(g, unit_start: np.ndarray, seq_len: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(seq_pose [F, 17, 3] float32, pose_start [n_seq] int64): each sequence's poses in the real
+    frame of its first stored camera, X = R_v^T (pose3d + (0, 0, |root_cam|)), mm. A rigid
+    change of frame keeps distances, so motion measured here is motion in the world."""
+    first = np.array([u[u >= 0].min() if (u >= 0).any() else -1 for u in unit_start], np.int64)
+    pose_start = np.full(len(seq_len), -1, np.int64)
+    have = first >= 0
+    pose_start[have] = np.concatenate([[0], np.cumsum(seq_len[have])[:-1]])
+    rows = np.concatenate([np.arange(f, f + n) for f, n in zip(first[have], seq_len[have])] or [np.zeros(0, int)])
+    if not len(rows):
+        return np.zeros((0, 17, 3), np.float32), pose_start
+    pose3d = g["pose3d"].get_orthogonal_selection((rows,)).astype(np.float64)
+    R_v = g["R_v"].get_orthogonal_selection((rows,))
+    depth = np.linalg.norm(g["root_cam"].get_orthogonal_selection((rows,)), axis=-1)
+    pose3d[..., 2] += depth[:, None]
+    return np.einsum("nji,nkj->nki", R_v, pose3d).astype(np.float32), pose_start

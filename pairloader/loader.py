@@ -43,6 +43,12 @@ def plan_tensors(plan: Plan, step: int) -> dict:
         "row1": torch.from_numpy(plan.rows[:, 0].copy()), "row2": torch.from_numpy(plan.rows[:, 1].copy()),
         "mirrored1": torch.from_numpy(plan.mirrored[:, 0].copy()),
         "mirrored2": torch.from_numpy(plan.mirrored[:, 1].copy()),
+        "bg_mode1": torch.from_numpy(plan.bg_mode[:, 0].astype(np.int64)),
+        "bg_mode2": torch.from_numpy(plan.bg_mode[:, 1].astype(np.int64)),
+        "bg_index1": torch.from_numpy(plan.bg_index[:, 0].copy()),
+        "bg_index2": torch.from_numpy(plan.bg_index[:, 1].copy()),
+        "bg_mirrored1": torch.from_numpy(plan.bg_mirrored[:, 0].copy()),
+        "bg_mirrored2": torch.from_numpy(plan.bg_mirrored[:, 1].copy()),
         "step": step,
     }
 
@@ -82,7 +88,9 @@ def cpu_batches(batch_of, steps, threads: int):
 class PairLoader:
     """Pair batches from a store: dicts with x1, x2 float32 [P, 3, O, O] (normalized),
     sync_label, flip_label [P] (1, 0, -1: not trained), row1, row2 [P] (store rows),
-    mirrored1, mirrored2 [P] bool, and step.
+    mirrored1, mirrored2 [P] bool, bg_mode1, bg_mode2 [P] (0 kept, 1 removed, 2 substituted),
+    bg_index1, bg_index2 [P] (background-bank row, -1 unless substituted), bg_mirrored1,
+    bg_mirrored2 [P] bool (the background shows mirrored), and step.
 
     backend: 'dali' (the DALI pipeline, GPU when device_id is given), 'opencv' (uint8 OpenCV
     warps, the fast CPU path), 'torch' (the reference), or 'auto' (DALI with a GPU, else

@@ -34,12 +34,12 @@ class PlanSource:
     def __call__(self, info):
         if self.steps is not None and info.iteration >= self.steps:
             raise StopIteration
-        rows, bg_mode, bg_index, affine = self.plan(self.start_step + info.iteration).images()
+        rows, bg_mode, bg_index, bg_flip, affine = self.plan(self.start_step + info.iteration).images()
         k = info.idx_in_batch
         if self.pairs:
             n_pairs = len(rows) // 2
             k = 2 * k if k < n_pairs else 2 * (k - n_pairs) + 1
-        image, weight, behind = fetch_image(self.reader, rows[k], bg_mode[k], bg_index[k])
+        image, weight, behind = fetch_image(self.reader, rows[k], bg_mode[k], bg_index[k], bg_flip[k])
         return image, weight, behind, dali_matrix(affine[k])
 
 

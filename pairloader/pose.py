@@ -1,6 +1,9 @@
 """`PoseLoader`: images with standardized 3D pose targets, for fine-tuning and evaluation.
 
-The image is the whole store crop resized to the output size, background kept. Targets are the
+The image is the centred view of the store crop that pretraining shows too (by default the
+paper's 224 of 256), resized to the output size, with the background removed (the store mask,
+the mean fill: exactly as in pretraining; the paper's main rows) or kept ("with background").
+Targets are the
 16 non-root joints of `pose3d` (mm, virtual-camera frame, root at zero), standardized per joint
 and axis by the mean and standard deviation of the training set (paper, section 3.4). A random
 horizontal flip mirrors the image and the pose together: x negated, left and right swapped.
@@ -23,7 +26,9 @@ from h36m_prep.geometry import mirror_pose
 from .fetch import StoreReader
 from .loader import cpu_batches, resolve_backend, step_range
 from .render import render_cpu
-from .sampler import KEPT, _affine, _key, _permute, _uniform
+from .sampler import KEPT, REMOVED, VIEW, _affine, _key, _permute, _uniform
+
+BACKGROUNDS = {"kept": KEPT, "removed": REMOVED}
 
 
 def subject_rows(g, subjects) -> np.ndarray:
@@ -52,20 +57,23 @@ def pose_stats(store: str | Path, subjects=None) -> tuple[np.ndarray, np.ndarray
 
 @dataclasses.dataclass(frozen=True)
 class PosePlan:
-    """rows [B] store rows; mirrored [B] bool; affine [B, 2, 3]; valid [B] bool."""
+    """rows [B] store rows; mirrored [B] bool; affine [B, 2, 3]; valid [B] bool; bg_mode:
+    KEPT or REMOVED, for every image."""
 
     rows: np.ndarray
     mirrored: np.ndarray
     affine: np.ndarray
     valid: np.ndarray
+    bg_mode: int = KEPT
 
     def images(self):
         n = len(self.rows)
-        return self.rows, np.full(n, KEPT, np.int8), np.full(n, -1, np.int64), self.affine
+        return (self.rows, np.full(n, self.bg_mode, np.int8), np.full(n, -1, np.int64), np.zeros(n, bool),
+                self.affine)
 
 
 @njit(cache=True)
-def _plan_poses(seed, rank, world_size, step, batch, rows, shuffle, flip, crop, out_size):
+def _plan_poses(seed, rank, world_size, step, batch, rows, shuffle, flip, crop, out_size, window):
     out_rows = np.empty(batch, np.int64)
     mirrored = np.zeros(batch, np.bool_)
     affine = np.empty((batch, 2, 3), np.float64)
@@ -81,33 +89,42 @@ def _plan_poses(seed, rank, world_size, step, batch, rows, shuffle, flip, crop, 
         if flip:
             u, _ = _uniform(_key(seed, 0xF11B, pos))
             mirrored[i] = u < 0.5
-        _affine(affine[i], 0.5, 0.5, 0.5, 0.5, mirrored[i], crop, out_size, 1.0, 1.0, 0.0, 0.0)  # whole crop
+        _affine(affine[i], 0.5, 0.5, 0.5, 0.5, mirrored[i], crop, out_size, window, window, 0.0, 0.0)
     return out_rows, mirrored, affine, valid
 
 
 class PoseSampler:
-    def __init__(self, rows: np.ndarray, batch: int, crop: int, out_size: int, shuffle: bool, flip: bool):
+    """window: the centred view's side, a fraction of the crop; bg_mode: KEPT or REMOVED."""
+
+    def __init__(self, rows: np.ndarray, batch: int, crop: int, out_size: int, shuffle: bool, flip: bool,
+                 window: float = VIEW, bg_mode: int = REMOVED):
         self.rows, self.batch, self.crop, self.out_size = rows, batch, crop, out_size
-        self.shuffle, self.flip = shuffle, flip
+        self.shuffle, self.flip, self.window, self.bg_mode = shuffle, flip, window, bg_mode
 
     def plan(self, seed: int, step: int, rank: int = 0, world_size: int = 1) -> PosePlan:
         return PosePlan(*_plan_poses(seed, rank, world_size, step, self.batch, self.rows, self.shuffle,
-                                     self.flip, self.crop, self.out_size))
+                                     self.flip, self.crop, self.out_size, self.window), bg_mode=self.bg_mode)
 
 
 class PoseLoader:
     """Batches: image float32 [B, 3, O, O] (normalized), pose [B, 17, 3] mm (mirrored with the
     image), target [B, 16, 3] standardized non-root joints, row [B], mirrored [B], valid [B],
     step. subjects: only these (default: all of the split). stats: (mean, std) [17, 3];
-    default pose_stats(store, subjects). backend, workers, threads: as for PairLoader."""
+    default pose_stats(store, subjects). background: 'removed' (the store mask and the mean
+    fill, as in pretraining) or 'kept'. window: the centred view's side as a fraction of the
+    crop (default the paper's 224 of 256, as pretraining shows). backend, workers, threads: as
+    for PairLoader."""
 
     def __init__(self, store: str | Path, batch_size: int = 16, seed: int = 0, split: str = "train",
                  every: int = 1, backend: str = "auto", workers: int = 2, start_step: int = 0,
                  steps: int | None = None, flip: bool | None = None, out_size: int = 224,
                  stats: tuple[np.ndarray, np.ndarray] | None = None, rank: int = 0, world_size: int = 1,
-                 threads: int = 2, device_id: int | None = None, subjects=None):
+                 threads: int = 2, device_id: int | None = None, subjects=None, background: str = "removed",
+                 window: float = VIEW):
         if split not in ("train", "test"):
             raise ValueError(f"split {split!r}: choose 'train' or 'test'")
+        if background not in BACKGROUNDS:
+            raise ValueError(f"background {background!r}: choose {' or '.join(BACKGROUNDS)}")
         g = S.open_store(store)
         S.require_complete(g, store)
         ok = S.done_rows(g) & (g["split"][:] == (0 if split == "train" else 1)) & subject_rows(g, subjects)
@@ -119,7 +136,7 @@ class PoseLoader:
             raise ValueError(f"{store}: no {split} rows (every={every}, subjects={subjects or 'all'})")
         train = split == "train"
         self.sampler = PoseSampler(rows, batch_size, int(g.attrs["crop_size"]), out_size, train,
-                                   train if flip is None else flip)
+                                   train if flip is None else flip, window, BACKGROUNDS[background])
         self.pose3d = g["pose3d"]
         self.mean, self.std = stats if stats is not None else pose_stats(store, subjects)
         if steps is None and not train:

@@ -58,13 +58,13 @@ def render_into(reader: StoreReader, plan, out_size: int, backend: str, out, sam
     same_as, mirrored [n] (optional): image k with same_as[k] = j >= 0 is image j, mirrored
     where their `mirrored` differ (the output mirror is exactly the mirror in the affine), and
     is copied instead of rendered."""
-    rows, bg_mode, bg_index, affine = plan.images()
+    rows, bg_mode, bg_index, bg_flip, affine = plan.images()
     for k in range(len(rows)):
         j = -1 if same_as is None else same_as[k]
         if j >= 0:
             out[k].copy_(out[j].flip(-1) if mirrored[k] != mirrored[j] else out[j])
             continue
-        image, weight, behind = fetch_image(reader, rows[k], bg_mode[k], bg_index[k])
+        image, weight, behind = fetch_image(reader, rows[k], bg_mode[k], bg_index[k], bg_flip[k])
         if backend == "opencv":
             comp = composite_opencv(image, weight, behind, bg_mode[k])
             normalize_into(warp_opencv(comp, affine[k], out_size), _LUT, out[k].numpy())

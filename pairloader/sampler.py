@@ -6,12 +6,17 @@ For each anchor frame x(v1, t), three pairs:
   k = 3i + 1 unsynchronized (x(v1, t), x(v2', t2)), d_min < |t2 - t| < d_max   sync 0, flip -1
   k = 3i + 2 flipped        (x(v1, t), x(v2, t)) with one side mirrored         sync -1, flip 1
 A random horizontal flip is applied to both images of a pair before the flipped pair is made,
-so flip_label == (mirrored1 != mirrored2) wherever it is trained. With share_anchor the three
+so flip_label == (mirrored1 != mirrored2) wherever it is trained. The unsynchronized partner
+shows motion (paper, footnote 1): some joint moved more than the store's motion threshold
+between t and t2, so a subject who stands still never makes a rigid "unsynchronized" pair. With share_anchor the three
 pairs of an anchor show the same anchor image (one crop jitter, one background), each pair
 mirroring it or not, and the OpenCV backend renders it once; by default (as in the paper) every
-image is drawn on its own. Each image also gets a crop
-jitter (window scale, shift, and in the single-view ablation a rotation) and a background mode
-(kept / removed / substituted by a background-bank crop of a random view).
+image is drawn on its own. Each image gets a view of
+its crop (by default the paper's centred 224 of 256; a window scale and shift jitter and, in the
+single-view ablation, a rotation are options) and a background mode (kept / removed /
+substituted by a background-bank crop of a random training view). A substituted background
+gets its own random mirror, drawn independently of the person's: mirrored with the person it
+would reveal the image's mirror state, and the flip label with it (paper, section 3.2).
 
 Anchors are visited in a pseudo-random order per epoch (a keyed Feistel permutation of the
 anchor list); global position p = (step * world_size + rank) * batch + i, so ranks read
@@ -26,26 +31,30 @@ import numpy as np
 from numba import njit
 
 KEPT, REMOVED, SUBSTITUTED = 0, 1, 2
+VIEW = 0.875   # the side of the crop every output shows by default: the paper's 224 of 256
+JITTER = {"window": (0.7875, 0.9625), "shift": 0.0625}  # the optional crop jitter
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 @dataclasses.dataclass(frozen=True)
 class SamplerConfig:
     """batch: anchors per batch (3 pairs each). out_size: output pixels. window: the side of
-    the part of the store crop that the output shows, as a fraction of the crop (the paper's
-    224 of 256 is 0.875; the default jitters it by +-10 %); shift: the largest move of the
-    window centre, as a fraction of the crop. Both independent of out_size."""
+    the part of the store crop that the output shows, as a fraction of the crop, drawn from
+    this range (default the paper's 224 of 256, no jitter; JITTER is the optional jitter);
+    shift: the largest move of the window centre, as a fraction of the crop. Both independent
+    of out_size. motion: unsynchronized partners must show motion (footnote 1)."""
 
     batch: int = 16
     d_min: int = 4
     d_max: int = 128
     out_size: int = 224
-    window: tuple[float, float] = (0.7875, 0.9625)
-    shift: float = 0.0625
+    window: tuple[float, float] = (VIEW, VIEW)
+    shift: float = 0.0
     rotation: float = 0.0             # max rotation, degrees (single-view ablation: 15)
     bg_mix: tuple[float, float, float] = (0.0, 0.5, 0.5)  # kept : removed : substituted
     single_view: bool = False
     share_anchor: bool = False        # one anchor image per triplet (rendered once)
+    motion: bool = True               # unsynchronized partners moved (footnote 1)
 
     def __post_init__(self):
         if not 0 <= self.d_min < self.d_max - 1:
@@ -59,8 +68,10 @@ class Plan:
     """One batch, P = 3 * batch pairs. rows [P, 2] store rows; mirrored [P, 2] bool;
     sync_label, flip_label [P] int8 (1, 0, or -1: not trained); affine [P, 2, 2, 3]: output pixel
     (x, y, 1) -> store-crop pixel (pixel centres at integers), mirror included; bg_mode [P, 2]
-    int8; bg_index [P, 2] int64 (-1 unless substituted); same_as [P, 2] int64: the flat image
-    index (2 * pair + side) of an earlier image that this one equals up to a mirror, or -1."""
+    int8; bg_index [P, 2] int64 (-1 unless substituted); bg_mirrored [P, 2] bool: whether the
+    background shows mirrored in the output (substituted: its own random draw; kept: the image's
+    mirror; removed: False); same_as [P, 2] int64: the flat image index (2 * pair + side) of an
+    earlier image that this one equals up to a mirror, or -1."""
 
     rows: np.ndarray
     mirrored: np.ndarray
@@ -69,13 +80,17 @@ class Plan:
     affine: np.ndarray
     bg_mode: np.ndarray
     bg_index: np.ndarray
+    bg_mirrored: np.ndarray
     same_as: np.ndarray
 
-    def images(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def images(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Flat per-image view (image 2k is x1 of pair k, 2k + 1 its x2): rows, bg_mode,
-        bg_index, affine [2P, 2, 3]."""
+        bg_index, bg_flip, affine [2P, 2, 3]. bg_flip: mirror the substituted background before
+        the composite, so that after the warp (which mirrors the whole image) it shows as
+        bg_mirrored says."""
+        bg_flip = (self.bg_mode == SUBSTITUTED) & (self.bg_mirrored != self.mirrored)
         return (self.rows.reshape(-1), self.bg_mode.reshape(-1), self.bg_index.reshape(-1),
-                self.affine.reshape(-1, 2, 3))
+                bg_flip.reshape(-1), self.affine.reshape(-1, 2, 3))
 
 
 @njit(cache=True)
@@ -117,6 +132,49 @@ def _permute(p, n, key):
 
 
 @njit(cache=True)
+def _moved(seq_pose, base, t, t2, threshold):
+    """Whether some joint moved more than `threshold` mm between frames t and t2 of a sequence
+    whose poses start at row `base` of seq_pose [F, 17, 3] (mm, one camera's frame)."""
+    limit = threshold * threshold
+    for j in range(seq_pose.shape[1]):
+        d = 0.0
+        for c in range(3):
+            e = seq_pose[base + t2, j, c] - seq_pose[base + t, j, c]
+            d += e * e
+        if d > limit:
+            return True
+    return False
+
+
+@njit(cache=True)
+def _unsync_offset(k, n_pos, d_min):
+    """The k-th candidate gap of an anchor: d_min + 1 .. forward first, then backward."""
+    return d_min + 1 + k if k < n_pos else -(d_min + 1 + k - n_pos)
+
+
+@njit(cache=True)
+def moving_partner_exists(anchors, row_seq, row_t, seq_len, seq_pose, pose_start, d_min, d_max, threshold):
+    """[A] bool: the anchor has a frame t2, d_min < |t2 - t| < d_max, whose pose moved
+    (threshold < 0, or a sequence without poses: any such frame). The farthest backward gaps
+    are tried first: far gaps move most often, so the scan usually stops at once."""
+    out = np.zeros(anchors.shape[0], np.bool_)
+    for i in range(anchors.shape[0]):
+        a = anchors[i]
+        seq, t = row_seq[a], row_t[a]
+        T = seq_len[seq]
+        n_pos = max(0, min(d_max - 1, T - 1 - t) - d_min)
+        n_neg = max(0, min(d_max - 1, t) - d_min)
+        if threshold < 0 or pose_start[seq] < 0:
+            out[i] = n_pos + n_neg > 0
+            continue
+        for k in range(n_pos + n_neg - 1, -1, -1):
+            if _moved(seq_pose, pose_start[seq], t, t + _unsync_offset(k, n_pos, d_min), threshold):
+                out[i] = True
+                break
+    return out
+
+
+@njit(cache=True)
 def _affine(out, u_scale, u_shift_x, u_shift_y, u_rot, mirror, crop, out_size, win_lo, win_hi, shift, rot_deg):
     """Output pixel -> store-crop pixel for a window of side crop * (win_lo..win_hi) centred
     within shift * crop of the crop centre, turned by up to rot_deg, mirrored if asked."""
@@ -136,8 +194,8 @@ def _affine(out, u_scale, u_shift_x, u_shift_y, u_rot, mirror, crop, out_size, w
 
 @njit(cache=True)
 def plan_batch(seed, rank, world_size, step, batch, anchors, row_seq, row_cam, row_t, unit_start,
-               seq_len, n_bg, d_min, d_max, crop, out_size, win_lo, win_hi, shift, rot_deg,
-               p_kept, p_removed, single_view, share_anchor):
+               seq_len, bg_pool, d_min, d_max, crop, out_size, win_lo, win_hi, shift, rot_deg,
+               p_kept, p_removed, single_view, share_anchor, seq_pose, pose_start, move_threshold):
     """The plan of one batch; see the module docstring. Pure function of its arguments."""
     P = 3 * batch
     rows = np.empty((P, 2), np.int64)
@@ -147,7 +205,9 @@ def plan_batch(seed, rank, world_size, step, batch, anchors, row_seq, row_cam, r
     affine = np.empty((P, 2, 2, 3), np.float64)
     bg_mode = np.empty((P, 2), np.int8)
     bg_index = np.full((P, 2), -1, np.int64)
+    bg_mirrored = np.zeros((P, 2), np.bool_)
     same_as = np.full((P, 2), -1, np.int64)
+    n_bg = bg_pool.shape[0]
     n = anchors.shape[0]
     n_cams = unit_start.shape[1]
     for i in range(batch):
@@ -176,12 +236,24 @@ def plan_batch(seed, rank, world_size, step, batch, anchors, row_seq, row_cam, r
                                 v2u = c
                             break
                         pick -= 1
-        # the unsynchronized frame: uniform over d_min < |dt| < d_max inside the sequence
+        # the unsynchronized frame: uniform over d_min < |dt| < d_max inside the sequence, among
+        # the frames where the pose moved (footnote 1; the anchors all have one)
         n_pos = max(0, min(d_max - 1, T - 1 - t) - d_min)
         n_neg = max(0, min(d_max - 1, t) - d_min)
+        check = move_threshold >= 0 and pose_start[seq] >= 0
+        n_ok = 0
+        for k in range(n_pos + n_neg):
+            if not check or _moved(seq_pose, pose_start[seq], t, t + _unsync_offset(k, n_pos, d_min), move_threshold):
+                n_ok += 1
         u, state = _uniform(state)
-        r = int(u * (n_pos + n_neg))
-        dt = d_min + 1 + r if r < n_pos else -(d_min + 1 + r - n_pos)
+        pick = min(int(u * n_ok), n_ok - 1)
+        dt = 0
+        for k in range(n_pos + n_neg):
+            if not check or _moved(seq_pose, pose_start[seq], t, t + _unsync_offset(k, n_pos, d_min), move_threshold):
+                if pick == 0:
+                    dt = _unsync_offset(k, n_pos, d_min)
+                    break
+                pick -= 1
         anchor_row = unit_start[seq, v1] + t
         rows[3 * i, 0], rows[3 * i, 1] = anchor_row, unit_start[seq, v2] + t
         rows[3 * i + 1, 0], rows[3 * i + 1, 1] = anchor_row, unit_start[seq, v2u] + t + dt
@@ -204,6 +276,8 @@ def plan_batch(seed, rank, world_size, step, batch, anchors, row_seq, row_cam, r
                     _affine(affine[pair, 0], a1, a2, a3, a4, mirrored[pair, 0], crop, out_size,
                             win_lo, win_hi, shift, rot_deg)
                     bg_mode[pair, 0], bg_index[pair, 0] = bg_mode[3 * i, 0], bg_index[3 * i, 0]
+                    # the copy is the anchor image mirrored or not, its background with it
+                    bg_mirrored[pair, 0] = bg_mirrored[3 * i, 0] != (mirrored[pair, 0] != mirrored[3 * i, 0])
                     same_as[pair, 0] = 6 * i
                     continue
                 u1, state = _uniform(state)
@@ -216,39 +290,45 @@ def plan_batch(seed, rank, world_size, step, batch, anchors, row_seq, row_cam, r
                         win_lo, win_hi, shift, rot_deg)
                 u, state = _uniform(state)
                 if u < p_kept:
-                    bg_mode[pair, j] = 0
+                    bg_mode[pair, j] = KEPT
+                    bg_mirrored[pair, j] = mirrored[pair, j]  # the image's own background
                 elif u < p_kept + p_removed:
-                    bg_mode[pair, j] = 1
+                    bg_mode[pair, j] = REMOVED
                 else:
-                    bg_mode[pair, j] = 2
+                    bg_mode[pair, j] = SUBSTITUTED
                     u, state = _uniform(state)
-                    bg_index[pair, j] = min(int(u * n_bg), n_bg - 1)
-    return rows, mirrored, sync, flip, affine, bg_mode, bg_index, same_as
-
-
-def unsync_possible(index, d_min: int, d_max: int) -> np.ndarray:
-    """[A] bool: the anchor has at least one frame t2 with d_min < |t2 - t| < d_max."""
-    t = index.row_t[index.anchors]
-    T = index.seq_len[index.row_seq[index.anchors]]
-    n_pos = np.maximum(0, np.minimum(d_max - 1, T - 1 - t) - d_min)
-    n_neg = np.maximum(0, np.minimum(d_max - 1, t) - d_min)
-    return (n_pos + n_neg) > 0
+                    bg_index[pair, j] = bg_pool[min(int(u * n_bg), n_bg - 1)]
+                    u, state = _uniform(state)
+                    bg_mirrored[pair, j] = u < 0.5  # its own mirror, not the person's
+    return rows, mirrored, sync, flip, affine, bg_mode, bg_index, bg_mirrored, same_as
 
 
 class PairSampler:
-    """Binds a FrameIndex and a SamplerConfig: plan(seed, step, rank, world_size) -> Plan."""
+    """Binds a FrameIndex and a SamplerConfig: plan(seed, step, rank, world_size) -> Plan.
+
+    Anchors are the index's anchors that have an unsynchronized partner (with motion, unless
+    cfg.motion is off); substituted backgrounds come from the index's bg_pool (training views)."""
 
     def __init__(self, index, cfg: SamplerConfig):
         self.index, self.cfg = index, cfg
-        self.anchors = index.anchors[unsync_possible(index, cfg.d_min, cfg.d_max)]
+        self.threshold = float(index.move_threshold) if cfg.motion else -1.0
+        ok = moving_partner_exists(index.anchors, index.row_seq, index.row_t, index.seq_len, index.seq_pose,
+                                   index.pose_start, cfg.d_min, cfg.d_max, self.threshold)
+        self.anchors = index.anchors[ok]
         if not len(self.anchors):
-            raise ValueError("no anchor frame has an unsynchronized partner: sequences shorter than "
-                             f"d_min + 2 = {cfg.d_min + 2} frames, or no train rows in the store")
+            raise ValueError("no anchor frame has an unsynchronized partner (another frame d_min < |dt| < "
+                             f"d_max of the same sequence{' that shows motion' if cfg.motion else ''}): "
+                             f"sequences shorter than d_min + 2 = {cfg.d_min + 2} frames, subjects who never "
+                             "move, or no rows of this split in the store")
+        if cfg.bg_mix[2] > 0 and not len(index.bg_pool):
+            raise ValueError("background substitution needs training views in the background bank, and "
+                             "this store has none; choose another background mode")
 
     def plan(self, seed: int, step: int, rank: int = 0, world_size: int = 1) -> Plan:
         c, ix = self.cfg, self.index
         out = plan_batch(seed, rank, world_size, step, c.batch, self.anchors, ix.row_seq, ix.row_cam,
-                         ix.row_t, ix.unit_start, ix.seq_len, len(ix.bg_subject), c.d_min, c.d_max,
+                         ix.row_t, ix.unit_start, ix.seq_len, ix.bg_pool, c.d_min, c.d_max,
                          ix.crop_size, c.out_size, c.window[0], c.window[1], c.shift, c.rotation,
-                         c.bg_mix[0], c.bg_mix[1], c.single_view, c.share_anchor)
+                         c.bg_mix[0], c.bg_mix[1], c.single_view, c.share_anchor, ix.seq_pose,
+                         ix.pose_start, self.threshold)
         return Plan(*out)

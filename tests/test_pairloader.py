@@ -6,9 +6,9 @@ import torch
 
 from pairloader import PairLoader, PairSampler, SamplerConfig, load_index
 from pairloader.loader import dali_available
-from pairloader.sampler import KEPT, REMOVED, SUBSTITUTED
+from pairloader.sampler import JITTER, KEPT, REMOVED, SUBSTITUTED, VIEW
 
-CFG = SamplerConfig(batch=8, out_size=80, d_min=4, d_max=20)
+CFG = SamplerConfig(batch=8, out_size=80, d_min=4, d_max=20, **JITTER)  # with the optional jitter
 SHARED = SamplerConfig(**{**CFG.__dict__, "share_anchor": True})
 
 
@@ -102,6 +102,115 @@ def test_background_modes_follow_the_mix(sampler, index):
     sub = modes == SUBSTITUTED
     assert (idx[sub] >= 0).all() and (idx[sub] < len(index.bg_subject)).all() and (idx[~sub] == -1).all()
     assert len(np.unique(index.bg_camera[idx[sub]])) == 4  # backgrounds of every view
+
+
+def test_no_test_subject_background_reaches_a_training_batch(small_store, index):
+    import zarr
+
+    g = zarr.open_group(str(small_store), mode="r")
+    names = list(g.attrs["subjects"])
+    assert set(index.bg_subject) == {names.index("S1"), names.index("S9")}  # the bank has both
+    for split in ("train", "test"):
+        s = PairSampler(load_index(small_store, split), SamplerConfig(**{**CFG.__dict__, "bg_mix": (0.0, 0.0, 1.0)}))
+        used = np.concatenate([s.plan(0, k).bg_index.ravel() for k in range(30)])
+        assert {names[i] for i in index.bg_subject[used]} == {"S1"}  # training views only
+
+
+def _substituted_plans(index, steps=200, **extra):
+    s = PairSampler(index, SamplerConfig(**{**CFG.__dict__, "bg_mix": (0.0, 0.0, 1.0), **extra}))
+    return [s.plan(0, k) for k in range(steps)]
+
+
+@pytest.mark.parametrize("share_anchor", [False, True])
+def test_a_substituted_background_is_mirrored_independently_of_the_person(index, share_anchor):
+    plans = _substituted_plans(index, share_anchor=share_anchor)
+    mirrored = np.concatenate([p.mirrored.ravel() for p in plans])
+    bg = np.concatenate([p.bg_mirrored.ravel() for p in plans])
+    assert 0.45 < bg.mean() < 0.55
+    for m in (False, True):  # the background's mirror says nothing of the person's
+        assert 0.44 < bg[mirrored == m].mean() < 0.56
+    # nor does the pair's XOR say anything of the flip label (the shortcut of section 3.2)
+    flip = np.concatenate([p.flip_label for p in plans])
+    xor = np.concatenate([p.bg_mirrored[:, 0] != p.bg_mirrored[:, 1] for p in plans])
+    for label in (0, 1):
+        assert 0.43 < xor[flip == label].mean() < 0.57, label
+    # while the persons' XOR is the flip label itself
+    pxor = np.concatenate([p.mirrored[:, 0] != p.mirrored[:, 1] for p in plans])
+    assert (pxor[flip >= 0] == flip[flip >= 0]).all()
+
+
+def test_rendered_backgrounds_follow_bg_mirrored(small_store):
+    """Each substituted background shows in the output unmirrored or mirrored as bg_mirrored
+    says, whatever the person's mirror: checked on the pixels where the warped mask is 0."""
+    from pairloader.fetch import StoreReader
+    from pairloader.reference import compose
+    from pairloader.sampler import _affine
+
+    cfg = SamplerConfig(batch=4, out_size=80, d_min=4, d_max=20, bg_mix=(0.0, 0.0, 1.0))
+    reader = StoreReader(small_store)
+    plain = np.zeros((2, 3))
+    _affine(plain, 0.5, 0.5, 0.5, 0.5, False, 96, 80, VIEW, VIEW, 0.0, 0.0)  # the default view, unmirrored
+    cases = set()
+    for backend in ("torch", "opencv"):
+        loader = PairLoader(small_store, batch_size=4, seed=2, backend=backend, workers=0, steps=2, sampler=cfg)
+        for batch in loader:
+            plan = loader.plan(batch["step"])
+            for side, x in ((0, batch["x1"]), (1, batch["x2"])):
+                for k in range(len(x)):
+                    row, m, b = plan.rows[k, side], plan.mirrored[k, side], plan.bg_mirrored[k, side]
+                    assert batch[f"bg_mirrored{side + 1}"][k] == b and batch[f"bg_mode{side + 1}"][k] == SUBSTITUTED
+                    bank = reader.background(plan.bg_index[k, side])
+                    zero = np.zeros((96, 96, 1), np.uint8)
+                    shown = compose(bank, zero, bank, plain, 80)  # the background as it is
+                    weight = np.repeat(reader.mask(row)[..., None] * 255, 3, -1)
+                    person = compose(weight, np.ones_like(zero), weight, plan.affine[k, side], 80)
+                    bg = (person < person.amin((1, 2), keepdim=True) + 1e-3).all(0)  # no person pixel reaches these
+                    want, other = (shown.flip(-1), shown) if b else (shown, shown.flip(-1))
+                    err = (x[k] - want).abs()[:, bg].mean()
+                    assert err < 0.02, (backend, k, side, float(err))
+                    assert (x[k] - other).abs()[:, bg].mean() > 10 * err + 0.05
+                    cases.add((bool(m), bool(b)))
+    assert len(cases) == 4  # every combination of the person's and the background's mirror
+
+
+def test_every_unsynchronized_pair_shows_motion(small_store, index):
+    """Footnote 1: the partner's pose moved by more than the store's motion threshold, measured
+    from the store's own columns in the partner's camera."""
+    import zarr
+
+    g = zarr.open_group(str(small_store), mode="r")
+    threshold = g.attrs["build"]["move_threshold"]
+    pose3d, R_v, root = g["pose3d"][:].astype(float), g["R_v"][:], g["root_cam"][:]
+
+    def camera_pose(r):  # X = R_v^T (pose3d + (0, 0, |root|)), the real camera's frame
+        return (pose3d[r] + [0, 0, np.linalg.norm(root[r])]) @ R_v[r]
+
+    sampler = PairSampler(index, CFG)
+    moved, still = [], 0
+    for plan in _plans(sampler, range(40)):
+        for r1, r2 in plan.rows[plan.sync_label == 0]:
+            same_time = index.row(index.row_seq[r2], index.row_cam[r2], index.row_t[r1])
+            moved.append(np.linalg.norm(camera_pose(r2) - camera_pose(same_time), axis=-1).max())
+    assert min(moved) > threshold
+    # the check is not vacuous: without it, some unsynchronized pairs would be rigid
+    free = PairSampler(index, SamplerConfig(**{**CFG.__dict__, "motion": False}))
+    for plan in _plans(free, range(40)):
+        for r1, r2 in plan.rows[plan.sync_label == 0]:
+            same_time = index.row(index.row_seq[r2], index.row_cam[r2], index.row_t[r1])
+            still += np.linalg.norm(camera_pose(r2) - camera_pose(same_time), axis=-1).max() <= threshold
+    assert still > 0
+
+
+def test_the_default_view_is_the_papers_centred_crop_in_pretraining_and_fine_tuning(small_store, index):
+    from pairloader import PoseLoader
+
+    plan = PairSampler(index, SamplerConfig(batch=4, out_size=80)).plan(0, 0)
+    k = VIEW * 96 / 80  # crop pixels per output pixel: the centred 224 of 256, no jitter
+    np.testing.assert_allclose(np.abs(plan.affine[..., 0, 0]), k)
+    np.testing.assert_allclose(plan.affine[..., 1, 1], k)
+    pose = PoseLoader(small_store, batch_size=4, out_size=80, flip=False).plan(0)
+    unmirrored = plan.affine[~plan.mirrored]
+    np.testing.assert_allclose(pose.affine, np.broadcast_to(unmirrored[0], pose.affine.shape))
 
 
 def test_same_seed_and_step_same_plan_other_seed_other_plan(sampler):

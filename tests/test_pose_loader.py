@@ -68,3 +68,30 @@ def test_opencv_pose_images_agree_with_the_reference(small_store):
     assert torch.equal(ref["target"], fast["target"]) and torch.equal(ref["mirrored"], fast["mirrored"])
     std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
     assert ((ref["image"] - fast["image"]).abs() * std).mean() < 2 / 255
+
+
+@pytest.mark.parametrize("backend", ["torch", "opencv"])
+def test_background_removal_fills_outside_the_mask_and_keeps_the_person(small_store, backend):
+    """As in pretraining: where the (warped) store mask is 0 the image is the mean fill, which
+    normalizes to 0; where it is 1 the pixels equal those of the image with the background kept."""
+    from pairloader.fetch import StoreReader
+    from pairloader.reference import compose
+
+    args = dict(batch_size=8, seed=1, backend=backend, workers=0, steps=1, out_size=64)
+    kept = next(iter(PoseLoader(small_store, background="kept", **args)))
+    removed = next(iter(PoseLoader(small_store, background="removed", **args)))
+    plan = PoseLoader(small_store, **args).plan(0)
+    reader = StoreReader(small_store)
+    fg_seen = bg_seen = 0
+    for k, row in enumerate(plan.rows):
+        mask = np.repeat(reader.mask(row)[..., None] * 255, 3, -1)
+        warped = compose(mask, np.ones_like(mask[..., :1]), mask, plan.affine[k], 64)
+        fg = (warped > warped.amax((1, 2), keepdim=True) - 1e-3).all(0)  # every pixel the warp mixes is foreground
+        bg = (warped < warped.amin((1, 2), keepdim=True) + 1e-3).all(0)
+        assert removed["image"][k][:, bg].abs().max() < 0.02  # the mean fill
+        assert (removed["image"][k][:, fg] - kept["image"][k][:, fg]).abs().max() < 0.02
+        assert (kept["image"][k][:, bg]).abs().mean() > 0.1  # the room is there when kept
+        fg_seen, bg_seen = fg_seen + fg.sum(), bg_seen + bg.sum()
+    assert fg_seen > 100 and bg_seen > 1000
+    with pytest.raises(ValueError, match="background"):
+        PoseLoader(small_store, background="substituted")
