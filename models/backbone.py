@@ -39,11 +39,13 @@ def backbone(arch: str = "resnet18", weights: str | Path | None = None) -> nn.Mo
     return net
 
 
-def freeze_stages(net: nn.Module, stages: int) -> None:
-    """Freeze the stem and the first `stages` residual stages (layer1..layerN): no gradients,
+def freeze(net: nn.Module, names: list[str]) -> None:
+    """Freeze the named modules (`train.config.frozen_modules` says which): no gradients,
     batch-norm statistics fixed (call again after .train(), which re-enables them)."""
-    frozen = [net.conv1, net.bn1] + [getattr(net, f"layer{i}") for i in range(1, stages + 1)]
-    for module in frozen:
+    for name in names:
+        module = net.get_submodule(name)
         module.eval()
         for p in module.parameters():
             p.requires_grad_(False)
+
+

@@ -21,8 +21,9 @@ PRE = dataclasses.replace(PRETRAIN_PRESETS["tiny"], batch=4, input_size=48, step
 
 
 def _tiny(init, **kw):
-    return dataclasses.replace(FINETUNE_PRESETS["tiny"], init=str(init), protocol="S1", batch=8, input_size=48,
-                               steps=12, log_every=2, checkpoint_every=4, workers=0, **kw)
+    return dataclasses.replace(FINETUNE_PRESETS["tiny"], **{
+        "init": str(init), "protocol": "S1", "batch": 8, "input_size": 48, "steps": 12, "log_every": 2,
+        "checkpoint_every": 4, "workers": 0, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,22 @@ def test_finetune_resume_equals_the_uninterrupted_run(small_store, runs, tmp_pat
     assert losses[0] == losses[1]
 
 
+def test_random_init_unfrozen_trains_every_layer_and_eval_uses_the_runs_background(small_store, runs, tmp_path):
+    cfg = _tiny("random", freeze="none", background="kept", steps=4)
+    finetune(small_store, tmp_path / "free", cfg, progress=False)
+    from models import PoseRegressor
+
+    torch.manual_seed(cfg.seed)
+    init = PoseRegressor(cfg.arch).state_dict()  # the same random init
+    ft = checkpoint.load(tmp_path / "free" / "checkpoint.pt")["model"]
+    for name in ("phi.conv1.weight", "phi.layer1.0.conv1.weight", "phi.bn1.running_mean"):
+        assert not torch.equal(ft[name], init[name]), name  # the stem and layer1 train too
+    report = evaluate(tmp_path / "free", small_store, tmp_path / "rep", figures=False)
+    assert report["background"] == "kept" and report["freeze"] == "none"
+    report = evaluate(tmp_path / "free", small_store, tmp_path / "rep2", figures=False, background="removed")
+    assert report["background"] == "removed" and report["finetune_background"] == "kept"
+
+
 def test_protocol_s1_trains_on_s1_only(small_store):
     g = zarr.open_group(str(small_store), mode="r")
     loader = PoseLoader(small_store, batch_size=16, split="train", backend="torch", steps=2, out_size=32,
@@ -77,7 +94,11 @@ def test_eval_writes_the_report_and_three_figures_on_every_64th_frame(small_stor
     assert per_action == report["overall"]["n"] and set(report["per_action"]) <= {"Walking", "Posing"}
     assert 0 < report["overall"]["pmpjpe"] <= report["overall"]["nmpjpe"] <= report["overall"]["mpjpe"] * 1.0001
     gaps = report["sync_accuracy_by_gap"]
-    assert set(gaps) == {"test", "train"} and all(0 <= a <= 1 for v in gaps.values() for a in v["accuracy"])
+    assert gaps["background"] == "removed"  # as the model was pretrained (mixed: removed is its fixed member)
+    groups = {k: v for k, v in gaps.items() if k in ("test", "train")}
+    assert len(groups) == 2 and all(0 <= a <= 1 for v in groups.values() for a in v["accuracy"])
+    for v in groups.values():  # enough pairs per gap for a standard error of at most 0.02
+        assert v["pairs"] >= 625 and all(e <= 0.02 for e in v["stderr"])
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "17/16" in md and "| **All** |" in md
 

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from models import FUSIONS, PoseRegressor, SiameseSync, accuracy, backbone, freeze_stages, fuse, ssl_loss
+from models import FUSIONS, PoseRegressor, SiameseSync, accuracy, backbone, freeze, fuse, ssl_loss
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
@@ -44,21 +44,42 @@ def test_loss_1_ignores_untrained_labels_exactly_as_written():
     assert accuracy(sync_logit, sync_label) == (2, 2) and accuracy(flip_logit, flip_label) == (2, 2)
 
 
-def test_frozen_stages_do_not_change_in_training():
+@pytest.mark.parametrize("spec, prefixes", [
+    ("none", ()),
+    ("stages:3", ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.")),
+    ("blocks:3", ("conv1.", "bn1.", "layer1.0.", "layer1.1.", "layer2.0.")),
+    ("stages:0", ("conv1.", "bn1.")),
+])
+def test_freeze_modes_freeze_exactly_the_named_parameters_and_batch_norm_statistics(spec, prefixes):
+    from train.config import frozen_modules
+
     torch.manual_seed(0)
     net = PoseRegressor("resnet18")
     net.train()
-    freeze_stages(net.phi, 3)
+    freeze(net.phi, frozen_modules("resnet18", spec))
+    for name, p in net.phi.named_parameters():
+        assert p.requires_grad != name.startswith(prefixes), name
     before = {k: v.clone() for k, v in net.phi.state_dict().items()}
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-2)
-    loss = net(torch.randn(4, 3, 64, 64)).pow(2).mean()
+    loss = net(torch.randn(4, 3, 64, 64)).pow(2).mean()  # a training step: batch norms see the batch
     loss.backward()
     opt.step()
     after = net.phi.state_dict()
     for k in before:
-        frozen = k.startswith(("conv1", "bn1", "layer1", "layer2", "layer3"))
-        assert torch.equal(before[k], after[k]) == frozen, k
+        if k.endswith("num_batches_tracked"):
+            continue
+        assert torch.equal(before[k], after[k]) == k.startswith(prefixes), k  # weights and running stats
     assert net(torch.randn(2, 3, 64, 64)).shape == (2, 16, 3)
+
+
+def test_freeze_specs_are_checked():
+    from train.config import FinetuneConfig, frozen_modules
+
+    assert frozen_modules("resnet50", "blocks:4")[-1] == "layer2.0"  # ResNet-50 has 3 blocks in layer1
+    for bad in ("stages:5", "blocks:9", "layers:2", "3"):
+        with pytest.raises(ValueError, match="freeze"):
+            FinetuneConfig(freeze=bad)
+    assert FinetuneConfig(freeze=3).freeze == "stages:3"  # configs saved with the old integer
 
 
 def test_weights_load_from_a_local_file_and_bad_files_are_named(tmp_path):

@@ -49,6 +49,48 @@ def test_resume_equals_the_uninterrupted_run_bitwise(small_store, tiny_run, tmp_
     assert _losses(split) == _losses(run)  # every step, the one after the resume included
 
 
+@pytest.mark.parametrize("where", ["after_optimizer_step", "in_forward", "in_loader"])
+def test_ctrl_c_at_any_point_resumes_to_the_same_losses(small_store, tiny_run, tmp_path, monkeypatch, where):
+    """A SIGINT is deferred to the end of the step in progress: the checkpoint is at a step
+    boundary, and the resumed run's losses equal the uninterrupted run's, step for step. The
+    'after_optimizer_step' case is the race of a step done but not yet counted."""
+    import signal
+
+    from models import SiameseSync
+    from pairloader import PairLoader
+
+    run, _ = tiny_run
+    fire = {"at": 11, "seen": 0}
+
+    def interrupt_once():
+        fire["seen"] += 1
+        if fire["seen"] == fire["at"]:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    if where == "after_optimizer_step":
+        original = torch.optim.AdamW.step
+
+        def step(self, *a, **k):
+            out = original(self, *a, **k)
+            interrupt_once()
+            return out
+        monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    elif where == "in_forward":
+        original = SiameseSync.forward
+        monkeypatch.setattr(SiameseSync, "forward", lambda self, *a: (interrupt_once(), original(self, *a))[1])
+    else:
+        original = PairLoader._cpu_batch
+        monkeypatch.setattr(PairLoader, "_cpu_batch", lambda self, step: (interrupt_once(), original(self, step))[1])
+    out = tmp_path / "cut"
+    with pytest.raises(SystemExit, match="checkpoint at step"):
+        pretrain(small_store, out, TINY, progress=False)
+    monkeypatch.undo()
+    step = torch.load(out / "checkpoint.pt", weights_only=False)["step"]
+    assert 8 < step < TINY.steps
+    pretrain(small_store, out, TINY, resume=True, progress=False)
+    assert _losses(out) == _losses(run)
+
+
 def test_a_checkpoint_loads_into_a_fresh_process(tiny_run, tmp_path):
     run, _ = tiny_run
     x = torch.randn(2, 3, 48, 48, generator=torch.Generator().manual_seed(0))

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from pairloader import SamplerConfig
+from pairloader.sampler import JITTER
 
 BACKGROUNDS = {"kept": (1.0, 0.0, 0.0), "removed": (0.0, 1.0, 0.0), "substituted": (0.0, 0.0, 1.0),
                "mixed": (0.0, 0.5, 0.5)}
@@ -34,6 +35,7 @@ class PretrainConfig(JsonConfig):
     background: str = "mixed"        # kept | removed | substituted | mixed (removed:substituted 50:50)
     views: str = "multi"             # multi | single (pairs from one camera, augmentations only)
     share_anchor: bool = False       # a triplet's three pairs show one anchor image (rendered once)
+    crop_jitter: bool = False        # window scale and shift jitter (ours; the paper augments with flips only)
     input_size: int = 224
     batch: int = 16                  # anchors per step (3 pairs each)
     steps: int = 200_000
@@ -62,10 +64,10 @@ class PretrainConfig(JsonConfig):
 
     def sampler_config(self) -> SamplerConfig:
         single = self.views == "single"
+        view = JITTER if self.crop_jitter else {}
         return SamplerConfig(batch=self.batch, d_min=self.d_min, d_max=self.d_max, out_size=self.input_size,
                              bg_mix=BACKGROUNDS[self.background], single_view=single,
-                             rotation=15.0 if single else 0.0, share_anchor=self.share_anchor)
-
+                             rotation=15.0 if single else 0.0, share_anchor=self.share_anchor, **view)
 
 
 PRETRAIN_PRESETS = {
@@ -75,18 +77,45 @@ PRETRAIN_PRESETS = {
 }
 
 
+BLOCKS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3), "resnet50": (3, 4, 6, 3)}
+
+
+def frozen_modules(arch: str, spec: str) -> list[str]:
+    """The names of the modules that `spec` freezes in a backbone of `arch` (paper: "we freeze
+    the first 3 residual blocks", read two ways):
+
+      none       nothing
+      stages:N   the stem (conv1, bn1) and the first N residual stages, layer1 .. layerN
+      blocks:N   the stem and the first N residual blocks in forward order (ResNet-18:
+                 layer1.0, layer1.1, layer2.0, ...)
+    """
+    if spec == "none":
+        return []
+    kind, _, count = str(spec).partition(":")
+    stages = [f"layer{i + 1}" for i in range(4)]
+    blocks = [f"layer{i + 1}.{b}" for i, n in enumerate(BLOCKS[arch]) for b in range(n)]
+    units = {"stages": stages, "blocks": blocks}.get(kind)
+    if units is None or not count.isdigit() or int(count) > len(units):
+        raise ValueError(f"freeze={spec!r}: choose none, stages:N (N <= {len(stages)}) or blocks:N "
+                         f"(N <= {len(blocks)} for {arch})")
+    return ["conv1", "bn1"] + units[:int(count)]
+
+
 PROTOCOLS = {"S1": ("S1",), "All": ("S1", "S5", "S6", "S7", "S8")}
 
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneConfig(JsonConfig):
     """Transfer to 3D pose (paper, section 3.4): a linear layer on the pooled features of Phi,
-    the first `freeze` residual stages frozen, MSE on standardized targets, flip augmentation."""
+    what `freeze` names frozen (none | stages:N | blocks:N, see frozen_modules),
+    MSE on standardized targets, flip augmentation, images with the background removed (the
+    paper's main rows) or kept ("with background")."""
 
     init: str = "random"             # a pretrain run folder | random | imagenet:PATH (local state dict)
     protocol: str = "All"            # S1 | All: the training subjects that give supervision
     arch: str = "resnet18"
-    freeze: int = 3                  # residual stages frozen (with the stem)
+    freeze: str = "stages:3"         # none | stages:N | blocks:N (each with the stem)
+    background: str = "removed"      # removed | kept
     flip: bool = True
     input_size: int = 224
     batch: int = 16
@@ -106,8 +135,13 @@ class FinetuneConfig(JsonConfig):
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol={self.protocol!r}: choose one of {', '.join(PROTOCOLS)}")
-        if not 0 <= self.freeze <= 4:
-            raise ValueError(f"freeze={self.freeze}: the number of residual stages frozen, 0 to 4")
+        if isinstance(self.freeze, int):  # configs saved before the two readings: stages
+            object.__setattr__(self, "freeze", f"stages:{self.freeze}")
+        if self.arch not in BLOCKS:
+            raise ValueError(f"arch={self.arch!r}: choose one of {', '.join(BLOCKS)}")
+        frozen_modules(self.arch, self.freeze)  # a clear error for a bad spec
+        if self.background not in ("removed", "kept"):
+            raise ValueError(f"background={self.background!r}: choose removed or kept")
 
     @property
     def subjects(self) -> tuple[str, ...]:

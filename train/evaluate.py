@@ -5,9 +5,12 @@ figures of a pretrained synchronization model.
   64th frame (frame % 64 == 0) of the test subjects, all cameras.
 - qualitative.png (Fig. 3): test crops with the ground-truth and the predicted skeletons.
 - sync_vs_gap.png (Fig. 4): accuracy of the synchronization head on pairs whose time gap is
-  drawn from [dt - 7, dt + 8], test subjects against two training subjects.
-- retrieval.png (Fig. 6): for test queries, the training-subject frame with the highest
-  predicted probability of being synchronized with it.
+  drawn from [dt - 7, dt + 8], test subjects against two training subjects, with standard-error
+  bars (enough pairs per gap for at most 0.02), on images in the background mode the model was
+  pretrained with.
+- retrieval.png (Fig. 6): queries from S9, one column per training subject (S1, S5, S6, S7,
+  S8): that subject's frame with the highest predicted probability of being synchronized with
+  the query.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from pairloader import PoseLoader, unstandardize
 from pairloader.fetch import StoreReader, fetch_image
 from pairloader.index import load_index
 from pairloader.reference import compose
-from pairloader.sampler import REMOVED, _affine
+from pairloader.sampler import KEPT, REMOVED, _affine
 
 from . import checkpoint
 from .config import PretrainConfig
@@ -43,12 +46,12 @@ def _device() -> torch.device:
 
 @torch.no_grad()
 def predict(model, store, input_size: int, mean, std, every: int = 64, batch: int = 32,
-            backend: str = "torch", workers: int = 0) -> dict:
+            backend: str = "torch", workers: int = 0, background: str = "removed") -> dict:
     """Predictions on the test frames with frame % every == 0: rows [N], pred and gt [N, 17, 3] mm."""
     device = _device()
     model = model.to(device).eval()
     loader = PoseLoader(store, batch_size=batch, split="test", every=every, backend=backend, workers=workers,
-                        flip=False, out_size=input_size, stats=(mean, std))
+                        flip=False, out_size=input_size, stats=(mean, std), background=background)
     rows, pred, gt = [], [], []
     for b in loader:
         v = b["valid"]
@@ -78,7 +81,8 @@ def metrics_table(store, result: dict) -> dict:
 def markdown(report: dict) -> str:
     """The report as a Markdown table, one row per action, then per subject and overall."""
     lines = [f"# Evaluation of `{report['checkpoint']}`", "",
-             f"Init `{report['init']}`, protocol {report['protocol']}; test subjects "
+             f"Init `{report['init']}`, protocol {report['protocol']}, frozen {report['freeze']}, background "
+             f"{report['background']}; test subjects "
              f"{' '.join(report['test_subjects'])}, every {report['every']}th frame, all cameras "
              f"({report['overall']['n']} images).", "", f"{ROOT_NOTE}", "",
              "| | MPJPE | NMPJPE | PMPJPE | images |", "|---|---:|---:|---:|---:|"]
@@ -90,17 +94,20 @@ def markdown(report: dict) -> str:
 
 
 def evaluate(ckpt: str | Path, store: str | Path, out: str | Path, pretrain: str | Path | None = None,
-             every: int = 64, batch: int = 32, figures: bool = True) -> dict:
+             every: int = 64, batch: int = 32, figures: bool = True, background: str | None = None) -> dict:
     """Evaluate the finetune run `ckpt` on `store`; write the report and figures into `out`.
 
     pretrain: the pretrain run whose synchronization head draws figures (b) and (c); default
     the finetune's init when that is a run folder. Without one those two are left out.
+    background: 'removed' or 'kept' (default: what the fine-tuning run used).
     """
     model, cfg, mean, std = load_pose_model(ckpt)
-    result = predict(model, store, cfg.input_size, mean, std, every=every, batch=batch)
+    background = background or cfg.background
+    result = predict(model, store, cfg.input_size, mean, std, every=every, batch=batch, background=background)
     g = S.open_store(store)
     test = [s for s in g.attrs["subjects"] if s in {q["subject"] for q in g.attrs["sequences"] if q["split"] == "test"}]
-    report = {"checkpoint": str(ckpt), "init": cfg.init, "protocol": cfg.protocol, "store": str(store),
+    report = {"checkpoint": str(ckpt), "init": cfg.init, "protocol": cfg.protocol, "freeze": cfg.freeze,
+              "background": background, "finetune_background": cfg.background, "store": str(store),
               "test_subjects": test, "every": every, "root_correction": ROOT_CORRECTION, "note": ROOT_NOTE,
               **metrics_table(store, result)}
     out = Path(out)
@@ -183,24 +190,29 @@ def qualitative(store, result: dict, path: Path, count: int = 6) -> Path:
 
 class SyncModel:
     """A pretrained Siamese network with what its figures need: images as it was trained on
-    (background removed, the centre of the training crop window), features, sync logits."""
+    (the centre of the training crop window; the background kept if it was pretrained with the
+    background kept, else removed: the deterministic member of its mix), features, sync logits."""
 
     def __init__(self, model: SiameseSync, cfg: PretrainConfig):
         self.model, self.cfg, self.device = model.to(_device()).eval(), cfg, _device()
         sc = cfg.sampler_config()
         self.window = 0.5 * (sc.window[0] + sc.window[1])
+        self.bg_mode = KEPT if cfg.background == "kept" else REMOVED
+        self.background = "kept" if cfg.background == "kept" else "removed"
 
     def images(self, reader: StoreReader, rows, crop: int) -> torch.Tensor:
         a = np.empty((2, 3))
         _affine(a, 0.5, 0.5, 0.5, 0.5, False, crop, self.cfg.input_size, self.window, self.window, 0.0, 0.0)
-        return torch.stack([compose(*fetch_image(reader, int(r), REMOVED, -1), a, self.cfg.input_size)
+        return torch.stack([compose(*fetch_image(reader, int(r), self.bg_mode, -1), a, self.cfg.input_size)
                             for r in rows])
 
     @torch.no_grad()
     def features(self, reader, rows, crop: int, batch: int = 128) -> torch.Tensor:
-        out = [self.model.phi(self.images(reader, rows[i:i + batch], crop).to(self.device)).float().cpu()
-               for i in range(0, len(rows), batch)]
-        return torch.cat(out) if out else torch.zeros(0, 1)
+        """[len(rows), F]; each distinct row is computed once."""
+        unique, inverse = np.unique(np.asarray(rows, np.int64), return_inverse=True)
+        out = [self.model.phi(self.images(reader, unique[i:i + batch], crop).to(self.device)).float().cpu()
+               for i in range(0, len(unique), batch)]
+        return torch.cat(out)[torch.from_numpy(inverse.reshape(-1))] if out else torch.zeros(0, 1)
 
     @torch.no_grad()
     def sync_logit(self, f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
@@ -257,9 +269,10 @@ def gap_pairs(store, subjects, gaps, per_gap: int, seed: int = 0) -> dict:
     return out
 
 
-def sync_vs_gap(sync: SyncModel, store, path: Path, per_gap: int = 48, seed: int = 0) -> dict:
-    """Fig. 4: synchronization accuracy against the time gap (balanced synchronized and not).
-    -> {group: {subjects, gaps, accuracy}}, the figure's data."""
+def sync_vs_gap(sync: SyncModel, store, path: Path, per_gap: int = 320, seed: int = 0) -> dict:
+    """Fig. 4: synchronization accuracy against the time gap (balanced synchronized and not),
+    2 * per_gap pairs per gap: a standard error of at most 0.02 with the default 320.
+    -> {group: {subjects, gaps, accuracy, stderr, pairs}, background}, the figure's data."""
     plt = _plt()
     g = S.open_store(store)
     reader, crop = StoreReader(store), int(g.attrs["crop_size"])
@@ -267,17 +280,22 @@ def sync_vs_gap(sync: SyncModel, store, path: Path, per_gap: int = 48, seed: int
     groups = {"test": [s for s, sp in split.items() if sp == "test"],
               "train": [s for s in FIG_TRAIN_SUBJECTS if s in split] or [s for s, sp in split.items() if sp == "train"][:2]}
     fig, ax = plt.subplots(figsize=(5, 3.4))
-    data = {}
+    data = {"background": sync.background, "pretrain_background": sync.cfg.background}
     for label, subjects in groups.items():
-        gaps, acc = [], []
+        gaps, acc, err = [], [], []
         for dt, (a, s, u) in gap_pairs(store, subjects, GAPS, per_gap, seed).items():
-            fa, fs, fu = (sync.features(reader, rows, crop) for rows in (a, s, u))
+            f = sync.features(reader, np.concatenate([a, s, u]), crop)
+            fa, fs, fu = f[:len(a)], f[len(a):2 * len(a)], f[2 * len(a):]
             hit = (sync.sync_logit(fa, fs) > 0).sum() + (sync.sync_logit(fa, fu) <= 0).sum()
+            p = float(hit) / (2 * len(a))
             gaps.append(dt)
-            acc.append(float(hit) / (2 * len(a)))
-        data[label] = {"subjects": subjects, "gaps": gaps, "accuracy": acc}
-        ax.plot(gaps, acc, "o-", label=f"{label}: {' '.join(subjects)}")
+            acc.append(p)
+            err.append(float(np.sqrt(p * (1 - p) / (2 * len(a)))))
+        data[label] = {"subjects": subjects, "gaps": gaps, "accuracy": acc, "stderr": err, "pairs": 2 * per_gap}
+        ax.errorbar(gaps, acc, yerr=err, fmt="o-", capsize=3, label=f"{label}: {' '.join(subjects)}")
     ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax.set_title(f"pretrained with background {sync.cfg.background}; shown {sync.background}; "
+                 f"{2 * per_gap} pairs a gap, +-1 s.e.", fontsize=8)
     ax.set(xlabel="time gap dt (frames; drawn from [dt-7, dt+8])", ylabel="synchronization accuracy", ylim=(0, 1))
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -286,27 +304,42 @@ def sync_vs_gap(sync: SyncModel, store, path: Path, per_gap: int = 48, seed: int
     return data
 
 
-def retrieval(sync: SyncModel, store, path: Path, queries: int = 6, gallery_every: int = 8) -> Path:
-    """Fig. 6: test queries (top) and the training frame the network finds most synchronized (bottom)."""
+def retrieval(sync: SyncModel, store, path: Path, queries: int = 4, gallery_every: int = 4,
+              query_subject: str = "S9") -> Path:
+    """Fig. 6: queries from `query_subject` (else the first test subject), one column per
+    training subject: that subject's frame (every gallery_every-th) that the network finds most
+    synchronized with the query."""
     plt = _plt()
     g = S.open_store(store)
     reader, crop = StoreReader(store), int(g.attrs["crop_size"])
     done, split, frame = S.done_rows(g), g["split"][:], g["frame"][:]
-    test = np.flatnonzero(done & (split == 1) & (frame % 64 == 0))
-    query = test[_spread(len(test), queries)]
-    gallery = np.flatnonzero(done & (split == 0) & (frame % gallery_every == 0))
-    fq, fg = sync.features(reader, query, crop), sync.features(reader, gallery, crop)
-    best = [gallery[int(sync.sync_logit(q[None].expand_as(fg), fg).argmax())] for q in fq]
-    subjects, cameras = g.attrs["subjects"], g.attrs["cameras"]
+    subjects, cameras = list(g.attrs["subjects"]), g.attrs["cameras"]
     subj, cam = g["subject"][:], g["camera"][:]
-    fig, axes = plt.subplots(2, len(query), figsize=(2.2 * len(query), 4.8), squeeze=False)
-    for i, (q, r) in enumerate(zip(query, best)):
-        for ax, row, what in ((axes[0, i], q, "query"), (axes[1, i], r, "retrieved")):
+    test_subjects = [s for s in subjects if (done & (split == 1) & (subj == subjects.index(s))).any()]
+    train_subjects = [s for s in subjects if (done & (split == 0) & (subj == subjects.index(s))).any()]
+    if not test_subjects or not train_subjects:
+        raise ValueError(f"{store}: retrieval needs test and training subjects")
+    qs = query_subject if query_subject in test_subjects else test_subjects[0]
+    test = np.flatnonzero(done & (subj == subjects.index(qs)) & (frame % 64 == 0))
+    query = test[_spread(len(test), queries)]
+    fq = sync.features(reader, query, crop)
+    best = {}
+    for s in train_subjects:
+        gallery = np.flatnonzero(done & (split == 0) & (subj == subjects.index(s)) & (frame % gallery_every == 0))
+        fg = sync.features(reader, gallery, crop)
+        best[s] = [gallery[int(sync.sync_logit(q[None].expand_as(fg), fg).argmax())] for q in fq]
+    columns = 1 + len(train_subjects)
+    fig, axes = plt.subplots(len(query), columns, figsize=(1.9 * columns, 2.1 * len(query)), squeeze=False)
+    for i, q in enumerate(query):
+        cells = [(q, f"query {qs} cam {cameras[cam[q]][-3:]} t{frame[q]}")]
+        cells += [(best[s][i], f"{s} cam {cameras[cam[best[s][i]]][-3:]} t{frame[best[s][i]]}") for s in train_subjects]
+        for ax, (row, title) in zip(axes[i], cells):
             ax.imshow(reader.image(int(row)))
-            ax.set_title(f"{what}: {subjects[subj[row]]} cam {cameras[cam[row]][-3:]} t{frame[row]}", fontsize=7)
+            ax.set_title(title, fontsize=7)
             ax.axis("off")
-    fig.suptitle(f"cross-subject retrieval over {len(gallery)} training frames", fontsize=9)
+    fig.suptitle(f"retrieval: {qs} queries, the most synchronized frame of each training subject "
+                 f"(every {gallery_every}th frame)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

@@ -8,11 +8,11 @@ import numpy as np
 import torch
 
 from models import PoseRegressor
-from models.backbone import freeze_stages
+from models.backbone import freeze
 from pairloader import PoseLoader, pose_stats, unstandardize
 
 from . import checkpoint
-from .config import FinetuneConfig, PretrainConfig
+from .config import FinetuneConfig, PretrainConfig, frozen_modules
 from .metrics import ROOT_CORRECTION, mpjpe
 from .run import Run
 
@@ -46,7 +46,8 @@ def finetune(store: str | Path, out: str | Path, cfg: FinetuneConfig, resume: bo
     """
     torch.manual_seed(cfg.seed)
     model = pose_model(cfg)
-    freeze_stages(model.phi, cfg.freeze)
+    frozen = frozen_modules(cfg.arch, cfg.freeze)
+    freeze(model.phi, frozen)
     mean, std = pose_stats(store, cfg.subjects)
     stats = {"mean": mean.tolist(), "std": std.tolist()}
     run = Run(out, cfg, model, "finetune", resume, progress, extra={"pose_stats": stats})
@@ -57,12 +58,12 @@ def finetune(store: str | Path, out: str | Path, cfg: FinetuneConfig, resume: bo
                         workers=cfg.workers, start_step=run.start,
                         steps=min(cfg.steps, stop_after or cfg.steps) - run.start, flip=cfg.flip,
                         out_size=cfg.input_size, stats=(mean, std), rank=run.rank, world_size=run.world,
-                        subjects=cfg.subjects, device_id=run.local if gpu and cfg.backend in ("dali", "auto") else None)
+                        subjects=cfg.subjects, background=cfg.background, device_id=run.local if gpu and cfg.backend in ("dali", "auto") else None)
     run.net.train()
-    freeze_stages(model.phi, cfg.freeze)  # .train() re-enabled the frozen batch norms
+    freeze(model.phi, frozen)  # .train() re-enabled the frozen batch norms
     errors = []
     with run.interruptible():
-        for batch in loader:
+        for batch in run.batches(loader):
             x, target = batch["image"].to(device, non_blocking=True), batch["target"].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=gpu and cfg.bf16):
                 pred = run.net(x)

@@ -41,7 +41,7 @@ def pretrain(store: str | Path, out: str | Path, cfg: PretrainConfig, resume: bo
     hits = {"sync": [0, 0], "flip": [0, 0]}
     run.net.train()
     with run.interruptible():
-        for batch in loader:
+        for batch in run.batches(loader):
             x1, x2 = batch["x1"].to(device, non_blocking=True), batch["x2"].to(device, non_blocking=True)
             sync_label, flip_label = (t.to(device) for t in mask_labels(batch, cfg.tasks))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=gpu and cfg.bf16):

@@ -7,6 +7,8 @@ import dataclasses
 import json
 import math
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -64,6 +66,7 @@ class Run:
         elif self.path.exists():
             raise ValueError(f"{self.out}: already holds a run; pass --resume to continue it or choose a new --out")
         self.done = self.start
+        self.stop_requested = False
         self.net = torch.nn.parallel.DistributedDataParallel(self.model) if self.world > 1 else self.model
         if cfg.compile:
             self.net = torch.compile(self.net)
@@ -87,6 +90,14 @@ class Run:
         if self.done % self.cfg.checkpoint_every == 0:
             self.save()
         self.bar.update(1)
+
+    def batches(self, loader):
+        """The loader's batches; after a Ctrl-C, stop at the end of the step in progress (its
+        optimizer step, counter and log line all done)."""
+        for batch in loader:
+            yield batch
+            if self.stop_requested:
+                raise KeyboardInterrupt
 
     def due(self, step: int) -> bool:
         """Whether the batch of `step` is logged (every log_every steps and the first)."""
@@ -115,13 +126,32 @@ class Run:
 
     @contextlib.contextmanager
     def interruptible(self):
-        """Ctrl-C inside writes a checkpoint and exits with how to resume."""
+        """Ctrl-C inside writes a checkpoint at a step boundary and exits with how to resume.
+
+        The signal is deferred to the end of the step in progress (see `batches`): a Ctrl-C between the
+        optimizer step and the step counter would otherwise save a model one step ahead of its
+        counter, and the resumed run would train that batch twice. A second Ctrl-C stops at
+        once, without a checkpoint (the last one written stays valid)."""
+        def request_stop(signum, frame):
+            if self.stop_requested:
+                raise SystemExit(f"interrupted twice: no checkpoint written; the last one in {self.path} "
+                                 "is intact; rerun with --resume")
+            self.stop_requested = True
+            self.bar.write("stopping at the end of this step (Ctrl-C again to stop now)")
+
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, request_stop) if main_thread else None
         try:
             yield
+            if self.stop_requested:  # the signal came after the last step
+                raise KeyboardInterrupt
         except KeyboardInterrupt:
             self.save()
             self.bar.close()
             raise SystemExit(f"interrupted: checkpoint at step {self.done} in {self.path}; rerun with --resume")
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGINT, previous)
 
     def finish(self) -> bool:
         """Final checkpoint; True when the schedule is complete (not stopped early on purpose)."""
