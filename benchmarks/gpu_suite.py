@@ -8,7 +8,8 @@
 `bench` runs `pytest -m gpu`, `benchmarks/loader_throughput.py` (its DALI GPU row included when
 DALI is installed) and `benchmarks/train_throughput.py` (paper preset: ResNet-18, 224 px, batch
 16 and `--big-batch`). `ssl` runs the larger comparison: pretrain (paper preset, `--pretrain-steps`)
--> finetune under protocol S1 from it and from random init (`--finetune-steps`) -> eval both ->
+-> finetune under protocol S1 from it and from random init, frozen and unfrozen
+(`--finetune-steps`) -> eval all three ->
 a table. Finished stages are kept; a stage still running at `--minutes` is stopped with Ctrl-C
 (which writes its checkpoint) and the next call of the same phase resumes it. Results (JSON, the
 reports, the logs) are copied to --out.
@@ -69,9 +70,11 @@ def ssl(args, deadline: float) -> None:
     root.mkdir(parents=True, exist_ok=True)
     stages = [("pretrain", ["pretrain", "--preset", args.preset, "--steps", str(args.pretrain_steps),
                             "--checkpoint-every", "1000", "--log-every", "100"])]
-    for name, init in (("ssl", str(root / "pretrain")), ("random", "random")):
+    arms = (("ssl", str(root / "pretrain"), "stages:3"), ("random", "random", "stages:3"),
+            ("random_unfrozen", "random", "none"))
+    for name, init, frozen in arms:
         stages.append((f"finetune_{name}", ["finetune", "--preset", args.preset, "--protocol", "S1",
-                                            "--init", init, "--steps", str(args.finetune_steps),
+                                            "--init", init, "--freeze", frozen, "--steps", str(args.finetune_steps),
                                             "--checkpoint-every", "1000", "--log-every", "100"]))
     for name, cmd in stages:
         out = root / name
@@ -81,7 +84,8 @@ def ssl(args, deadline: float) -> None:
         run([str(BIN / "sync-train"), *cmd, "--store", store, "--out", str(out), *resume], deadline,
             args.out / "ssl.log")
     rows = {}
-    for name in ("ssl", "random"):
+    runs = ("pretrain", *(f"finetune_{name}" for name, _, _ in arms))
+    for name, _, _ in arms:
         rep = args.out / f"eval_{name}"
         run([str(BIN / "sync-train"), "eval", "--ckpt", str(root / f"finetune_{name}"), "--store", store,
              "--out", str(rep)], deadline, args.out / "ssl.log")
@@ -89,9 +93,9 @@ def ssl(args, deadline: float) -> None:
     pre = json.loads((root / "pretrain" / "metrics.json").read_text())
     summary = {"pretext": pre, "protocol": "S1", "test": rows,
                "seconds": {n: json.loads((root / n / "metrics.json").read_text())["seconds"]
-                           for n in ("pretrain", "finetune_ssl", "finetune_random")}}
+                           for n in runs}}
     (args.out / "ssl_vs_random.json").write_text(json.dumps(summary, indent=1))
-    for n in ("pretrain", "finetune_ssl", "finetune_random"):
+    for n in runs:
         for f in ("config.json", "log.jsonl", "metrics.json"):
             shutil.copy(root / n / f, args.out / f"{n}_{f}")
     print(json.dumps(summary, indent=1))

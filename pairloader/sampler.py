@@ -8,15 +8,16 @@ For each anchor frame x(v1, t), three pairs:
 A random horizontal flip is applied to both images of a pair before the flipped pair is made,
 so flip_label == (mirrored1 != mirrored2) wherever it is trained. The unsynchronized partner
 shows motion (paper, footnote 1): some joint moved more than the store's motion threshold
-between t and t2, so a subject who stands still never makes a rigid "unsynchronized" pair. With share_anchor the three
-pairs of an anchor show the same anchor image (one crop jitter, one background), each pair
-mirroring it or not, and the OpenCV backend renders it once; by default (as in the paper) every
-image is drawn on its own. Each image gets a view of
-its crop (by default the paper's centred 224 of 256; a window scale and shift jitter and, in the
-single-view ablation, a rotation are options) and a background mode (kept / removed /
-substituted by a background-bank crop of a random training view). A substituted background
-gets its own random mirror, drawn independently of the person's: mirrored with the person it
-would reveal the image's mirror state, and the flip label with it (paper, section 3.2).
+between t and t2, so a subject who stands still never makes a rigid "unsynchronized" pair.
+
+With share_anchor the three pairs of an anchor show the same anchor image (one view, one
+background), each pair mirroring it or not, and the OpenCV backend renders it once; by default
+(as in the paper) every image is drawn on its own. Each image gets a view of its crop (by
+default the paper's centred 224 of 256; a window scale and shift jitter and, in the single-view
+ablation, a rotation are options) and a background mode (kept / removed / substituted by a
+background-bank crop of a random training view). A substituted background gets its own random
+mirror, drawn independently of the person's: mirrored with the person it would reveal the
+image's mirror state, and the flip label with it (paper, section 3.2).
 
 Anchors are visited in a pseudo-random order per epoch (a keyed Feistel permutation of the
 anchor list); global position p = (step * world_size + rank) * batch + i, so ranks read
