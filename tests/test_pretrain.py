@@ -158,3 +158,28 @@ def test_the_network_can_fit_one_batch(small_store):
     assert loss.item() < 0.1 * 4 * np.log(2)
     assert accuracy(s.detach(), batch["sync_label"]) == (8, 8)
     assert accuracy(f.detach(), batch["flip_label"]) == (8, 8)
+
+
+def test_resume_refuses_other_options_naming_them_and_applies_harmless_ones(small_store, tiny_run, tmp_path):
+    import shutil
+
+    run, _ = tiny_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    args = ["pretrain", "--store", str(small_store), "--out", str(copy), "--resume"]
+    r = CliRunner().invoke(sync_train, [*args, "--steps", "100", "--lr", "0.1"])
+    assert r.exit_code == 2 and "--steps 100 (run: 24)" in r.output and "--lr 0.1" in r.output
+    r = CliRunner().invoke(sync_train, [*args, "--workers", "1", "--log-every", "5"])
+    assert r.exit_code == 0, r.output
+    assert "workers 0 -> 1" in r.output and "log_every 1 -> 5" in r.output
+
+
+def test_a_resumed_log_holds_each_step_once(small_store, tiny_run, tmp_path):
+    run, _ = tiny_run
+    split = tmp_path / "split"
+    pretrain(small_store, split, TINY, progress=False, stop_after=10)
+    with open(split / "log.jsonl", "a") as f:  # steps logged after the checkpoint, then a kill
+        f.write(json.dumps({"step": 11, "loss": 9.9}) + "\n")
+    pretrain(small_store, split, TINY, resume=True, progress=False)
+    steps = [json.loads(line)["step"] for line in open(split / "log.jsonl")]
+    assert steps == list(range(1, TINY.steps + 1)) and _losses(split) == _losses(run)

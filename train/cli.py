@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from .config import FINETUNE_PRESETS, PRETRAIN_PRESETS, FinetuneConfig, PretrainConfig
+from .config import FINETUNE_PRESETS, HARMLESS, PRETRAIN_PRESETS, FinetuneConfig, PretrainConfig
 
 
 @click.group()
@@ -138,7 +138,7 @@ def _training_command(cls):
         for option in reversed([
             click.option("--store", required=True, type=click.Path(exists=True, file_okay=False)),
             click.option("--out", required=True, type=click.Path(file_okay=False), help="the run folder"),
-            click.option("--preset", type=click.Choice(["paper", "tiny"]), default="paper", show_default=True),
+            click.option("--preset", type=click.Choice(["paper", "tiny", "cpu"]), default="paper", show_default=True),
             click.option("--resume", is_flag=True, help="continue the run in --out from its checkpoint"),
             click.option("--stop-after", type=int, default=None,
                          help="stop with a checkpoint after this many steps")]):
@@ -148,12 +148,26 @@ def _training_command(cls):
 
 
 def _train(run, cls, presets, store, out, preset, resume, stop_after, overrides) -> dict:
-    """The config from the preset and the options (or, resuming, from the run folder), then the
-    run; a ValueError is reported as an error and exit status 2."""
+    """The config from the preset and the options, or, resuming, the run's own config with the
+    options given now applied: a change that cannot alter the result (HARMLESS) is applied and
+    printed, any other is refused, naming each field. A ValueError is reported as an error and
+    exit status 2."""
+    given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        cfg = dataclasses.replace(presets[preset], **{k: v for k, v in overrides.items() if v is not None})
         if resume and (Path(out) / "config.json").exists():
-            cfg = cls.load(Path(out) / "config.json")
+            saved = cls.load(Path(out) / "config.json")
+            changed = {k: (getattr(saved, k), v) for k, v in given.items() if getattr(saved, k) != v}
+            refused = {k: c for k, c in changed.items() if k not in HARMLESS}
+            if refused:
+                raise ValueError(f"{out}: was trained with other options; --resume continues it as it was. "
+                                 "Differing: " + ", ".join(f"--{k.replace('_', '-')} {new} (run: {old})"
+                                                          for k, (old, new) in refused.items())
+                                 + "; drop them, or start a new run with another --out")
+            for k, (old, new) in changed.items():
+                click.echo(f"resume: {k} {old} -> {new} (does not change the result)")
+            cfg = dataclasses.replace(saved, **{k: new for k, (_, new) in changed.items()})
+        else:
+            cfg = dataclasses.replace(presets[preset], **given)
         return run(store, out, cfg, resume=resume, stop_after=stop_after)
     except ValueError as e:
         click.echo(f"error: {e}", err=True)

@@ -16,6 +16,10 @@ BACKGROUNDS = {"kept": (1.0, 0.0, 0.0), "removed": (0.0, 1.0, 0.0), "substituted
                "mixed": (0.0, 0.5, 0.5)}
 
 
+# Fields that cannot change what a run computes: a resumed run may change them.
+HARMLESS = frozenset({"workers", "log_every", "checkpoint_every", "eval_every"})
+
+
 class JsonConfig:
     """save / load of a flat config dataclass as the JSON beside its run."""
 
@@ -41,6 +45,7 @@ class PretrainConfig(JsonConfig):
     steps: int = 200_000
     lr: float = 1e-4
     lr_min: float = 1e-7
+    warmup: int = 0                  # steps of linear lr warm-up (not in the paper)
     weight_decay: float = 1e-4
     d_min: int = 4
     d_max: int = 128
@@ -50,7 +55,8 @@ class PretrainConfig(JsonConfig):
     workers: int = 2                 # loader: DALI reader processes, or render threads of the CPU backends
     checkpoint_every: int = 5000
     log_every: int = 50
-    eval_batches: int = 100          # pretext accuracy on the test subjects at the end
+    eval_batches: int = 100          # pretext accuracy on the test (and training) subjects at the end
+    eval_every: int = 0              # also every this many steps, on a quarter as many batches (eval.jsonl)
     bf16: bool = True                # on a GPU
     channels_last: bool = True       # on a GPU
     compile: bool = False
@@ -74,10 +80,15 @@ PRETRAIN_PRESETS = {
     "paper": PretrainConfig(),
     "tiny": PretrainConfig(input_size=64, batch=8, steps=1200, lr=6e-4, lr_min=1e-5, backend="auto",
                            checkpoint_every=200, log_every=25, eval_batches=20),
+    # CPU scale, meant to learn both heads within an hour on 2 cores: a half-width ResNet-18 at
+    # 64 px, twice the tiny batch, a warm-up; background removed (Table 1's baseline (d))
+    "cpu": PretrainConfig(arch="resnet18n", input_size=64, batch=16, steps=6000, lr=1e-3, lr_min=1e-5, warmup=300,
+                          background="removed", backend="auto", checkpoint_every=500, log_every=50,
+                          eval_batches=40, eval_every=1000),
 }
 
 
-BLOCKS = {"resnet18": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3), "resnet50": (3, 4, 6, 3)}
+BLOCKS = {"resnet18": (2, 2, 2, 2), "resnet18n": (2, 2, 2, 2), "resnet34": (3, 4, 6, 3), "resnet50": (3, 4, 6, 3)}
 
 
 def frozen_modules(arch: str, spec: str) -> list[str]:
@@ -122,6 +133,7 @@ class FinetuneConfig(JsonConfig):
     steps: int = 200_000
     lr: float = 1e-4
     lr_min: float = 1e-7
+    warmup: int = 0                  # steps of linear lr warm-up (not in the paper)
     weight_decay: float = 1e-4
     seed: int = 0
     backend: str = "auto"
@@ -152,6 +164,8 @@ FINETUNE_PRESETS = {
     "paper": FinetuneConfig(),
     "tiny": FinetuneConfig(input_size=64, batch=32, steps=400, lr=1e-3, lr_min=1e-5, backend="auto",
                            checkpoint_every=200, log_every=25),
+    "cpu": FinetuneConfig(arch="resnet18n", input_size=64, batch=32, steps=400, lr=1e-3, lr_min=1e-5, warmup=50,
+                          backend="auto", checkpoint_every=200, log_every=25),
 }
 
 

@@ -16,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from . import checkpoint
+from .config import HARMLESS
 
 
 def distributed() -> tuple[int, int, int]:
@@ -27,8 +28,14 @@ def distributed() -> tuple[int, int, int]:
 
 
 def cosine(cfg) -> callable:
-    """lr factor at step t: cosine from cfg.lr to cfg.lr_min over cfg.steps."""
-    return lambda t: (cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 * (1 + math.cos(math.pi * min(t, cfg.steps) / cfg.steps))) / cfg.lr
+    """lr factor at step t: cosine from cfg.lr to cfg.lr_min over cfg.steps, after a linear
+    warm-up over the first cfg.warmup steps (0: none)."""
+    warmup = getattr(cfg, "warmup", 0)
+
+    def factor(t: int) -> float:
+        ramp = min(1.0, (t + 1) / warmup) if warmup else 1.0
+        return ramp * (cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 * (1 + math.cos(math.pi * min(t, cfg.steps) / cfg.steps))) / cfg.lr
+    return factor
 
 
 class Run:
@@ -56,8 +63,12 @@ class Run:
         self.path, self.start, self.loaded = self.out / "checkpoint.pt", 0, {}
         if resume:
             state = checkpoint.load(self.path)
-            if state["config"] != dataclasses.asdict(cfg):
-                raise ValueError(f"{self.out}: was trained with another config; resume with the same options")
+            now = dataclasses.asdict(cfg)
+            differ = sorted(k for k in set(state["config"]) | set(now)
+                            if k not in HARMLESS and state["config"].get(k, now.get(k)) != now.get(k))
+            if differ:
+                raise ValueError(f"{self.out}: was trained with another config ({', '.join(differ)} differ); "
+                                 "resume with the same options")
             self.model.load_state_dict(state["model"])
             self.opt.load_state_dict(state["optimizer"])
             self.sched.load_state_dict(state["scheduler"])
@@ -74,6 +85,9 @@ class Run:
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
             cfg.save(self.out / "config.json")
+            if resume:  # records written after the checkpoint belong to steps that will be redone
+                for log in ("log.jsonl", "eval.jsonl"):
+                    _cut_log(self.out / log, self.start)
             self.log = open(self.out / "log.jsonl", "a")
             self.tb = _tensorboard(self.out)
         self.bar = tqdm(total=cfg.steps, initial=self.start, desc=name, unit="step",
@@ -169,6 +183,16 @@ class Run:
         if self.rank == 0:
             (self.out / "metrics.json").write_text(json.dumps(metrics, indent=1))
         return metrics
+
+
+def _cut_log(path: Path, step: int) -> None:
+    """Keep the JSONL records of steps <= step (atomically)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+    tmp = path.with_name(f".tmp.{path.name}")
+    tmp.write_text("".join(line + "\n" for line in keep))
+    os.replace(tmp, path)
 
 
 def _tensorboard(out: Path):
