@@ -1,6 +1,7 @@
 """`sync-train pretrain`: the Siamese synchronization / flip network on pair batches."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -53,21 +54,72 @@ def pretrain(store: str | Path, out: str | Path, cfg: PretrainConfig, resume: bo
                 run.record({"loss": loss.item(), "acc_sync": rate(hits, "sync"), "acc_flip": rate(hits, "flip")},
                            3 * cfg.batch, "pairs")
                 hits = {"sync": [0, 0], "flip": [0, 0]}
+            if cfg.eval_every and run.rank == 0 and run.done % cfg.eval_every == 0:
+                curve = {"step": run.done}  # the curves of training and test-subject accuracy
+                for split in ("train", "test"):
+                    curve |= pretext_accuracy(run.model, store, cfg, device, split, max(1, cfg.eval_batches // 4),
+                                              breakdown=False)
+                with open(run.out / "eval.jsonl", "a") as f:
+                    f.write(json.dumps(curve) + "\n")
     if not run.finish() or run.rank != 0:
         return {}
-    return run.write_metrics(pretext_accuracy(run.model, store, cfg, device))
+    metrics = pretext_accuracy(run.model, store, cfg, device, "test")
+    metrics |= pretext_accuracy(run.model, store, cfg, device, "train")  # training subjects: the gap to test
+    return run.write_metrics(metrics)
+
+
+GAP_BINS = (4, 8, 16, 32, 64, 128)  # |dt| bins of unsynchronized pairs: [4, 8), [8, 16), ...
 
 
 @torch.no_grad()
-def pretext_accuracy(model, store, cfg: PretrainConfig, device) -> dict:
-    """Accuracy of both heads on pairs of the test subjects (cfg.eval_batches batches)."""
+def pretext_accuracy(model, store, cfg: PretrainConfig, device, split: str = "test", batches: int | None = None,
+                     breakdown: bool = True) -> dict:
+    """Accuracy of both heads on pairs of one split's anchors (cfg.eval_batches batches drawn
+    with seed cfg.seed + 1), keys prefixed by the split. With breakdown: the unsynchronized
+    pairs' accuracy by |dt| bin and by dt mod 12 (the MPEG-4 writer's keyframe interval:
+    synchronized frames share their compression phase), and both kinds by camera pair."""
+    import numpy as np
+
+    from h36m_prep import store as S
+
     model.eval()
     loader = PairLoader(store, batch_size=cfg.batch, seed=cfg.seed + 1, backend=cfg.backend, workers=cfg.workers,
-                        steps=cfg.eval_batches, sampler=cfg.sampler_config(), split="test")
+                        steps=batches or cfg.eval_batches, sampler=cfg.sampler_config(), split=split)
     hits = {"sync": [0, 0], "flip": [0, 0]}
+    keep = {k: [] for k in ("sync_logit", "sync_label", "row1", "row2")}
     for batch in loader:
         s, f = model(batch["x1"].to(device), batch["x2"].to(device))
         count_hits(hits, s, f, batch["sync_label"], batch["flip_label"])
+        for k, v in (("sync_logit", s.float().cpu()), ("sync_label", batch["sync_label"]),
+                     ("row1", batch["row1"]), ("row2", batch["row2"])):
+            keep[k].append(v.numpy() if hasattr(v, "numpy") else v)
     model.train()
-    return {"test_acc_sync": rate(hits, "sync"), "test_acc_flip": rate(hits, "flip"),
-            "test_pairs_sync": hits["sync"][1], "test_pairs_flip": hits["flip"][1]}
+    out = {f"{split}_acc_sync": rate(hits, "sync"), f"{split}_acc_flip": rate(hits, "flip"),
+           f"{split}_pairs_sync": hits["sync"][1], f"{split}_pairs_flip": hits["flip"][1]}
+    if not breakdown:
+        return out
+    logit, label, r1, r2 = (np.concatenate(keep[k]) for k in ("sync_logit", "sync_label", "row1", "row2"))
+    g = S.open_store(store)
+    frame, camera, cams = g["frame"][:], g["camera"][:], g.attrs["cameras"]
+    trained = label >= 0
+    right = ((logit > 0) == (label == 1)) & trained
+    dt = np.abs(frame[r2].astype(int) - frame[r1].astype(int))
+    un = trained & (label == 0)
+    by_gap = {}
+    for lo, hi in zip(GAP_BINS[:-1], GAP_BINS[1:]):
+        sel = un & (dt >= lo) & (dt < hi)
+        if sel.any():
+            by_gap[f"{lo}-{hi - 1}"] = {"acc": float(right[sel].mean()), "n": int(sel.sum())}
+    by_phase = {str(m): {"acc": float(right[un & (dt % 12 == m)].mean()), "n": int((un & (dt % 12 == m)).sum())}
+                for m in range(12) if (un & (dt % 12 == m)).any()}
+    by_pair = {}
+    for a, b in sorted({tuple(sorted((camera[x], camera[y]))) for x, y in zip(r1[trained], r2[trained])}):
+        sel = trained & (np.minimum(camera[r1], camera[r2]) == a) & (np.maximum(camera[r1], camera[r2]) == b)
+        key = f"{cams[a]}-{cams[b]}"
+        by_pair[key] = {"acc": float(right[sel].mean()), "n": int(sel.sum()),
+                        "acc_sync_pairs": float(right[sel & (label == 1)].mean()) if (sel & (label == 1)).any() else None,
+                        "acc_unsync_pairs": float(right[sel & (label == 0)].mean()) if (sel & (label == 0)).any() else None}
+    out[f"{split}_sync_breakdown"] = {
+        "synchronized_pairs": {"acc": float(right[trained & (label == 1)].mean()), "n": int((trained & (label == 1)).sum())},
+        "unsynchronized_by_gap": by_gap, "unsynchronized_by_dt_mod_12": by_phase, "by_camera_pair": by_pair}
+    return out

@@ -1,0 +1,223 @@
+"""The SSL gain over seeds against fair baselines, at CPU scale.
+
+    python benchmarks/ssl_study.py --store demo/store.zarr [--root runs/ssl_study] [--seeds 0 1 2]
+    nohup python benchmarks/ssl_study.py --store demo/store.zarr > ssl_study.log 2>&1 &   # about 3 h
+
+For each seed: pretrain (`cpu` preset, that seed), then for each protocol (S1, All) fine-tune
+three arms with that seed and evaluate each on the test subjects:
+
+  ssl               from the pretrained backbone, the stem and 3 stages frozen (the paper's protocol)
+  random_frozen     random init, frozen the same way (the paper's protocol as it reads)
+  random_unfrozen   random init, nothing frozen (the fair baseline)
+
+With --ablations, one seed of the Table 1 ablations that matter most (only sync, only flip,
+background kept in pretraining, single view), each fine-tuned as `ssl` under protocol S1.
+
+One folder per run under ROOT. A rerun skips what is finished and resumes an interrupted
+training run from its checkpoint, so the study can be stopped at any moment (or cut into
+slices with --stop-after-stages) and continued later. After every finished evaluation it
+writes the JSON (per-seed numbers under `runs`; `summary[protocol][arm][metric] = {mean, std,
+n}`, std over seeds with ddof 1), then the figure, and prints the table.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from train.config import FINETUNE_PRESETS, PRETRAIN_PRESETS
+from train.evaluate import evaluate
+from train.finetune import finetune
+from train.pretrain import pretrain
+
+ARMS = {"ssl": "stages:3", "random_frozen": "stages:3", "random_unfrozen": "none"}
+METRICS = ("mpjpe", "nmpjpe", "pmpjpe")
+ABLATIONS = {"only_sync": {"tasks": "sync"}, "only_flip": {"tasks": "flip"},
+             "background_kept": {"background": "kept"}, "single_view": {"views": "single"}}
+
+
+class Stop(Exception):
+    """--stop-after-stages reached: the study stops here and a rerun continues."""
+
+
+def aggregate(runs: list[dict]) -> dict:
+    """summary[protocol][arm][metric] = {mean, std (over seeds, ddof 1; 0 for one seed), n}."""
+    out: dict = {}
+    for r in runs:
+        out.setdefault(r["protocol"], {}).setdefault(r["arm"], {m: [] for m in METRICS})
+        for m in METRICS:
+            out[r["protocol"]][r["arm"]][m].append(r[m])
+    return {p: {a: {m: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
+                        "n": len(v)} for m, v in arms.items()} for a, arms in protos.items()}
+            for p, protos in out.items()}
+
+
+def verdict(summary: dict, metric: str = "mpjpe") -> dict:
+    """Per protocol: the SSL gain over each random baseline (mean difference, mm) and whether it
+    exceeds the spread (the larger std of the two arms; needs n >= 2 in both)."""
+    out = {}
+    for protocol, arms in summary.items():
+        if "ssl" not in arms:
+            continue
+        for base in ("random_unfrozen", "random_frozen"):
+            if base not in arms:
+                continue
+            s, b = arms["ssl"][metric], arms[base][metric]
+            gain, spread = b["mean"] - s["mean"], max(s["std"], b["std"])
+            out[f"{protocol}: ssl vs {base}"] = {
+                "gain_mm": gain, "spread_mm": spread, "n": min(s["n"], b["n"]),
+                "gain_exceeds_spread": bool(min(s["n"], b["n"]) >= 2 and gain > spread)}
+    return out
+
+
+def table(summary: dict) -> str:
+    lines = ["| protocol | arm | MPJPE | NMPJPE | PMPJPE | seeds |", "|---|---|---:|---:|---:|---:|"]
+    for protocol, arms in summary.items():
+        for arm, m in arms.items():
+            cells = " | ".join(f"{m[k]['mean']:.1f} +- {m[k]['std']:.1f}" for k in METRICS)
+            lines.append(f"| {protocol} | {arm} | {cells} | {m['mpjpe']['n']} |")
+    return "\n".join(lines)
+
+
+def figure(runs: list[dict], summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    protocols = list(summary)
+    fig, axes = plt.subplots(1, max(1, len(protocols)), figsize=(4.2 * max(1, len(protocols)), 3.4), squeeze=False)
+    for ax, protocol in zip(axes[0], protocols):
+        arms = list(summary[protocol])
+        for i, arm in enumerate(arms):
+            m = summary[protocol][arm]["mpjpe"]
+            ax.bar(i, m["mean"], yerr=m["std"], capsize=4, color="C0" if arm == "ssl" else "C7", alpha=0.7)
+            seeds = [r["mpjpe"] for r in runs if r["protocol"] == protocol and r["arm"] == arm]
+            ax.plot([i] * len(seeds), seeds, "k.", ms=5)
+        ax.set_xticks(range(len(arms)), arms, rotation=20, fontsize=8)
+        ax.set(title=f"protocol {protocol}", ylabel="test MPJPE (mm), mean +- std over seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+class Study:
+    """The stages of the study, each skipped when finished and resumed when interrupted."""
+
+    def __init__(self, args):
+        self.args, self.store, self.root = args, args.store, Path(args.root)
+        self.pre = dataclasses.replace(PRETRAIN_PRESETS[args.pretrain_preset], **args.pretrain_overrides)
+        self.ft = dataclasses.replace(FINETUNE_PRESETS[args.finetune_preset], **args.finetune_overrides)
+        self.stages_left = args.stop_after_stages
+
+    def _count(self) -> None:
+        if self.stages_left is not None:
+            if self.stages_left <= 0:
+                raise Stop
+            self.stages_left -= 1
+
+    def pretrain(self, name: str, seed: int, **changes) -> Path:
+        out = self.root / name
+        if not (out / "metrics.json").exists():
+            self._count()
+            cfg = dataclasses.replace(self.pre, seed=seed, **changes)
+            print(f"pretrain {name} ({cfg.steps} steps)", flush=True)
+            pretrain(self.store, out, cfg, resume=(out / "checkpoint.pt").exists(), progress=self.args.progress)
+        return out
+
+    def finetune_eval(self, name: str, init: str, protocol: str, freeze: str, seed: int) -> dict:
+        out, rep = self.root / f"ft_{name}", self.root / f"eval_{name}"
+        if not (out / "metrics.json").exists():
+            self._count()
+            cfg = dataclasses.replace(self.ft, init=init, protocol=protocol, freeze=freeze, seed=seed)
+            print(f"finetune {name} ({cfg.steps} steps)", flush=True)
+            finetune(self.store, out, cfg, resume=(out / "checkpoint.pt").exists(), progress=self.args.progress)
+        if not (rep / "report.json").exists():
+            self._count()
+            evaluate(out, self.store, rep, figures=False)
+        return json.loads((rep / "report.json").read_text())["overall"]
+
+    def run(self) -> dict:
+        runs, pretext, ablations = [], {}, {}
+        try:
+            for seed in self.args.seeds:
+                pre = self.pretrain(f"pretrain_s{seed}", seed)
+                pretext[str(seed)] = json.loads((pre / "metrics.json").read_text())
+                for protocol in self.args.protocols:
+                    for arm, freeze in ARMS.items():
+                        init = str(pre) if arm == "ssl" else "random"
+                        m = self.finetune_eval(f"{protocol}_{arm}_s{seed}", init, protocol, freeze, seed)
+                        runs.append({"seed": seed, "protocol": protocol, "arm": arm,
+                                     **{k: m[k] for k in METRICS}, "n_images": m["n"]})
+                        self.write(runs, pretext, ablations)
+            if self.args.ablations:
+                seed = self.args.seeds[0]
+                for name, changes in ABLATIONS.items():
+                    pre = self.pretrain(f"pretrain_{name}_s{seed}", seed, **changes)
+                    m = self.finetune_eval(f"S1_ssl_{name}_s{seed}", str(pre), "S1", ARMS["ssl"], seed)
+                    ablations[name] = {"seed": seed, "changes": changes, **{k: m[k] for k in METRICS},
+                                       "pretext": json.loads((pre / "metrics.json").read_text())}
+                    self.write(runs, pretext, ablations)
+        except Stop:
+            print("stopped (--stop-after-stages); rerun to continue", flush=True)
+        return self.write(runs, pretext, ablations)
+
+    def write(self, runs: list[dict], pretext: dict, ablations: dict) -> dict:
+        summary = aggregate(runs)
+        doc = {"store": str(self.store), "root": str(self.root), "seeds": list(self.args.seeds),
+               "protocols": list(self.args.protocols), "arms": ARMS,
+               "pretrain_config": dataclasses.asdict(self.pre), "finetune_config": dataclasses.asdict(self.ft),
+               "runs": runs, "summary": summary, "verdict": verdict(summary),
+               "pretext": {s: {k: v for k, v in m.items() if not k.endswith("breakdown")} for s, m in pretext.items()},
+               "ablations": ablations, "written": time.strftime("%Y-%m-%d %H:%M:%S")}
+        out = Path(self.args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=1))
+        tmp.replace(out)
+        if runs:
+            figure(runs, summary, out.with_suffix(".png"))
+            print(table(summary), flush=True)
+        return doc
+
+
+def parse(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--store", default="demo/store.zarr")
+    ap.add_argument("--root", default="runs/ssl_study", help="one folder per run under here")
+    ap.add_argument("--out", default="benchmarks/results/ssl_study.json")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--protocols", nargs="+", default=["S1", "All"])
+    ap.add_argument("--pretrain-preset", default="cpu")
+    ap.add_argument("--finetune-preset", default="cpu")
+    ap.add_argument("--pretrain-set", nargs="*", default=[], metavar="FIELD=VALUE",
+                    help="override pretraining config fields (e.g. steps=100)")
+    ap.add_argument("--finetune-set", nargs="*", default=[], metavar="FIELD=VALUE")
+    ap.add_argument("--ablations", action="store_true", help="also one seed of each Table 1 ablation")
+    ap.add_argument("--stop-after-stages", type=int, default=None, help="run at most this many stages now")
+    ap.add_argument("--progress", action="store_true", help="progress bars for each run")
+    args = ap.parse_args(argv)
+    args.pretrain_overrides = _overrides(PRETRAIN_PRESETS[args.pretrain_preset], args.pretrain_set)
+    args.finetune_overrides = _overrides(FINETUNE_PRESETS[args.finetune_preset], args.finetune_set)
+    return args
+
+
+def _overrides(cfg, pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        field, _, value = pair.partition("=")
+        current = getattr(cfg, field)  # AttributeError names an unknown field
+        out[field] = type(current)(value) if not isinstance(current, bool) else value.lower() in ("1", "true", "yes")
+    return out
+
+
+def main(argv=None) -> dict:
+    return Study(parse(argv)).run()
+
+
+if __name__ == "__main__":
+    main()
