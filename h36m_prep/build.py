@@ -20,6 +20,7 @@ import zarr
 from tqdm import tqdm
 
 from . import store as S
+from .fingerprint import first_difference, raw_fingerprint
 from .background import plurality_background, sample_frames
 from .crops import crop_geometry, foreground_mask, moving_frames, warp
 from .geometry import (FLIP_PAIRS, FPS, JOINT_NAMES, PARENTS, TEST_SUBJECTS, joints17)
@@ -118,6 +119,12 @@ def _median_job(videos: list[tuple[str, int]], samples: int, tolerance: int, ski
 def _unit_job(store_path: str, video: str, poses_path: str, cam_json: dict, unit: dict,
               subject: str, cfg: BuildConfig) -> dict:
     """Crop, mask and write one (sequence, camera); return its per-frame metadata."""
+    with S.writing():
+        return _unit_rows(store_path, video, poses_path, cam_json, unit, subject, cfg)
+
+
+def _unit_rows(store_path: str, video: str, poses_path: str, cam_json: dict, unit: dict,
+               subject: str, cfg: BuildConfig) -> dict:
     from .geometry import camera_from_json
 
     g = zarr.open_group(store_path, mode="r+")
@@ -151,6 +158,11 @@ def _unit_job(store_path: str, video: str, poses_path: str, cam_json: dict, unit
 def build(raw: str | Path, out: str | Path, cfg: BuildConfig = BuildConfig(), workers: int = 0,
           progress: bool = True) -> dict:
     """Build (or finish building) the store OUT from RAW. Returns a summary."""
+    with S.writing():
+        return _build(Path(raw), Path(out), cfg, workers, progress)
+
+
+def _build(raw: Path, out: Path, cfg: BuildConfig, workers: int, progress: bool) -> dict:
     raw, out = Path(raw), Path(out)
     t0 = time.perf_counter()
     sequences, units, skipped, seq_objs, excluded = plan(raw, cfg)
@@ -170,12 +182,21 @@ def build(raw: str | Path, out: str | Path, cfg: BuildConfig = BuildConfig(), wo
         "sequences": sequences, "units": units, "skipped": skipped, "excluded": excluded,
     }
     views = _views(sequences, units)
+    used = [seq_objs[u["sequence"]] for u in units]
+    calib = [raw / "cameras.json"] if (raw / "cameras.json").exists() else []
+    attrs["raw_fingerprint"] = raw_fingerprint(
+        raw, sorted({q.videos[u["camera"]] for q, u in zip(used, units)}),
+        sorted({q.poses_path for q in used}) + calib)
     if S.is_started(out):
         g = S.open_store(out, mode="r+")
         same = {k: g.attrs.get(k) for k in ("build", "sequences", "units")}
         if same != {k: attrs[k] for k in same}:
             raise S.StoreError(f"{out}: holds a build of other data or options; choose a new path "
                                "or delete it to rebuild")
+        differs = first_difference(g.attrs.get("raw_fingerprint", {}), attrs["raw_fingerprint"])
+        if differs:
+            raise S.StoreError(f"{out}: was built from other raw data than {raw}: first difference {differs}; "
+                               "pass the raw folder it was built from, or build into a new path")
         if g.attrs.get("complete"):
             return summary(g, out, time.perf_counter() - t0, 0)
     else:  # new, or killed while its arrays were being created

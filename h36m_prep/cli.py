@@ -138,6 +138,7 @@ def info(store, as_json):
                f"({i['sequences']} sequences, {i['moving_fraction']:.0%} moving), crops {i['crop_size']} px")
     click.echo(f"  units     {i['units']['done']} done, {i['units']['skipped']} skipped, {i['units']['pending']} pending")
     click.echo(f"  on disk   {i['bytes'] / 1e9:.2f} GB")
+    click.echo(f"  raw data  {i['raw_fingerprint']['files']} files, fingerprint {i['raw_fingerprint']['digest']}")
     for s in i["skipped"]:
         click.echo(f"  skipped   {s['sequence']}: {s['error']}")
     for e in i.get("excluded", []):
@@ -146,14 +147,24 @@ def info(store, as_json):
 
 @main.command()
 @click.argument("store", type=click.Path(exists=True, file_okay=False))
-@click.option("--sample", default=256, show_default=True, help="rows checked for the geometry invariants")
-def verify(store, sample):
-    """Check a store: shapes, dtypes, format, completeness, geometry. Exit 1 on a problem."""
+@click.option("--sample", type=int, default=None,
+              help="quick check: only the chunks and geometry of this many random rows (default: every chunk)")
+@click.option("--mark-damaged", is_flag=True,
+              help="mark what is damaged for re-rendering: then rerun `h36m-prep build RAW STORE`")
+def verify(store, sample, mark_damaged):
+    """Check a store: shapes, dtypes, format, completeness, every chunk (present, decodable),
+    geometry. Exit 1 on a problem."""
+    from .inspect_store import damaged_chunks, mark_damaged as mark
     from .inspect_store import verify as store_verify
 
-    problems = store_verify(store, sample)
+    problems = store_verify(store, sample, progress=True)
     for p in problems:
         click.echo(f"FAIL {p}")
+    if mark_damaged and problems:
+        marked = mark(store, damaged_chunks(store))
+        click.echo(f"marked for re-rendering: {len(marked['units'])} unit(s) {' '.join(marked['units'][:8])}"
+                   f"{' ...' if len(marked['units']) > 8 else ''}; {len(marked['medians'])} median background(s); "
+                   f"now rerun `h36m-prep build RAW {store}` with the raw data it was built from")
     if problems:
         sys.exit(1)
     click.echo(f"OK {store}")

@@ -32,24 +32,92 @@ def info(path: str | Path) -> dict:
         "sequences": len(seqs), "frames": frames, "moving_fraction": float(moving.mean()) if moving.size else 0.0,
         "units": {"done": int((status == S.DONE).sum()), "skipped": int((status == S.SKIPPED).sum()),
                   "pending": int((status == S.PENDING).sum())},
-        "skipped": a.get("skipped", []), "excluded": a.get("excluded", []), "backgrounds": int(g["backgrounds"].shape[0]),
+        "skipped": a.get("skipped", []), "excluded": a.get("excluded", []),
+        "raw_fingerprint": {"files": len(a.get("raw_fingerprint", {}).get("files", {})),
+                            "digest": a.get("raw_fingerprint", {}).get("digest")},
+        "backgrounds": int(g["backgrounds"].shape[0]),
         "bytes": sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()),
         "build": a["build"],
     }
 
 
-def verify(path: str | Path, sample: int = 256, seed: int = 0) -> list[str]:
+def damaged_chunks(path: str | Path, rows: np.ndarray | None = None, progress: bool = False) -> list[dict]:
+    """Every image and mask chunk of the written rows (or of `rows`), every background-bank
+    chunk and every median background, each read and decoded: [{array, row, error}] for each
+    one absent or undecodable (the error names the chunk file)."""
+    from pairloader.fetch import StoreReader, StoreReadError
+    from tqdm import tqdm
+
+    g = S.open_store(path)
+    reader = StoreReader(path)
+    rows = np.flatnonzero(S.done_rows(g)) if rows is None else np.asarray(rows)
+    jobs = [(name, int(r)) for name in S.PIXEL_ARRAYS for r in rows]
+    jobs += [("backgrounds", r) for r in range(g["backgrounds"].shape[0])] if g.attrs.get("complete") else []
+    bad = []
+    for name, r in tqdm(jobs, desc="verify chunks", unit="chunk", disable=not progress, smoothing=0.05):
+        try:
+            reader.row(name, r)
+        except (StoreReadError, ValueError, RuntimeError) as e:
+            bad.append({"array": name, "row": r, "error": str(e)})
+    for subject in g["medians"].group_keys() if "medians" in g else []:
+        for cam in g[f"medians/{subject}"].array_keys():
+            arr = g[f"medians/{subject}/{cam}"]
+            chunk = Path(path, "medians", subject, cam, "c", "0", "0", "0")
+            try:
+                arr[...]
+                if not chunk.exists():
+                    raise StoreReadError(f"{chunk}: missing")
+            except Exception as e:  # Zarr and its codecs raise many kinds for a damaged chunk
+                bad.append({"array": f"medians/{subject}/{cam}", "row": -1, "error": f"{chunk}: {e}"})
+    return bad
+
+
+def mark_damaged(path: str | Path, bad: list[dict]) -> dict:
+    """Make the next `h36m-prep build RAW STORE` re-render what `bad` names: the (sequence, camera)
+    units of damaged image and mask rows become pending, a damaged median background is removed
+    (it is recomputed), and the store is marked incomplete (the background bank is rewritten at
+    the end of every build). -> {units, medians} marked."""
+    g = S.open_store(path, mode="r+")
+    units = g.attrs["units"]
+    starts = np.array([u["start"] for u in units])
+    pending = sorted({int(np.searchsorted(starts, b["row"], side="right") - 1)
+                      for b in bad if b["array"] in S.PIXEL_ARRAYS})
+    for u in pending:
+        g["unit_status"][u] = S.PENDING
+    medians = sorted({b["array"] for b in bad if b["array"].startswith("medians/")})
+    for name in medians:
+        del g[name]
+    if bad:
+        g.attrs["complete"] = False
+    return {"units": [f"{g.attrs['sequences'][units[u]['sequence']]['subject']}/"
+                      f"{g.attrs['sequences'][units[u]['sequence']]['name']}.{units[u]['camera']}" for u in pending],
+            "medians": medians}
+
+
+def verify(path: str | Path, sample: int | None = None, seed: int = 0, geometry_rows: int = 256,
+           progress: bool = False) -> list[str]:
     """Check a store; returns the problems found (empty: sound).
 
-    Shapes and dtypes, format version, every unit done or skipped, and on a sample of rows the
-    geometry: pose2d is the projection of pose3d + root depth through K (0.5 px), the root sits
-    at the crop centre (0.5 px), R_v is a proper rotation that sends root_cam onto the axis
-    (0.1 mm), bone lengths are constant within each (sequence, camera) (0.1 mm), masks are 0/1.
+    Shapes and dtypes, format version, every unit done or skipped; every image, mask,
+    background and median chunk present and decodable (`damaged_chunks`; with `sample`, only
+    the chunks of that many random written rows, a quick check); and on `geometry_rows` rows
+    (or `sample`) the geometry: pose2d is the projection of pose3d + root depth through K
+    (0.5 px), the root sits at the crop centre (0.5 px), R_v is a proper rotation that sends
+    root_cam onto the axis (0.1 mm), bone lengths are constant within each (sequence, camera)
+    (0.1 mm), masks are 0/1.
     """
     try:
         g = S.open_store(path)
     except S.StoreError as e:
         return [str(e)]
+    try:
+        return _verify(g, path, sample, seed, geometry_rows, progress)
+    except Exception as e:  # a damaged metadata chunk: Zarr's codecs raise many kinds
+        return [f"{path}: a metadata array cannot be read ({type(e).__name__}: {e}); the store is damaged "
+                f"beyond repair by re-rendering: rebuild it into a new folder with `h36m-prep build`"]
+
+
+def _verify(g, path, sample, seed, geometry_rows, progress) -> list[str]:
     problems = []
     if not g.attrs.get("complete"):
         problems.append("build not complete: rerun the same `h36m-prep build` command")
@@ -73,7 +141,9 @@ def verify(path: str | Path, sample: int = 256, seed: int = 0) -> list[str]:
     if not len(rows):
         return problems + ["no complete rows"]
     rng = np.random.default_rng(seed)
-    pick = np.sort(rng.choice(rows, min(sample, len(rows)), replace=False))
+    pick = np.sort(rng.choice(rows, min(sample or geometry_rows, len(rows)), replace=False))
+    for b in damaged_chunks(path, pick if sample else None, progress):
+        problems.append(f"damaged {b['array']} row {b['row']}: {b['error']}")
     pose3d, pose2d = g["pose3d"][:][pick].astype(np.float64), g["pose2d"][:][pick]
     K, R_v, root = g["K"][:][pick], g["R_v"][:][pick], g["root_cam"][:][pick]
     depth = np.linalg.norm(root, axis=-1)

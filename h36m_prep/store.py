@@ -24,9 +24,20 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BloscShuffle
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: every written image, mask and background chunk is stored, empty or not
 PENDING, DONE, SKIPPED = 0, 1, 2
 SMALL_CHUNK = 4096  # rows per chunk of the per-frame metadata arrays
+
+
+PIXEL_ARRAYS = ("images", "masks")
+
+
+def writing():
+    """Context for every write of a build: Zarr leaves out a chunk that equals the fill value (an
+    empty mask, a black frame) unless told otherwise, and this store keeps every chunk written,
+    so that an absent chunk of a written row is always damage, never data. (The setting is not
+    stored with an array: each writing process needs it.)"""
+    return zarr.config.set({"array.write_empty_chunks": True})
 
 
 class StoreError(ValueError):

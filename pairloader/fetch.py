@@ -41,9 +41,20 @@ class StoreReader:
         self._direct: dict[str, tuple | None] = {}
         self._bank: dict[tuple[int, bool], np.ndarray] = {}
         self._fill = None
+        self._written: dict[str, np.ndarray] = {}
 
     def __getstate__(self):
-        return {"path": self.path, "_g": None, "_direct": {}, "_bank": {}, "_fill": None}
+        return {"path": self.path, "_g": None, "_direct": {}, "_bank": {}, "_fill": None, "_written": {}}
+
+    def written(self, name: str) -> np.ndarray:
+        """[rows] bool: the rows of `name` that the store says were written (a unit marked done;
+        every background of a complete store)."""
+        if name not in self._written:
+            from h36m_prep import store as S
+
+            rows = S.done_rows(self.g) if name in S.PIXEL_ARRAYS else np.full(self.g[name].shape[0], True)
+            self._written[name] = rows  # published once made: threads may ask at the same time
+        return self._written[name]
 
     @property
     def g(self) -> zarr.Group:
@@ -80,15 +91,19 @@ class StoreReader:
         try:
             with open(chunk, "rb") as f:
                 data = f.read()
-        except FileNotFoundError:  # a chunk never written holds the fill value
-            return np.full(shape, fill, dtype)
+        except FileNotFoundError:
+            if self.written(name)[int(row)]:  # every written chunk is stored: its absence is damage
+                raise StoreReadError(f"{chunk}: row {row} of '{name}' is missing, though the store says it was "
+                                     f"written; find every damaged row with `h36m-prep verify {self.path}`, mark "
+                                     "them with `--mark-damaged` and rerun `h36m-prep build` to re-render them") from None
+            return np.full(shape, fill, dtype)  # a row never written holds the fill value
         out = np.empty(shape, dtype)
         try:
             blosc.decompress(data, out)  # into a writable array, no extra copy
         except (RuntimeError, ValueError) as e:
-            raise StoreReadError(f"{chunk}: row {row} of '{name}' cannot be decoded ({e}); check the "
-                                 f"store with `h36m-prep verify {self.path}` and rebuild it with "
-                                 "`h36m-prep build`") from None
+            raise StoreReadError(f"{chunk}: row {row} of '{name}' cannot be decoded ({e}); find every damaged "
+                                 f"row with `h36m-prep verify {self.path}`, mark them with `--mark-damaged` and "
+                                 "rerun `h36m-prep build` to re-render them") from None
         return out
 
     def image(self, row: int) -> np.ndarray:

@@ -243,3 +243,57 @@ def test_a_damaged_camera_removes_that_view_only_and_takes_are_counted_from_the_
     assert list(by_key["S11/Directions"].videos) == ["55011271"]
     assert len(by_key["S11/Directions 1"].videos) == 2 and "S9/Greeting 1" not in by_key
     assert {"S9/Greeting", "S9/SittingDown 1", "S1/Greeting 1", "S1/Waiting"} <= set(by_key)
+
+
+def test_a_missing_or_damaged_chunk_is_an_error_verify_names_it_and_a_repair_equals_a_fresh_build(
+        small_store, small_raw, small_build_cfg, tmp_path):
+    from pairloader.fetch import StoreReader, StoreReadError
+
+    g0 = S.open_store(small_store)
+    rows = int(S.done_rows(g0).sum())
+    for name in ("images", "masks"):  # every written chunk is stored, an empty one too
+        assert sum(1 for _ in (small_store / name / "c").iterdir()) == rows
+    bad = tmp_path / "bad.zarr"
+    shutil.copytree(small_store, bad)
+    units = g0.attrs["units"]
+    gone, noise = units[3]["start"] + 5, units[9]["start"] + 7
+    (bad / "images" / "c" / str(gone) / "0" / "0" / "0").unlink()  # a deleted chunk: not a black image
+    (bad / "masks" / "c" / str(noise) / "0" / "0").write_bytes(np.random.default_rng(0).bytes(300))
+    reader = StoreReader(bad)
+    with pytest.raises(StoreReadError, match=rf"images/c/{gone}/0/0/0: row {gone} of 'images' is missing"):
+        reader.image(gone)
+    with pytest.raises(StoreReadError, match=rf"masks/c/{noise}/0/0.*cannot be decoded"):
+        reader.mask(noise)
+    problems = verify(bad)
+    assert any(f"damaged images row {gone}" in p for p in problems)
+    assert any(f"damaged masks row {noise}" in p for p in problems)
+    out = CliRunner().invoke(cli, ["verify", str(bad), "--mark-damaged"])
+    assert out.exit_code == 1 and "marked for re-rendering: 2 unit(s)" in out.output
+    r = build(small_raw, bad, small_build_cfg, workers=1, progress=False)
+    assert r["frames_written"] == units[3]["length"] + units[9]["length"]  # exactly the damaged units
+    assert verify(bad) == []
+    repaired, fresh = _arrays(bad), _arrays(small_store)
+    for k in fresh:
+        np.testing.assert_array_equal(repaired[k], fresh[k], err_msg=k)
+
+
+def test_a_build_resumed_from_other_raw_data_is_refused_naming_the_first_file_that_differs(
+        small_store, small_raw, small_build_cfg, tmp_path):
+    from h36m_prep.synth.dataset import write_cdf
+
+    store = tmp_path / "s.zarr"
+    shutil.copytree(small_store, store)
+    g = zarr.open_group(str(store), mode="r+")
+    g["unit_status"][5] = S.PENDING  # as if killed before this unit
+    g.attrs["complete"] = False
+    other = tmp_path / "other"
+    shutil.copytree(small_raw, other)
+    cdf = other / "S1" / "MyPoseFeatures" / "D3_Positions" / "Walking.cdf"
+    write_cdf(cdf, R.read_poses(cdf) + 1.0)  # same layout, same lengths, other content
+    with pytest.raises(S.StoreError, match=r"first difference S1/MyPoseFeatures/D3_Positions/Walking.cdf \(changed\)"):
+        build(other, store, small_build_cfg, workers=1, progress=False)
+    assert not S.open_store(store).attrs["complete"]  # nothing was written
+    out = CliRunner().invoke(cli, ["info", str(store)])
+    assert f"raw data  {len(g.attrs['raw_fingerprint']['files'])} files, fingerprint" in out.output
+    build(small_raw, store, small_build_cfg, workers=1, progress=False)  # its own raw data: resumes
+    assert verify(store) == []
