@@ -9,6 +9,7 @@ arrays as an uninterrupted build.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import multiprocessing as mp
 import time
 import warnings
@@ -60,14 +61,15 @@ def code_version() -> str:
 def plan(raw: Path, cfg: BuildConfig) -> tuple[list[dict], list[dict], list[dict], list[Sequence], list[dict]]:
     """(sequences, units, skipped, Sequence objects, excluded) with every unit's row range fixed."""
     seqs, skipped, rows = [], [], []
-    found, excluded = discover(raw, cfg.subjects), []
+    cams = calibration_for(raw)
+    found, excluded = discover(raw, cfg.subjects, cams), []
     if not cfg.keep_damaged:
         found, excluded = exclude_known_damaged(found)
     for seq in found:
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                n = sequence_length(seq)
+                n = sequence_length(seq, cams[seq.subject])
             for w in caught:
                 tqdm.write(f"warning: {w.message}")
         except RawDataError as e:
@@ -158,8 +160,27 @@ def _unit_rows(store_path: str, video: str, poses_path: str, cam_json: dict, uni
 def build(raw: str | Path, out: str | Path, cfg: BuildConfig = BuildConfig(), workers: int = 0,
           progress: bool = True) -> dict:
     """Build (or finish building) the store OUT from RAW. Returns a summary."""
-    with S.writing():
-        return _build(Path(raw), Path(out), cfg, workers, progress)
+    try:
+        with S.writing():
+            return _build(Path(raw), Path(out), cfg, workers, progress)
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        raise S.StoreError(f"{out}: no space left on the device while writing the store; {_space_needed(Path(out))}; "
+                           "free space and rerun the same command: the build resumes where it stopped") from None
+
+
+def _space_needed(out: Path) -> str:
+    """How much more the store needs, from its size so far and its share of units done."""
+    try:
+        g = S.open_store(out)
+        status, units = g["unit_status"][:], g.attrs["units"]
+        done = sum(u["length"] for u, s in zip(units, status) if s == S.DONE)
+        left = sum(u["length"] for u, s in zip(units, status) if s == S.PENDING)
+        size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+        return f"about {size / max(done, 1) * left / 1e9:.1f} GB more for {left} frames left"
+    except Exception:  # the store may be too incomplete to say
+        return "its size is about 140 KB a frame at 256 px"
 
 
 def _build(raw: Path, out: Path, cfg: BuildConfig, workers: int, progress: bool) -> dict:

@@ -100,7 +100,7 @@ def build(raw, out, subjects, crop_size, margin, bg_samples, bg_tolerance, bg_cr
                       skip_bad=skip_bad, keep_damaged=keep_damaged)
     try:
         r = run_build(raw, out, cfg, workers=workers)
-    except (RawDataError, StoreError) as e:
+    except (RawDataError, StoreError, ValueError, OSError) as e:  # each names its file and the fix
         _fail(e)
     click.echo(f"{r['store']}: {r['rows']} rows, {r['units_done']} (sequence, camera) units done, "
                f"{r['units_skipped']} skipped, {r['frames_written']} frames written in {r['seconds']} s, "

@@ -187,7 +187,11 @@ def read_poses(path: str | Path) -> np.ndarray:
     if "Pose" not in names:
         raise RawDataError(f"{path}: no variable 'Pose' (has: {', '.join(names) or 'none'}); "
                            "this is not a D3_Positions file")
-    pose = np.asarray(cdf.varget("Pose"))
+    try:
+        pose = np.asarray(cdf.varget("Pose"))
+    except Exception as e:  # a truncated file: cdflib fails on the records, e.g. a negative read length
+        raise RawDataError(f"{path}: variable 'Pose' cannot be read ({type(e).__name__}: {e}; truncated?); "
+                           "replace it with the dataset's file or skip the sequence with --skip-bad") from None
     if pose.ndim == 3 and pose.shape[0] == 1:
         pose = pose[0]
     if pose.ndim != 2 or pose.shape[1] != 96 or pose.shape[0] == 0:
@@ -249,13 +253,22 @@ def read_frames(path: str | Path, count: int | None = None, start: int = 0) -> n
     return np.stack(list(iter_frames(path, count, start)))
 
 
-def sequence_length(seq: Sequence) -> int:
+def sequence_length(seq: Sequence, calibration: dict[str, Camera] | None = None) -> int:
     """Frames usable in a sequence: the shorter of the poses and every video, with a warning.
 
     The release has videos with a few more frames than poses; the extra frames are dropped.
+    With the subject's calibration, a video whose size is not its camera's is a RawDataError:
+    its crops would be taken from the wrong pixels.
     """
     n_pose = read_poses(seq.poses_path).shape[0]
-    n_video = {cam: video_info(p).frames for cam, p in seq.videos.items()}
+    info = {cam: video_info(p) for cam, p in seq.videos.items()}
+    for cam, i in info.items():
+        c = (calibration or {}).get(cam)
+        if c is not None and (i.width, i.height) != (c.width, c.height):
+            raise RawDataError(f"{seq.videos[cam]}: {i.width} x {i.height} pixels, but the calibration of "
+                               f"{seq.subject} camera {cam} is for {c.width} x {c.height}; pass the calibration "
+                               "of these videos (RAW/cameras.json), or skip the sequence with --skip-bad")
+    n_video = {cam: i.frames for cam, i in info.items()}
     n = min([n_pose, *n_video.values()])
     if any(v != n_pose for v in n_video.values()):
         warnings.warn(f"{seq.key}: {n_pose} poses but videos have "

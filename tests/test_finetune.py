@@ -122,3 +122,34 @@ def test_cli_finetune_and_eval_refuse_bad_input_clearly(small_store, runs, tmp_p
     r = CliRunner().invoke(sync_train, ["eval", "--ckpt", str(runs / "pre"), "--store", str(small_store),
                                         "--out", str(tmp_path / "rep")])
     assert r.exit_code == 2 and "not a finetune run folder" in r.output
+
+
+def test_init_from_a_finetune_run_or_a_corrupt_checkpoint_is_a_clear_error(small_store, runs, tmp_path):
+    import shutil
+
+    r = CliRunner().invoke(sync_train, ["finetune", "--store", str(small_store), "--out", str(tmp_path / "x"),
+                                        "--preset", "tiny", "--init", str(runs / "ft")])
+    assert r.exit_code == 2 and "a finetune run" in r.output and "Traceback" not in r.output
+    broken = tmp_path / "broken"
+    shutil.copytree(runs / "pre", broken)
+    (broken / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    r = CliRunner().invoke(sync_train, ["finetune", "--store", str(small_store), "--out", str(tmp_path / "y"),
+                                        "--preset", "tiny", "--init", str(broken)])
+    assert r.exit_code == 2 and "not a readable checkpoint" in r.output and "checkpoint.pt" in r.output
+
+
+def test_a_checkpoint_that_cannot_be_written_leaves_no_temp_file_and_the_old_one_intact(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    path = tmp_path / "checkpoint.pt"
+    checkpoint.save(path, step=1)
+
+    def full_disk(obj, f, *a, **k):
+        Path(f).write_bytes(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match=r"checkpoint.pt: the checkpoint could not be written.*MB free"):
+        checkpoint.save(path, step=2)
+    monkeypatch.undo()
+    assert checkpoint.load(path)["step"] == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]

@@ -140,3 +140,27 @@ def test_subject_missing_from_calibration(small_raw, tmp_path):
     raw = _copy(small_raw, tmp_path)
     shutil.copytree(raw / "S9", raw / "S2")
     assert "no entry in the calibration" in _error("S2", R.discover, raw)
+
+
+def test_truncated_pose_files_malformed_calibrations_and_wrong_video_sizes_are_named(small_raw, tmp_path):
+    import json
+    import shutil
+
+    raw = tmp_path / "raw"
+    shutil.copytree(small_raw, raw)
+    cdf = raw / "S1" / "MyPoseFeatures" / "D3_Positions" / "Walking.cdf"
+    cdf.write_bytes(cdf.read_bytes()[: cdf.stat().st_size * 2 // 3])
+    with pytest.raises(R.RawDataError, match="Walking.cdf.*(truncated|not a readable CDF)"):
+        R.read_poses(cdf)
+    cal = json.loads((raw / "cameras.json").read_text())
+    entry = cal["cameras"]["S9"]["55011271"]
+    entry["focal_length"] = [1.0, "x"]
+    (raw / "cameras.json").write_text(json.dumps(cal))
+    with pytest.raises(ValueError, match=r"cameras.json: subject S9 camera 55011271: field 'focal_length'"):
+        R.calibration_for(raw)
+    entry["focal_length"] = [500.0, 500.0]
+    entry["width"] += 16  # the calibration of a wider video
+    (raw / "cameras.json").write_text(json.dumps(cal))
+    seq = next(s for s in R.discover(raw, ("S9",)) if s.name == "Walking")
+    with pytest.raises(R.RawDataError, match=r"Walking.55011271.mp4: \d+ x \d+ pixels, but the calibration"):
+        R.sequence_length(seq, R.calibration_for(raw)["S9"])

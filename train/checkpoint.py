@@ -8,17 +8,31 @@ import torch
 
 
 def save(path: str | Path, **state) -> None:
+    """Write atomically: a temp file, then a rename. If the write fails (a full disk), the temp
+    file is removed and the previous checkpoint stays as it was."""
     path = Path(path)
     tmp = path.with_name(f".tmp.{path.name}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch reports a full disk as a RuntimeError of its writer
+        size = tmp.stat().st_size if tmp.exists() else 0
+        tmp.unlink(missing_ok=True)
+        need = path.stat().st_size if path.exists() else size
+        raise OSError(f"{path}: the checkpoint could not be written ({e}); it needs about {need / 1e6:.0f} MB "
+                      f"free on that disk (the previous checkpoint, if any, is intact); free space and rerun "
+                      "with --resume") from None
 
 
 def load(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no checkpoint; train first or pass the run folder that holds it")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # torch raises many kinds for a truncated or overwritten file
+        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e}); it is damaged: "
+                         "train the run again into a new --out") from None
 
 
 def rng_state() -> dict:

@@ -169,7 +169,7 @@ def _train(run, cls, presets, store, out, preset, resume, stop_after, overrides)
         else:
             cfg = dataclasses.replace(presets[preset], **given)
         return run(store, out, cfg, resume=resume, stop_after=stop_after)
-    except ValueError as e:
+    except (ValueError, OSError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
 

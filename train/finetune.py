@@ -28,7 +28,12 @@ def pose_model(cfg: FinetuneConfig) -> PoseRegressor:
     if not (run / "checkpoint.pt").is_file():
         raise ValueError(f"init={cfg.init!r}: not a pretrain run folder (no checkpoint.pt); pass one, "
                          f"'random' or 'imagenet:PATH'")
-    pre = PretrainConfig.load(run / "config.json")
+    try:
+        pre = PretrainConfig.load(run / "config.json")
+    except TypeError:  # fields of another kind of run
+        kind = "a finetune run" if (run / "pose_stats.json").exists() else "not a pretrain run"
+        raise ValueError(f"init={cfg.init!r}: {kind} (its config.json is not a pretraining config); pass "
+                         "the --out of sync-train pretrain, 'random' or 'imagenet:PATH'") from None
     if pre.arch != cfg.arch:
         raise ValueError(f"{run}: pretrained a {pre.arch}, but --arch is {cfg.arch}; pass --arch {pre.arch}")
     model = PoseRegressor(cfg.arch)

@@ -101,16 +101,33 @@ def rotation_to_quaternion(R: np.ndarray) -> np.ndarray:
     return q if q[0] >= 0 else -q
 
 
+_FIELD_SIZES = {"orientation_wxyz": 4, "center_world_mm": 3, "focal_length": 2, "principal_point": 2,
+                "radial_k1k2k3": 3, "tangential_p1p2": 2}
+
+
 def camera_from_json(cam_id: str, entry: dict) -> Camera:
-    """Build a Camera from one calibration-file entry (see `h36m_cameras.md`)."""
+    """Build a Camera from one calibration-file entry (see `h36m_cameras.md`). A missing field
+    raises KeyError, a field of the wrong size or type ValueError naming it."""
+    fields = {}
+    for name, size in _FIELD_SIZES.items():
+        try:
+            value = np.asarray(entry[name], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"field {name!r} is {entry[name]!r}, expected {size} numbers") from None
+        if value.shape != (size,) or not np.isfinite(value).all():
+            raise ValueError(f"field {name!r} is {entry[name]!r}, expected {size} finite numbers")
+        fields[name] = value
+    for name in ("width", "height"):
+        if not isinstance(entry[name], (int, float)) or int(entry[name]) <= 0:
+            raise ValueError(f"field {name!r} is {entry[name]!r}, expected a positive number of pixels")
     return Camera(
         id=str(cam_id),
-        R=quaternion_to_rotation(entry["orientation_wxyz"]),
-        C=np.asarray(entry["center_world_mm"], dtype=np.float64),
-        f=np.asarray(entry["focal_length"], dtype=np.float64),
-        c=np.asarray(entry["principal_point"], dtype=np.float64),
-        k=np.asarray(entry["radial_k1k2k3"], dtype=np.float64),
-        p=np.asarray(entry["tangential_p1p2"], dtype=np.float64),
+        R=quaternion_to_rotation(fields["orientation_wxyz"]),
+        C=fields["center_world_mm"],
+        f=fields["focal_length"],
+        c=fields["principal_point"],
+        k=fields["radial_k1k2k3"],
+        p=fields["tangential_p1p2"],
         width=int(entry["width"]),
         height=int(entry["height"]),
     )
@@ -135,12 +152,21 @@ def load_calibration(path: str | Path | None = None) -> dict[str, dict[str, Came
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e}); replace it with a calibration file "
                          "in the format of h36m_cameras.json") from None
-    try:
-        return {s: {cid: camera_from_json(cid, e) for cid, e in cams.items()}
-                for s, cams in doc["cameras"].items()}
-    except (KeyError, TypeError) as e:
-        raise ValueError(f"{path}: calibration entry lacks field {e}; see h36m_cameras.md "
-                         "for the expected keys") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("cameras"), dict):
+        raise ValueError(f"{path}: no 'cameras' table; see h36m_cameras.md for the expected layout")
+    out = {}
+    for s, cams in doc["cameras"].items():
+        out[s] = {}
+        for cid, e in (cams.items() if isinstance(cams, dict) else []):
+            try:
+                out[s][cid] = camera_from_json(cid, e)
+            except KeyError as err:
+                raise ValueError(f"{path}: subject {s} camera {cid} lacks field {err}; see h36m_cameras.md "
+                                 "for the expected keys") from None
+            except (TypeError, ValueError, AttributeError) as err:
+                raise ValueError(f"{path}: subject {s} camera {cid}: {err}; fix that entry (see "
+                                 "h36m_cameras.md)") from None
+    return out
 
 
 def save_calibration(path: str | Path, cams: dict[str, dict[str, Camera]]) -> None:
