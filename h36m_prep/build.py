@@ -211,7 +211,9 @@ def _build(raw: Path, out: Path, cfg: BuildConfig, workers: int, progress: bool)
     if S.is_started(out):
         g = S.open_store(out, mode="r+")
         same = {k: g.attrs.get(k) for k in ("build", "sequences", "units")}
-        if same != {k: attrs[k] for k in same}:
+        same["build"] = {k: v for k, v in (same["build"] or {}).items() if k != "skip_bad"}
+        if same != {k: attrs[k] if k != "build" else {a: b for a, b in attrs[k].items() if a != "skip_bad"}
+                    for k in same}:  # --skip-bad may be added on a rerun: what it skips is recorded
             raise S.StoreError(f"{out}: holds a build of other data or options; choose a new path "
                                "or delete it to rebuild")
         differs = first_difference(g.attrs.get("raw_fingerprint", {}), attrs["raw_fingerprint"])

@@ -38,7 +38,8 @@ def subject_rows(g, subjects) -> np.ndarray:
     names = list(g.attrs["subjects"])
     unknown = [s for s in subjects if s not in names]
     if unknown:
-        raise ValueError(f"subjects {unknown} are not in the store (it has {' '.join(names)})")
+        raise ValueError(f"subjects {unknown} are not in the store (it has {' '.join(names)}); train on "
+                         "subjects it has (sync-train finetune --protocol S1 needs only S1)")
     return np.isin(g["subject"][:], [names.index(s) for s in subjects])
 
 

@@ -183,3 +183,43 @@ def test_a_resumed_log_holds_each_step_once(small_store, tiny_run, tmp_path):
     pretrain(small_store, split, TINY, resume=True, progress=False)
     steps = [json.loads(line)["step"] for line in open(split / "log.jsonl")]
     assert steps == list(range(1, TINY.steps + 1)) and _losses(split) == _losses(run)
+
+
+def _same_state(a, b):
+    """Two checkpoints hold the same weights, batch-norm buffers, optimizer state and step."""
+    assert a["step"] == b["step"]
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k  # weights and running statistics
+    for i, s in a["optimizer"]["state"].items():
+        for k, v in s.items():
+            assert torch.equal(torch.as_tensor(v), torch.as_tensor(b["optimizer"]["state"][i][k])), (i, k)
+    assert a["scheduler"] == b["scheduler"]
+
+
+def test_sigkill_and_sigint_resumes_equal_the_uninterrupted_run_weights_optimizer_and_buffers(
+        small_store, tiny_run, tmp_path):
+    import signal
+    import time
+
+    run, _ = tiny_run
+    want = torch.load(run / "checkpoint.pt", weights_only=False)
+    args = [sys.executable, "-m", "train.cli", "pretrain", "--store", str(small_store), "--preset", "tiny",
+            "--batch", "4", "--input-size", "48", "--steps", "24", "--log-every", "1", "--checkpoint-every", "8",
+            "--eval-batches", "2", "--workers", "0", "--d-max", "20"]
+    for sig in (signal.SIGKILL, signal.SIGINT):
+        out = tmp_path / sig.name
+        proc = subprocess.Popen([*args, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            if (out / "log.jsonl").exists() and len((out / "log.jsonl").read_text().splitlines()) >= 11:
+                break
+            time.sleep(0.05)
+        proc.send_signal(sig)
+        err = proc.communicate()[1].decode()
+        assert proc.returncode != 0, err
+        if sig == signal.SIGINT:
+            assert "checkpoint at step" in err
+        subprocess.run([*args, "--out", str(out), "--resume"], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        _same_state(torch.load(out / "checkpoint.pt", weights_only=False), want)
+        assert _losses(out) == _losses(run)
