@@ -43,8 +43,9 @@ def info(path: str | Path) -> dict:
 
 def damaged_chunks(path: str | Path, rows: np.ndarray | None = None, progress: bool = False) -> list[dict]:
     """Every image and mask chunk of the written rows (or of `rows`), every background-bank
-    chunk and every median background, each read and decoded: [{array, row, error}] for each
-    one absent or undecodable (the error names the chunk file)."""
+    chunk, every chunk of the per-frame metadata and every median background, each read and
+    decoded: [{array, row, error}] for each one absent or undecodable (the error starts with
+    the chunk file; a metadata chunk also gives its `rows`)."""
     from pairloader.fetch import StoreReader, StoreReadError
     from tqdm import tqdm
 
@@ -59,6 +60,17 @@ def damaged_chunks(path: str | Path, rows: np.ndarray | None = None, progress: b
             reader.row(name, r)
         except (StoreReadError, ValueError, RuntimeError) as e:
             bad.append({"array": name, "row": r, "error": str(e)})
+    for name, (shape, chunks, _, _) in S.per_frame_arrays(g["images"].shape[0], g.attrs["crop_size"]).items():
+        if name in S.PIXEL_ARRAYS:
+            continue
+        size = g[name].chunks[0]
+        for lo in range(0, g[name].shape[0], size):
+            try:
+                g[name][lo:lo + size]
+            except Exception as e:  # Zarr and its codecs raise many kinds for a damaged chunk
+                chunk = Path(path, name, "c", str(lo // size), *["0"] * (len(shape) - 1))
+                bad.append({"array": name, "row": lo, "rows": [lo, min(lo + size, g[name].shape[0])],
+                            "error": f"{chunk}: {type(e).__name__}: {e}"})
     for subject in g["medians"].group_keys() if "medians" in g else []:
         for cam in g[f"medians/{subject}"].array_keys():
             arr = g[f"medians/{subject}/{cam}"]
@@ -74,14 +86,20 @@ def damaged_chunks(path: str | Path, rows: np.ndarray | None = None, progress: b
 
 def mark_damaged(path: str | Path, bad: list[dict]) -> dict:
     """Make the next `h36m-prep build RAW STORE` re-render what `bad` names: the (sequence, camera)
-    units of damaged image and mask rows become pending, a damaged median background is removed
+    units of damaged image and mask rows become pending, a damaged metadata chunk is removed and
+    every unit with rows in it becomes pending, a damaged median background is removed
     (it is recomputed), and the store is marked incomplete (the background bank is rewritten at
     the end of every build). -> {units, medians} marked."""
     g = S.open_store(path, mode="r+")
     units = g.attrs["units"]
     starts = np.array([u["start"] for u in units])
-    pending = sorted({int(np.searchsorted(starts, b["row"], side="right") - 1)
-                      for b in bad if b["array"] in S.PIXEL_ARRAYS})
+    pending = {int(np.searchsorted(starts, b["row"], side="right") - 1) for b in bad if b["array"] in S.PIXEL_ARRAYS}
+    for b in bad:
+        if "rows" in b:  # a metadata chunk spans many units: remove it and re-render them all
+            Path(b["error"].split(": ")[0]).unlink(missing_ok=True)
+            lo, hi = b["rows"]
+            pending |= {i for i, u in enumerate(units) if u["start"] < hi and u["start"] + u["length"] > lo}
+    pending = sorted(pending)
     for u in pending:
         g["unit_status"][u] = S.PENDING
     medians = sorted({b["array"] for b in bad if b["array"].startswith("medians/")})
@@ -137,9 +155,15 @@ def _verify(g, path, sample, seed, geometry_rows, progress) -> list[str]:
                for u, s in zip(g.attrs["units"], status) if s == S.PENDING]
     if pending:
         problems.append(f"{len(pending)} (sequence, camera) unit(s) not written: {', '.join(pending[:5])}")
-    rows = np.flatnonzero(S.done_rows(g))
+    try:
+        rows = np.flatnonzero(S.done_rows(g))
+    except Exception as e:  # unit_status damaged
+        return problems + [f"{path}/unit_status cannot be read ({e}); rebuild the store into a new folder"]
     if not len(rows):
         return problems + ["no complete rows"]
+    meta = [b for b in damaged_chunks(path, rows[:0]) if "rows" in b]
+    if meta:  # the geometry checks need these arrays
+        return problems + [f"damaged {b['array']} rows {b['rows'][0]}-{b['rows'][1] - 1}: {b['error']}" for b in meta]
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(rows, min(sample or geometry_rows, len(rows)), replace=False))
     for b in damaged_chunks(path, pick if sample else None, progress):

@@ -272,6 +272,13 @@ def test_a_missing_or_damaged_chunk_is_an_error_verify_names_it_and_a_repair_equ
     r = build(small_raw, bad, small_build_cfg, workers=1, progress=False)
     assert r["frames_written"] == units[3]["length"] + units[9]["length"]  # exactly the damaged units
     assert verify(bad) == []
+    # a metadata chunk spans many units: all of them are re-rendered
+    (bad / "pose3d" / "c" / "0" / "0" / "0").write_bytes(np.random.default_rng(1).bytes(300))
+    problems = verify(bad)
+    assert len(problems) == 1 and "damaged pose3d rows 0-" in problems[0] and "pose3d/c/0/0/0" in problems[0]
+    assert CliRunner().invoke(cli, ["verify", str(bad), "--mark-damaged"]).exit_code == 1
+    build(small_raw, bad, small_build_cfg, workers=1, progress=False)
+    assert verify(bad) == []
     repaired, fresh = _arrays(bad), _arrays(small_store)
     for k in fresh:
         np.testing.assert_array_equal(repaired[k], fresh[k], err_msg=k)
