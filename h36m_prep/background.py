@@ -58,6 +58,15 @@ def sample_frames(videos: list[tuple[Path, int]], samples: int,
 
 
 @njit(cache=True, nogil=True)
+def _agree(stack, y, x, i, j, tolerance):
+    """Samples i and j agree at pixel (y, x): every channel within `tolerance` grey levels."""
+    for c in range(stack.shape[3]):
+        if abs(np.int32(stack[i, y, x, c]) - np.int32(stack[j, y, x, c])) > tolerance:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
 def _plurality(stack, tolerance, out):
     n, H, W, C = stack.shape
     values = np.empty(n, np.int32)
@@ -67,23 +76,13 @@ def _plurality(stack, tolerance, out):
             for i in range(n):  # the sample most others agree with
                 votes = 0
                 for j in range(n):
-                    agree = True
-                    for c in range(C):
-                        if abs(np.int32(stack[i, y, x, c]) - np.int32(stack[j, y, x, c])) > tolerance:
-                            agree = False
-                            break
-                    votes += agree
+                    votes += _agree(stack, y, x, i, j, tolerance)
                 if votes > best:
                     best, best_i = votes, i
             for c in range(C):  # the median of the samples that agree with it
                 k = 0
                 for j in range(n):
-                    agree = True
-                    for c2 in range(C):
-                        if abs(np.int32(stack[best_i, y, x, c2]) - np.int32(stack[j, y, x, c2])) > tolerance:
-                            agree = False
-                            break
-                    if agree:
+                    if _agree(stack, y, x, best_i, j, tolerance):
                         values[k] = stack[j, y, x, c]
                         k += 1
                 v = np.sort(values[:k])
