@@ -304,3 +304,49 @@ def test_a_build_resumed_from_other_raw_data_is_refused_naming_the_first_file_th
     assert f"raw data  {len(g.attrs['raw_fingerprint']['files'])} files, fingerprint" in out.output
     build(small_raw, store, small_build_cfg, workers=1, progress=False)  # its own raw data: resumes
     assert verify(store) == []
+
+
+def test_a_full_disk_stops_the_build_naming_the_store_and_the_space_and_the_rerun_resumes(
+        small_store, small_raw, small_build_cfg, tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6M", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("needs a small tmpfs for a real full disk (mount as root)")
+    try:
+        cfg = BuildConfig(**{**small_build_cfg.__dict__, "subjects": ("S1",)})
+        with pytest.raises(S.StoreError, match=r"no space left on the device.*GB more for \d+ frames left.*resumes"):
+            build(small_raw, disk / "s.zarr", cfg, workers=1, progress=False)
+        shutil.copytree(disk / "s.zarr", tmp_path / "moved.zarr")  # more room: the same store elsewhere
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+    build(small_raw, tmp_path / "moved.zarr", cfg, workers=1, progress=False)
+    assert verify(tmp_path / "moved.zarr") == []
+    fresh = tmp_path / "fresh.zarr"
+    build(small_raw, fresh, cfg, workers=1, progress=False)
+    a, b = _arrays(tmp_path / "moved.zarr"), _arrays(fresh)
+    for k in b:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_a_build_stopped_by_a_video_that_ends_early_resumes_with_skip_bad_added(small_raw, small_build_cfg, tmp_path):
+    import cv2
+
+    raw = tmp_path / "raw"
+    shutil.copytree(small_raw, raw)
+    video = raw / "S9" / "Videos" / "Walking.58860488.mp4"
+    frames = R.read_frames(video)
+    avi = tmp_path / "v.avi"  # a container whose header promises every frame, cut at 60 %
+    writer = cv2.VideoWriter(str(avi), cv2.VideoWriter_fourcc(*"MJPG"), 50, frames.shape[2:0:-1])
+    for f in frames:
+        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    writer.release()
+    video.write_bytes(avi.read_bytes()[: avi.stat().st_size * 6 // 10])
+    cfg = BuildConfig(**{**small_build_cfg.__dict__, "subjects": ("S9",)})
+    out = tmp_path / "s.zarr"
+    with pytest.raises(R.RawDataError, match=r"Walking.58860488.mp4: .*(truncated|cannot decode).*--skip-bad"):
+        build(raw, out, cfg, workers=1, progress=False)
+    assert S.is_started(out)  # stopped part-way
+    r = build(raw, out, BuildConfig(**{**cfg.__dict__, "skip_bad": True}), workers=1, progress=False)
+    assert [s["sequence"] for s in r["skipped"]] == ["S9/Walking"] and r["units_done"] == 4
+    assert verify(out) == []
