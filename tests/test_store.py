@@ -124,6 +124,14 @@ def _arrays(path):
         f"medians/{s}/{c}": g[f"medians/{s}/{c}"][:] for s in g.attrs["subjects"] for c in g.attrs["cameras"]}
 
 
+def _assert_same_arrays(path, reference):
+    """Every array of the store at `path` equals the reference store's (a fresh build)."""
+    got, want = _arrays(path), _arrays(reference)
+    assert got.keys() == want.keys()
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k], err_msg=k)
+
+
 def test_a_killed_build_resumes_to_the_same_store(small_store, small_raw, small_build_cfg, tmp_path):
     out = tmp_path / "killed.zarr"
     c = small_build_cfg
@@ -143,10 +151,7 @@ def test_a_killed_build_resumes_to_the_same_store(small_store, small_raw, small_
     assert 0 < (g["unit_status"][:] == S.DONE).sum() < len(g.attrs["units"])
     assert verify(out) != []
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    resumed, fresh = _arrays(out), _arrays(small_store)
-    assert resumed.keys() == fresh.keys()
-    for k in fresh:
-        np.testing.assert_array_equal(resumed[k], fresh[k], err_msg=k)
+    _assert_same_arrays(out, small_store)
 
 
 def test_bad_sequence_stops_the_build_or_is_skipped(small_raw, small_build_cfg, tmp_path):
@@ -279,9 +284,7 @@ def test_a_missing_or_damaged_chunk_is_an_error_verify_names_it_and_a_repair_equ
     assert CliRunner().invoke(cli, ["verify", str(bad), "--mark-damaged"]).exit_code == 1
     build(small_raw, bad, small_build_cfg, workers=1, progress=False)
     assert verify(bad) == []
-    repaired, fresh = _arrays(bad), _arrays(small_store)
-    for k in fresh:
-        np.testing.assert_array_equal(repaired[k], fresh[k], err_msg=k)
+    _assert_same_arrays(bad, small_store)
 
 
 def test_a_build_resumed_from_other_raw_data_is_refused_naming_the_first_file_that_differs(
@@ -324,9 +327,7 @@ def test_a_full_disk_stops_the_build_naming_the_store_and_the_space_and_the_reru
     assert verify(tmp_path / "moved.zarr") == []
     fresh = tmp_path / "fresh.zarr"
     build(small_raw, fresh, cfg, workers=1, progress=False)
-    a, b = _arrays(tmp_path / "moved.zarr"), _arrays(fresh)
-    for k in b:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    _assert_same_arrays(tmp_path / "moved.zarr", fresh)
 
 
 def test_a_build_stopped_by_a_video_that_ends_early_resumes_with_skip_bad_added(small_raw, small_build_cfg, tmp_path):
