@@ -58,10 +58,10 @@ def code_version() -> str:
 
 # ---------------------------------------------------------------- planning
 
-def plan(raw: Path, cfg: BuildConfig) -> tuple[list[dict], list[dict], list[dict], list[Sequence], list[dict]]:
-    """(sequences, units, skipped, Sequence objects, excluded) with every unit's row range fixed."""
+def plan(raw: Path, cfg: BuildConfig, cams: dict) -> tuple[list[dict], list[dict], list[dict], list[Sequence], list[dict]]:
+    """(sequences, units, skipped, Sequence objects, excluded) with every unit's row range fixed;
+    cams: the raw data's calibration, {subject: {camera id: Camera}}."""
     seqs, skipped, rows = [], [], []
-    cams = calibration_for(raw)
     found, excluded = discover(raw, cfg.subjects, cams), []
     if not cfg.keep_damaged:
         found, excluded = exclude_known_damaged(found)
@@ -184,13 +184,12 @@ def _space_needed(out: Path) -> str:
 
 
 def _build(raw: Path, out: Path, cfg: BuildConfig, workers: int, progress: bool) -> dict:
-    raw, out = Path(raw), Path(out)
     t0 = time.perf_counter()
-    sequences, units, skipped, seq_objs, excluded = plan(raw, cfg)
+    cams = calibration_for(raw)
+    sequences, units, skipped, seq_objs, excluded = plan(raw, cfg, cams)
     stages = {"plan": time.perf_counter() - t0}
     if not units:
         raise RawDataError(f"{raw}: no usable sequences to build from")
-    cams = calibration_for(raw)
     attrs = {
         "joint_names": list(JOINT_NAMES), "parents": list(PARENTS), "flip_pairs": [list(p) for p in FLIP_PAIRS],
         "crop_size": cfg.crop_size, "fps": FPS,

@@ -161,13 +161,13 @@ def _verify(g, path, sample, seed, geometry_rows, progress) -> list[str]:
         return problems + [f"{path}/unit_status cannot be read ({e}); rebuild the store into a new folder"]
     if not len(rows):
         return problems + ["no complete rows"]
-    meta = [b for b in damaged_chunks(path, rows[:0]) if "rows" in b]
-    if meta:  # the geometry checks need these arrays
-        return problems + [f"damaged {b['array']} rows {b['rows'][0]}-{b['rows'][1] - 1}: {b['error']}" for b in meta]
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(rows, min(sample or geometry_rows, len(rows)), replace=False))
-    for b in damaged_chunks(path, pick if sample else None, progress):
-        problems.append(f"damaged {b['array']} row {b['row']}: {b['error']}")
+    bad = damaged_chunks(path, pick if sample else None, progress)
+    problems += [f"damaged {b['array']} rows {b['rows'][0]}-{b['rows'][1] - 1}: {b['error']}" if "rows" in b
+                 else f"damaged {b['array']} row {b['row']}: {b['error']}" for b in bad]
+    if any("rows" in b for b in bad):  # the geometry checks need the metadata arrays
+        return problems
     pose3d, pose2d = g["pose3d"][:][pick].astype(np.float64), g["pose2d"][:][pick]
     K, R_v, root = g["K"][:][pick], g["R_v"][:][pick], g["root_cam"][:][pick]
     depth = np.linalg.norm(root, axis=-1)

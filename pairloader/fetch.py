@@ -16,6 +16,8 @@ import numpy as np
 import zarr
 from numcodecs import blosc
 
+from h36m_prep import store as S
+
 from .sampler import KEPT, REMOVED
 
 MEAN = np.array([0.485, 0.456, 0.406]) * 255.0
@@ -50,8 +52,6 @@ class StoreReader:
         """[rows] bool: the rows of `name` that the store says were written (a unit marked done;
         every background of a complete store)."""
         if name not in self._written:
-            from h36m_prep import store as S
-
             rows = S.done_rows(self.g) if name in S.PIXEL_ARRAYS else np.full(self.g[name].shape[0], True)
             self._written[name] = rows  # published once made: threads may ask at the same time
         return self._written[name]

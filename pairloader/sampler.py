@@ -148,6 +148,13 @@ def _moved(seq_pose, base, t, t2, threshold):
 
 
 @njit(cache=True)
+def _gap_counts(t, T, d_min, d_max):
+    """(forward, backward) numbers of candidate partner frames t2, d_min < |t2 - t| < d_max,
+    for frame t of a sequence of T frames."""
+    return max(0, min(d_max - 1, T - 1 - t) - d_min), max(0, min(d_max - 1, t) - d_min)
+
+
+@njit(cache=True)
 def _unsync_offset(k, n_pos, d_min):
     """The k-th candidate gap of an anchor: d_min + 1 .. forward first, then backward."""
     return d_min + 1 + k if k < n_pos else -(d_min + 1 + k - n_pos)
@@ -162,9 +169,7 @@ def moving_partner_exists(anchors, row_seq, row_t, seq_len, seq_pose, pose_start
     for i in range(anchors.shape[0]):
         a = anchors[i]
         seq, t = row_seq[a], row_t[a]
-        T = seq_len[seq]
-        n_pos = max(0, min(d_max - 1, T - 1 - t) - d_min)
-        n_neg = max(0, min(d_max - 1, t) - d_min)
+        n_pos, n_neg = _gap_counts(t, seq_len[seq], d_min, d_max)
         if threshold < 0 or pose_start[seq] < 0:
             out[i] = n_pos + n_neg > 0
             continue
@@ -209,6 +214,7 @@ def plan_batch(seed, rank, world_size, step, batch, anchors, row_seq, row_cam, r
     bg_mirrored = np.zeros((P, 2), np.bool_)
     same_as = np.full((P, 2), -1, np.int64)
     n_bg = bg_pool.shape[0]
+    gaps = np.empty(2 * max(d_max, 1), np.int64)  # the candidate gaps of one anchor
     n = anchors.shape[0]
     n_cams = unit_start.shape[1]
     for i in range(batch):
@@ -239,22 +245,16 @@ def plan_batch(seed, rank, world_size, step, batch, anchors, row_seq, row_cam, r
                         pick -= 1
         # the unsynchronized frame: uniform over d_min < |dt| < d_max inside the sequence, among
         # the frames where the pose moved (footnote 1; the anchors all have one)
-        n_pos = max(0, min(d_max - 1, T - 1 - t) - d_min)
-        n_neg = max(0, min(d_max - 1, t) - d_min)
+        n_pos, n_neg = _gap_counts(t, T, d_min, d_max)
         check = move_threshold >= 0 and pose_start[seq] >= 0
         n_ok = 0
         for k in range(n_pos + n_neg):
-            if not check or _moved(seq_pose, pose_start[seq], t, t + _unsync_offset(k, n_pos, d_min), move_threshold):
+            gap = _unsync_offset(k, n_pos, d_min)
+            if not check or _moved(seq_pose, pose_start[seq], t, t + gap, move_threshold):
+                gaps[n_ok] = gap
                 n_ok += 1
         u, state = _uniform(state)
-        pick = min(int(u * n_ok), n_ok - 1)
-        dt = 0
-        for k in range(n_pos + n_neg):
-            if not check or _moved(seq_pose, pose_start[seq], t, t + _unsync_offset(k, n_pos, d_min), move_threshold):
-                if pick == 0:
-                    dt = _unsync_offset(k, n_pos, d_min)
-                    break
-                pick -= 1
+        dt = gaps[min(int(u * n_ok), n_ok - 1)]
         anchor_row = unit_start[seq, v1] + t
         rows[3 * i, 0], rows[3 * i, 1] = anchor_row, unit_start[seq, v2] + t
         rows[3 * i + 1, 0], rows[3 * i + 1, 1] = anchor_row, unit_start[seq, v2u] + t + dt

@@ -138,7 +138,7 @@ def _training_command(cls):
         for option in reversed([
             click.option("--store", required=True, type=click.Path(exists=True, file_okay=False)),
             click.option("--out", required=True, type=click.Path(file_okay=False), help="the run folder"),
-            click.option("--preset", type=click.Choice(["paper", "tiny", "cpu"]), default="paper", show_default=True),
+            click.option("--preset", type=click.Choice(list(PRETRAIN_PRESETS)), default="paper", show_default=True),
             click.option("--resume", is_flag=True, help="continue the run in --out from its checkpoint"),
             click.option("--stop-after", type=int, default=None,
                          help="stop with a checkpoint after this many steps")]):

@@ -4,7 +4,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
+
+from h36m_prep import store as S
 
 from models import SiameseSync, accuracy, ssl_loss
 from pairloader import PairLoader
@@ -78,10 +81,6 @@ def pretext_accuracy(model, store, cfg: PretrainConfig, device, split: str = "te
     with seed cfg.seed + 1), keys prefixed by the split. With breakdown: the unsynchronized
     pairs' accuracy by |dt| bin and by dt mod 12 (the MPEG-4 writer's keyframe interval:
     synchronized frames share their compression phase), and both kinds by camera pair."""
-    import numpy as np
-
-    from h36m_prep import store as S
-
     model.eval()
     loader = PairLoader(store, batch_size=cfg.batch, seed=cfg.seed + 1, backend=cfg.backend, workers=cfg.workers,
                         steps=batches or cfg.eval_batches, sampler=cfg.sampler_config(), split=split)
@@ -92,7 +91,7 @@ def pretext_accuracy(model, store, cfg: PretrainConfig, device, split: str = "te
         count_hits(hits, s, f, batch["sync_label"], batch["flip_label"])
         for k, v in (("sync_logit", s.float().cpu()), ("sync_label", batch["sync_label"]),
                      ("row1", batch["row1"]), ("row2", batch["row2"])):
-            keep[k].append(v.numpy() if hasattr(v, "numpy") else v)
+            keep[k].append(v.numpy())
     model.train()
     out = {f"{split}_acc_sync": rate(hits, "sync"), f"{split}_acc_flip": rate(hits, "flip"),
            f"{split}_pairs_sync": hits["sync"][1], f"{split}_pairs_flip": hits["flip"][1]}
