@@ -1,4 +1,4 @@
-"""The Human3.6M camera model, exactly as the dataset defines it.
+"""The camera model: Human3.6M's, exactly as the dataset defines it, and OpenCV's.
 
 World frame: Z up, millimetres. A camera has a rotation R (camera -> world, from the stored
 quaternion) and a centre C in the world; world -> camera is X_cam = R^T (X_world - C), camera
@@ -6,6 +6,13 @@ axes x right, y down, z forward. Projection uses the dataset's own distortion (n
 
     x = X_cam[:2] / X_cam[2],  r2 = |x|^2,  radial = 1 + k1 r2 + k2 r2^2 + k3 r2^3
     tan = p1 x0 + p2 x1,       xd = x (radial + tan) + (p1, p2) r2,   uv = f * xd + c
+
+A camera calibrated with OpenCV (an anipose calibration.toml, `rig_calibration.py`) has
+`model="opencv"` and OpenCV's own tangential terms, which differ from the dataset's:
+
+    xd0 = x0 radial + 2 p1 x0 x1 + p2 (r2 + 2 x0^2),   xd1 = x1 radial + p1 (r2 + 2 x1^2) + 2 p2 x0 x1
+
+The model belongs to the calibration: every projection, undistortion and crop map asks the camera.
 """
 from __future__ import annotations
 
@@ -21,11 +28,13 @@ SUBJECTS: tuple[str, ...] = ("S1", "S5", "S6", "S7", "S8", "S9", "S11")
 TRAIN_SUBJECTS: tuple[str, ...] = ("S1", "S5", "S6", "S7", "S8")
 TEST_SUBJECTS: tuple[str, ...] = ("S9", "S11")
 FPS = 50
+MODELS = ("h36m", "opencv")
 
 
 @dataclasses.dataclass(frozen=True)
 class Camera:
-    """One calibrated camera. R: [3, 3] camera->world, C: [3] mm, f, c: [2] px, k: [3], p: [2]."""
+    """One calibrated camera. R: [3, 3] camera->world, C: [3] mm, f, c: [2] px, k: [3], p: [2];
+    model: the distortion formula of k and p, "h36m" (the dataset's) or "opencv"."""
 
     id: str
     R: np.ndarray
@@ -36,6 +45,7 @@ class Camera:
     p: np.ndarray
     width: int
     height: int
+    model: str = "h36m"
 
     @property
     def K(self) -> np.ndarray:
@@ -58,8 +68,9 @@ class Camera:
         )
 
     def to_json(self) -> dict:
-        """The calibration-file entry of this camera (same keys as the shipped file)."""
-        return {
+        """The calibration-file entry of this camera (same keys as the shipped file; `model`
+        only when it is not the dataset's)."""
+        return ({"model": self.model} if self.model != "h36m" else {}) | {
             "orientation_wxyz": rotation_to_quaternion(self.R).tolist(),
             "center_world_mm": self.C.tolist(),
             "focal_length": self.f.tolist(),
@@ -130,7 +141,14 @@ def camera_from_json(cam_id: str, entry: dict) -> Camera:
         p=fields["tangential_p1p2"],
         width=int(entry["width"]),
         height=int(entry["height"]),
+        model=_model(entry.get("model", "h36m")),
     )
+
+
+def _model(name) -> str:
+    if name not in MODELS:
+        raise ValueError(f"field 'model' is {name!r}, expected one of {', '.join(MODELS)}")
+    return str(name)
 
 
 def default_calibration_path() -> Path:
@@ -186,16 +204,20 @@ def camera_to_world(X: np.ndarray, cam: Camera) -> np.ndarray:
     return np.asarray(X, dtype=np.float64) @ cam.R.T + cam.C
 
 
-def distort(x: np.ndarray, k: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """[..., 2] ideal normalised coordinates -> [..., 2] distorted (the dataset's formula)."""
+def distort(x: np.ndarray, k: np.ndarray, p: np.ndarray, model: str = "h36m") -> np.ndarray:
+    """[..., 2] ideal normalised coordinates -> [..., 2] distorted (the model's formula)."""
     x = np.asarray(x, dtype=np.float64)
     r2 = np.sum(x * x, axis=-1, keepdims=True)
     radial = 1 + k[0] * r2 + k[1] * r2**2 + k[2] * r2**3
+    if model == "opencv":
+        u, v = x[..., :1], x[..., 1:2]
+        return np.concatenate([u * radial + 2 * p[0] * u * v + p[1] * (r2 + 2 * u * u),
+                               v * radial + p[0] * (r2 + 2 * v * v) + 2 * p[1] * u * v], -1)
     tan = p[0] * x[..., :1] + p[1] * x[..., 1:2]
     return x * (radial + tan) + np.asarray(p) * r2
 
 
-def undistort(xd: np.ndarray, k: np.ndarray, p: np.ndarray, iters: int = 8) -> np.ndarray:
+def undistort(xd: np.ndarray, k: np.ndarray, p: np.ndarray, iters: int = 8, model: str = "h36m") -> np.ndarray:
     """[..., 2] distorted normalised coordinates -> [..., 2] ideal ones (Newton on `distort`).
 
     Converges to far below 1e-6 (normalised units) inside the image, i.e. < 1e-3 px.
@@ -207,13 +229,21 @@ def undistort(xd: np.ndarray, k: np.ndarray, p: np.ndarray, iters: int = 8) -> n
         r2 = u * u + v * v
         radial = 1 + k[0] * r2 + k[1] * r2**2 + k[2] * r2**3
         dradial = k[0] + 2 * k[1] * r2 + 3 * k[2] * r2**2  # d radial / d r2
-        g = radial + p[0] * u + p[1] * v
-        res_u = u * g + p[0] * r2 - xd[..., 0]
-        res_v = v * g + p[1] * r2 - xd[..., 1]
-        j11 = g + u * (2 * u * dradial + p[0]) + 2 * p[0] * u
-        j12 = u * (2 * v * dradial + p[1]) + 2 * p[0] * v
-        j21 = v * (2 * u * dradial + p[0]) + 2 * p[1] * u
-        j22 = g + v * (2 * v * dradial + p[1]) + 2 * p[1] * v
+        if model == "opencv":
+            res_u = u * radial + 2 * p[0] * u * v + p[1] * (r2 + 2 * u * u) - xd[..., 0]
+            res_v = v * radial + p[0] * (r2 + 2 * v * v) + 2 * p[1] * u * v - xd[..., 1]
+            j11 = radial + 2 * u * u * dradial + 2 * p[0] * v + 6 * p[1] * u
+            j12 = 2 * u * v * dradial + 2 * p[0] * u + 2 * p[1] * v
+            j21 = j12
+            j22 = radial + 2 * v * v * dradial + 6 * p[0] * v + 2 * p[1] * u
+        else:
+            g = radial + p[0] * u + p[1] * v
+            res_u = u * g + p[0] * r2 - xd[..., 0]
+            res_v = v * g + p[1] * r2 - xd[..., 1]
+            j11 = g + u * (2 * u * dradial + p[0]) + 2 * p[0] * u
+            j12 = u * (2 * v * dradial + p[1]) + 2 * p[0] * v
+            j21 = v * (2 * u * dradial + p[0]) + 2 * p[1] * u
+            j22 = g + v * (2 * v * dradial + p[1]) + 2 * p[1] * v
         det = j11 * j22 - j12 * j21
         x = x - np.stack([(j22 * res_u - j12 * res_v) / det, (j11 * res_v - j21 * res_u) / det], -1)
     return x
@@ -228,12 +258,12 @@ def project_camera_frame(X_cam: np.ndarray, cam: Camera, distorted: bool = True)
     """[..., 3] camera-frame mm -> [..., 2] pixels."""
     x = X_cam[..., :2] / X_cam[..., 2:3]
     if distorted:
-        x = distort(x, cam.k, cam.p)
+        x = distort(x, cam.k, cam.p, cam.model)
     return x * cam.f + cam.c
 
 
 def pixel_rays(uv: np.ndarray, cam: Camera) -> np.ndarray:
     """[..., 2] pixels of the real (distorted) image -> [..., 3] unit rays, camera frame."""
-    x = undistort((np.asarray(uv, dtype=np.float64) - cam.c) / cam.f, cam.k, cam.p)
+    x = undistort((np.asarray(uv, dtype=np.float64) - cam.c) / cam.f, cam.k, cam.p, model=cam.model)
     ray = np.concatenate([x, np.ones_like(x[..., :1])], axis=-1)
     return ray / np.linalg.norm(ray, axis=-1, keepdims=True)

@@ -64,19 +64,19 @@ def project_virtual(X_v: np.ndarray, K: np.ndarray) -> np.ndarray:
 def crop_sampling_map(R_v: np.ndarray, K: np.ndarray, cam: Camera, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Where each crop pixel samples the real image: float32 maps [S, S] for `cv2.remap`.
 
-    Crop pixel -> virtual ray -> real camera frame (R_v^T) -> distorted real pixel, exactly,
-    for every pixel.
+    Crop pixel -> virtual ray -> real camera frame (R_v^T) -> distorted real pixel (the camera's
+    distortion model), exactly, for every pixel.
     """
     map_x = np.empty((size, size), np.float32)
     map_y = np.empty((size, size), np.float32)
     _sampling_map(np.ascontiguousarray(R_v, dtype=np.float64), float(K[0, 0]), float(K[1, 1]),
                   float(K[0, 2]), float(K[1, 2]), cam.f.astype(np.float64), cam.c.astype(np.float64),
-                  cam.k.astype(np.float64), cam.p.astype(np.float64), map_x, map_y)
+                  cam.k.astype(np.float64), cam.p.astype(np.float64), cam.model == "opencv", map_x, map_y)
     return map_x, map_y
 
 
 @njit(cache=True)
-def _sampling_map(R, fx, fy, cx, cy, f, c, k, p, map_x, map_y):
+def _sampling_map(R, fx, fy, cx, cy, f, c, k, p, opencv, map_x, map_y):
     for i in range(map_x.shape[0]):
         vy = (i - cy) / fy
         for j in range(map_x.shape[1]):
@@ -87,6 +87,11 @@ def _sampling_map(R, fx, fy, cx, cy, f, c, k, p, map_x, map_y):
             z = R[0, 2] * vx + R[1, 2] * vy + R[2, 2]
             u, v = x / z, y / z
             r2 = u * u + v * v
-            g = 1 + k[0] * r2 + k[1] * r2 * r2 + k[2] * r2 * r2 * r2 + p[0] * u + p[1] * v
-            map_x[i, j] = f[0] * (u * g + p[0] * r2) + c[0]
-            map_y[i, j] = f[1] * (v * g + p[1] * r2) + c[1]
+            radial = 1 + k[0] * r2 + k[1] * r2 * r2 + k[2] * r2 * r2 * r2
+            if opencv:
+                map_x[i, j] = f[0] * (u * radial + 2 * p[0] * u * v + p[1] * (r2 + 2 * u * u)) + c[0]
+                map_y[i, j] = f[1] * (v * radial + p[0] * (r2 + 2 * v * v) + 2 * p[1] * u * v) + c[1]
+            else:
+                g = radial + p[0] * u + p[1] * v
+                map_x[i, j] = f[0] * (u * g + p[0] * r2) + c[0]
+                map_y[i, j] = f[1] * (v * g + p[1] * r2) + c[1]
