@@ -1,7 +1,11 @@
 """`h36m-prep build RAW OUT.zarr`: decode every video once into the store.
 
+Two layouts: Human3.6M's (raw.py) and a user's rig (rig.py), detected from RAW or named. With
+poses, a crop is centred on the joints; without (a rig without poses3d.npy), on the person found
+in the foreground (crops.detect_person, smoothed over time), with the same store arrays.
+
 Stages: plan the rows (every sequence x camera is a unit with a fixed row range), median
-backgrounds per subject and camera, the units in parallel worker processes, then the
+backgrounds per subject (a rig: per session) and camera, the units in parallel worker processes, then the
 background-crop bank and the `complete` flag. A unit is marked done only after all its rows are
 written, so killing the build at any moment and rerunning it finishes the job with the same
 arrays as an uninterrupted build.
@@ -16,6 +20,7 @@ import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
+import cv2
 import numpy as np
 import zarr
 from tqdm import tqdm
@@ -23,10 +28,15 @@ from tqdm import tqdm
 from . import store as S
 from .fingerprint import first_difference, raw_fingerprint
 from .background import plurality_background, sample_frames
-from .crops import crop_geometry, foreground_mask, moving_frames, warp
-from .geometry import (FLIP_PAIRS, FPS, JOINT_NAMES, PARENTS, TEST_SUBJECTS, joints17)
+from .crops import (SILHOUETTE, crop_geometry, detect_person, detect_scale, foreground_mask, label_free_geometry,
+                    moving_frames, silhouette, silhouette_threshold, smooth_track, warp)
+from .geometry import (FLIP_PAIRS, FPS, JOINT_NAMES, PARENTS, TEST_SUBJECTS, crop_sampling_map, joints17)
 from .raw import (RawDataError, Sequence, calibration_for, discover, exclude_known_damaged, iter_frames,
                   read_poses, sequence_length)
+from .rig import (CALIBRATION, OFFSETS, discover_rig, is_rig, pixel_camera, read_rig_poses, rig_calibration,
+                  take_length)
+
+LAYOUTS = ("h36m", "rig")
 
 WRITE_BLOCK = 25  # frames per write of the image arrays
 
@@ -45,6 +55,21 @@ class BuildConfig:
     subjects: tuple[str, ...] | None = None
     skip_bad: bool = False
     keep_damaged: bool = False  # keep the takes public Human3.6M toolkits exclude (raw.KNOWN_DAMAGED)
+    layout: str | None = None   # "h36m", "rig", or None: detected from RAW
+    test_takes: tuple[str, ...] = ()  # rig: takes of the test split
+    calib_units: str = "m"      # rig: units of calibration.toml's translations ("m" or "mm")
+    median_per: str = "rig"     # rig: pool median backgrounds over the takes of a split ("rig") or not ("take")
+    move_silhouette: float = 0.01  # without poses: the share of the 32 x 32 silhouette that must change
+    track_seconds: float = 0.1  # without poses: the window smoothing the crop's path
+    size_seconds: float = 1.0   # without poses: the window of the crop size's running 80th percentile
+
+    def __post_init__(self):
+        if self.layout not in (None, *LAYOUTS):
+            raise ValueError(f"layout {self.layout!r}: expected one of {', '.join(LAYOUTS)}")
+        if self.calib_units not in ("m", "mm"):
+            raise ValueError(f"calibration units {self.calib_units!r}: expected m or mm")
+        if self.median_per not in ("rig", "take"):
+            raise ValueError(f"median_per {self.median_per!r}: expected rig or take")
 
 
 def code_version() -> str:
@@ -80,20 +105,73 @@ def plan(raw: Path, cfg: BuildConfig, cams: dict) -> tuple[list[dict], list[dict
             continue
         seqs.append(seq)
         rows.append(n)
+    sequences, units = _rows(seqs, rows, lambda seq: "test" if seq.subject in TEST_SUBJECTS else "train")
+    return sequences, units, skipped, seqs, excluded
+
+
+def _rows(seqs: list[Sequence], rows: list[int], split) -> tuple[list[dict], list[dict]]:
     sequences, units, start = [], [], 0
     for i, (seq, n) in enumerate(zip(seqs, rows)):
         sequences.append({"subject": seq.subject, "action": seq.action, "subaction": seq.subaction,
-                          "name": seq.name, "frames": n,
-                          "split": "test" if seq.subject in TEST_SUBJECTS else "train"})
+                          "name": seq.name, "frames": n, "split": split(seq)})
         for cam in sorted(seq.videos):
-            units.append({"sequence": i, "camera": cam, "start": start, "length": n})
+            units.append({"sequence": i, "camera": cam, "start": start, "length": n}
+                         | ({"offset": seq.offsets[cam]} if getattr(seq, "offsets", {}).get(cam) else {}))
             start += n
-    return sequences, units, skipped, seqs, excluded
+    return sequences, units
+
+
+def plan_rig(raw: Path, cfg: BuildConfig) -> tuple[list[dict], list[dict], list[dict], list[Sequence], dict]:
+    """The rig layout's (sequences, units, skipped, takes, facts): facts holds the cameras
+    ({session: {camera: Camera}}), fps, and whether the store has poses and a calibration."""
+    calib = rig_calibration(raw, cfg.calib_units)
+    takes = discover_rig(raw, calib, cfg.test_takes, cfg.median_per)
+    kept, rows, rates, sizes, skipped = [], [], {}, {}, []
+    for take in takes:
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                n, fps, size = take_length(take, calib)
+            for w in caught:
+                tqdm.write(f"warning: {w.message}")
+        except RawDataError as e:
+            if not cfg.skip_bad:
+                raise
+            tqdm.write(f"warning: skipping {take.key}: {e}")
+            skipped.append({"sequence": take.key, "error": str(e)})
+            continue
+        kept.append(take)
+        rows.append(n)
+        rates[take.name] = fps
+        for cam, wh in size.items():
+            other = sizes.setdefault((take.subject, cam), (wh, take))
+            if other[0] != wh:
+                raise RawDataError(f"{take.videos[cam]}: {wh[0]} x {wh[1]} pixels, but camera {cam!r} is "
+                                   f"{other[0][0]} x {other[0][1]} in {other[1].videos[cam]}; one camera keeps its "
+                                   "size across takes (its median background is shared): re-encode the video")
+    if not kept:
+        raise RawDataError(f"{raw}: no usable takes")
+    lo, hi = min(rates.values()), max(rates.values())
+    if hi - lo > 0.001 * hi:
+        raise RawDataError(f"{raw}: takes at different frame rates ({', '.join(f'{t} {r:g}' for t, r in rates.items())} "
+                           "fps); a store has one rate: re-encode the videos at one rate, or build them into "
+                           "separate stores")
+    with_poses = [t.poses_path is not None for t in kept]
+    if any(with_poses) and not all(with_poses):
+        tqdm.write(f"warning: {sum(with_poses)} of {len(kept)} takes have {kept[0].poses_path and kept[0].poses_path.name or 'poses3d.npy'}; "
+                   "building label-free crops for all takes (the poses are not used)")
+        kept = [dataclasses.replace(t, poses_path=None) for t in kept]
+    cams = {t.subject: {cam: (calib[cam] if calib is not None else pixel_camera(cam, *sizes[(t.subject, cam)][0]))
+                        for cam in t.videos} for t in kept}
+    sequences, units = _rows(kept, rows, lambda t: "test" if t.name in cfg.test_takes else "train")
+    facts = {"cams": cams, "fps": float(np.median(list(rates.values()))), "poses": all(with_poses),
+             "calibrated": calib is not None}
+    return sequences, units, skipped, kept, facts
 
 
 def _views(sequences: list[dict], units: list[dict]) -> list[tuple[str, str]]:
     return sorted({(sequences[u["sequence"]]["subject"], u["camera"]) for u in units},
-                  key=lambda v: (int(v[0][1:]), v[1]))
+                  key=lambda v: (S.subject_order(v[0]), v[1]))
 
 
 # ---------------------------------------------------------------- workers
@@ -118,32 +196,64 @@ def _median_job(videos: list[tuple[str, int]], samples: int, tolerance: int, ski
     return plurality_background([f for _, _, f in picked], tolerance)
 
 
-def _unit_job(store_path: str, video: str, poses_path: str, cam_json: dict, unit: dict,
-              subject: str, cfg: BuildConfig) -> dict:
-    """Crop, mask and write one (sequence, camera); return its per-frame metadata."""
+def _unit_job(store_path: str, video: str, poses: tuple[str, str] | None, cam_json: dict, unit: dict,
+              subject: str, cfg: BuildConfig, calibrated: bool = True, fps: float = FPS) -> dict:
+    """Crop, mask and write one (sequence, camera); return its per-frame metadata.
+    poses: (kind, path), kind "cdf" (Human3.6M, 32 joints) or "npy" (a rig's poses3d.npy), or None:
+    label-free crops centred on the person found in the foreground."""
     with S.writing():
-        return _unit_rows(store_path, video, poses_path, cam_json, unit, subject, cfg)
+        return _unit_rows(store_path, video, poses, cam_json, unit, subject, cfg, calibrated, fps)
 
 
-def _unit_rows(store_path: str, video: str, poses_path: str, cam_json: dict, unit: dict,
-               subject: str, cfg: BuildConfig) -> dict:
+def _load_poses(poses: tuple[str, str]) -> np.ndarray:
+    kind, path = poses
+    return joints17(read_poses(path)).astype(np.float64) if kind == "cdf" else read_rig_poses(path)
+
+
+def _person_track(video: str, median: np.ndarray, n: int, offset: int, cfg: BuildConfig, fps: float):
+    """Pass 1 of a label-free unit: the person's box in every frame, smoothed -> (centre [n, 2], half [n])."""
+    h, w = median.shape[:2]
+    scale = detect_scale(w, h)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small_bg = cv2.resize(median, size, interpolation=cv2.INTER_AREA)
+    boxes = np.zeros((n, 4))
+    for t, frame in enumerate(iter_frames(video, n, offset)):
+        box = detect_person(cv2.resize(frame, size, interpolation=cv2.INTER_AREA), small_bg, cfg.mask_threshold)
+        boxes[t] = (box + 0.5) / scale - 0.5  # detection pixels -> video pixels (centres at integers)
+    centre, half, missed = smooth_track(boxes, round(cfg.track_seconds * fps), round(cfg.size_seconds * fps))
+    if not np.isfinite(half).all():
+        raise RawDataError(f"{video}: no person found in any frame (nothing differs from the median background by "
+                           f"more than {cfg.mask_threshold} grey levels); check the video, lower --mask-threshold, "
+                           "or skip the take with --skip-bad")
+    return centre, half
+
+
+def _unit_rows(store_path: str, video: str, poses: tuple[str, str] | None, cam_json: dict, unit: dict,
+               subject: str, cfg: BuildConfig, calibrated: bool, fps: float) -> dict:
     from .geometry import camera_from_json
 
     g = zarr.open_group(store_path, mode="r+")
     cam = camera_from_json(unit["camera"], cam_json)
     median = g[f"medians/{subject}/{unit['camera']}"][:]
-    n, start, size = unit["length"], unit["start"], cfg.crop_size
-    pose = joints17(read_poses(poses_path)[:n]).astype(np.float64)
+    n, start, size, offset = unit["length"], unit["start"], cfg.crop_size, unit.get("offset", 0)
+    if poses is not None:
+        pose = _load_poses(poses)[:n]
+        geometry = lambda t: crop_geometry(pose[t], cam, size, cfg.margin)  # noqa: E731
+    else:
+        centre, half = _person_track(video, median, n, offset, cfg, fps)
+        geometry = lambda t: label_free_geometry(centre[t], half[t], cam, size, cfg.margin, calibrated)  # noqa: E731
     meta = {k: np.zeros((n, *s)) for k, s in
             (("pose3d", (17, 3)), ("pose2d", (17, 2)), ("K", (3, 3)), ("R_v", (3, 3)),
              ("root_cam", (3,)), ("box", (4,)))}
+    sil = np.zeros((n, SILHOUETTE, SILHOUETTE), np.uint8)
     images = np.zeros((WRITE_BLOCK, size, size, 3), np.uint8)
     masks = np.zeros((WRITE_BLOCK, size, size), np.uint8)
-    for t, frame in enumerate(iter_frames(video, n)):
-        geo = crop_geometry(pose[t], cam, size, cfg.margin)
+    for t, frame in enumerate(iter_frames(video, n, offset)):
+        geo = geometry(t)
         b = t % WRITE_BLOCK
         images[b] = warp(frame, geo)
         masks[b] = foreground_mask(images[b], warp(median, geo), cfg.mask_threshold)
+        sil[t] = silhouette(masks[b])
         for k in meta:
             meta[k][t] = getattr(geo, k)
         if b == WRITE_BLOCK - 1 or t == n - 1:
@@ -151,7 +261,11 @@ def _unit_rows(store_path: str, video: str, poses_path: str, cam_json: dict, uni
             g["images"][start + lo:start + t + 1] = images[:b + 1]
             g["masks"][start + lo:start + t + 1] = masks[:b + 1]
             _tick(b + 1)
-    meta["moving"] = moving_frames(pose, cfg.move_threshold)
+    if poses is not None:
+        meta["moving"] = moving_frames(pose, cfg.move_threshold)
+    else:
+        meta["silhouette"] = sil
+        meta["moving"] = moving_frames(sil.reshape(n, 1, -1).astype(np.float64), silhouette_threshold(cfg.move_silhouette))
     return meta
 
 
@@ -185,33 +299,42 @@ def _space_needed(out: Path) -> str:
 
 def _build(raw: Path, out: Path, cfg: BuildConfig, workers: int, progress: bool) -> dict:
     t0 = time.perf_counter()
-    cams = calibration_for(raw)
-    sequences, units, skipped, seq_objs, excluded = plan(raw, cfg, cams)
+    layout = cfg.layout or ("rig" if is_rig(raw) else "h36m")
+    if layout == "rig":
+        sequences, units, skipped, seq_objs, facts = plan_rig(raw, cfg)
+        cams, excluded, fps = facts["cams"], [], facts["fps"]
+        poses = ("npy" if facts["poses"] else None)
+        extra = [raw / name for name in (CALIBRATION, OFFSETS) if (raw / name).exists()]
+    else:
+        cams = calibration_for(raw)
+        sequences, units, skipped, seq_objs, excluded = plan(raw, cfg, cams)
+        facts, fps, poses = {"poses": True, "calibrated": True}, FPS, "cdf"
+        extra = [raw / "cameras.json"] if (raw / "cameras.json").exists() else []
     stages = {"plan": time.perf_counter() - t0}
     if not units:
         raise RawDataError(f"{raw}: no usable sequences to build from")
     attrs = {
         "joint_names": list(JOINT_NAMES), "parents": list(PARENTS), "flip_pairs": [list(p) for p in FLIP_PAIRS],
-        "crop_size": cfg.crop_size, "fps": FPS,
+        "crop_size": cfg.crop_size, "fps": fps, "layout": layout, "poses": facts["poses"],
+        "calibrated": facts["calibrated"],
         "source": "synthetic" if (raw / ".synth").exists() else "real",
-        "build": {**dataclasses.asdict(cfg), "subjects": list(cfg.subjects) if cfg.subjects else None},
+        "build": _build_attrs(cfg),
         "code_version": code_version(), "raw": str(raw.resolve()),
-        "subjects": sorted({s["subject"] for s in sequences}, key=lambda s: int(s[1:])),
+        "subjects": sorted({s["subject"] for s in sequences}, key=S.subject_order),
         "actions": sorted({s["action"] for s in sequences}),
         "cameras": sorted({u["camera"] for u in units}),
         "sequences": sequences, "units": units, "skipped": skipped, "excluded": excluded,
     }
     views = _views(sequences, units)
     used = [seq_objs[u["sequence"]] for u in units]
-    calib = [raw / "cameras.json"] if (raw / "cameras.json").exists() else []
     attrs["raw_fingerprint"] = raw_fingerprint(
         raw, sorted({q.videos[u["camera"]] for q, u in zip(used, units)}),
-        sorted({q.poses_path for q in used}) + calib)
+        sorted({q.poses_path for q in used if q.poses_path is not None}) + extra)
     if S.is_started(out):
         g = S.open_store(out, mode="r+")
         same = {k: g.attrs.get(k) for k in ("build", "sequences", "units")}
-        same["build"] = {k: v for k, v in (same["build"] or {}).items() if k != "skip_bad"}
-        if same != {k: attrs[k] if k != "build" else {a: b for a, b in attrs[k].items() if a != "skip_bad"}
+        same["build"] = _comparable(same["build"] or {})
+        if same != {k: attrs[k] if k != "build" else _comparable(attrs[k])
                     for k in same}:  # --skip-bad may be added on a rerun: what it skips is recorded
             raise S.StoreError(f"{out}: holds a build of other data or options; choose a new path "
                                "or delete it to rebuild")
@@ -223,7 +346,7 @@ def _build(raw: Path, out: Path, cfg: BuildConfig, workers: int, progress: bool)
             return summary(g, out, time.perf_counter() - t0, 0)
     else:  # new, or killed while its arrays were being created
         g = S.create(out, units[-1]["start"] + units[-1]["length"], cfg.crop_size,
-                     cfg.bg_crops * len(views), len(units), attrs)
+                     cfg.bg_crops * len(views), len(units), attrs, silhouettes=not facts["poses"])
     status = g["unit_status"][:]
     by_key = {(sequences[u["sequence"]]["subject"], u["camera"]): [] for u in units}
     for u in units:
@@ -255,9 +378,10 @@ def _build(raw: Path, out: Path, cfg: BuildConfig, workers: int, progress: bool)
             stages["medians"] = time.perf_counter() - t0 - stages["plan"]
             pending = [i for i, s in enumerate(status) if s == S.PENDING]
             args = {i: (str(out), str(seq_objs[units[i]["sequence"]].videos[units[i]["camera"]]),
-                        str(seq_objs[units[i]["sequence"]].poses_path),
+                        (poses, str(seq_objs[units[i]["sequence"]].poses_path)) if poses else None,
                         cams[sequences[units[i]["sequence"]]["subject"]][units[i]["camera"]].to_json(),
-                        units[i], sequences[units[i]["sequence"]]["subject"], cfg) for i in pending}
+                        units[i], sequences[units[i]["sequence"]]["subject"], cfg, facts["calibrated"], fps)
+                    for i in pending}
             if pool:
                 futs = {pool.submit(_unit_job, *args[i]): i for i in pending}
                 seen = 0
@@ -276,7 +400,7 @@ def _build(raw: Path, out: Path, cfg: BuildConfig, workers: int, progress: bool)
         finally:
             if pool:
                 pool.shutdown(cancel_futures=True)
-    _write_background_bank(g, sequences, units, seq_objs, views, cams, cfg)
+    _write_background_bank(g, sequences, units, views, cams, cfg)
     g.attrs.update({"skipped": skipped, "complete": True})
     stages["bank"] = time.perf_counter() - t0 - sum(stages.values())
     return summary(g, out, time.perf_counter() - t0, written) | {
@@ -319,25 +443,39 @@ def _finish_unit(g, units, i, fut, cfg, skipped, args=None) -> int:
     return n
 
 
-def _write_background_bank(g, sequences, units, seq_objs, views, cams, cfg) -> None:
-    """bg_crops crops of each view's median, taken with the crop geometry of evenly spaced frames
-    of that view, so that they look like the backgrounds behind real crops."""
+def _write_background_bank(g, sequences, units, views, cams, cfg) -> None:
+    """bg_crops crops of each view's median, taken with the crop geometry (the stored K and R_v)
+    of evenly spaced frames of that view, so that they look like the backgrounds behind real crops."""
     status = g["unit_status"][:]
     row = 0
     for subject, cam_id in views:
         med = g[f"medians/{subject}/{cam_id}"][:]
         mine = [u for u, s in zip(units, status)
                 if s == S.DONE and u["camera"] == cam_id and sequences[u["sequence"]]["subject"] == subject]
-        poses = [joints17(read_poses(seq_objs[u["sequence"]].poses_path)[:u["length"]]) for u in mine]
-        pool = np.concatenate(poses) if poses else np.zeros((0, 17, 3))
+        rows = np.concatenate([np.arange(u["start"], u["start"] + u["length"]) for u in mine] or [np.zeros(0, int)])
         crops = np.zeros((cfg.bg_crops, cfg.crop_size, cfg.crop_size, 3), np.uint8)
-        for k, t in enumerate(np.linspace(0, len(pool) - 1, cfg.bg_crops).round().astype(int) if len(pool) else []):
-            crops[k] = warp(med, crop_geometry(pool[t].astype(np.float64), cams[subject][cam_id],
-                                               cfg.crop_size, cfg.margin))
+        if len(rows):
+            pick = rows[np.linspace(0, len(rows) - 1, cfg.bg_crops).round().astype(int)]
+            Ks, Rs = g["K"].get_orthogonal_selection((pick,)), g["R_v"].get_orthogonal_selection((pick,))
+            for k, (K, R_v) in enumerate(zip(Ks, Rs)):
+                map_x, map_y = crop_sampling_map(R_v, K, cams[subject][cam_id], cfg.crop_size)
+                crops[k] = cv2.remap(med, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         g["backgrounds"][row:row + cfg.bg_crops] = crops
         g["bg_subject"][row:row + cfg.bg_crops] = g.attrs["subjects"].index(subject)
         g["bg_camera"][row:row + cfg.bg_crops] = g.attrs["cameras"].index(cam_id)
         row += cfg.bg_crops
+
+
+def _build_attrs(cfg: BuildConfig) -> dict:
+    return {**dataclasses.asdict(cfg), "subjects": list(cfg.subjects) if cfg.subjects else None,
+            "test_takes": list(cfg.test_takes)}
+
+
+def _comparable(build: dict) -> dict:
+    """The build options that must match to resume: all but --skip-bad (which may be added on a
+    rerun), an option a store predates counted at its default."""
+    full = _build_attrs(BuildConfig()) | build
+    return {k: v for k, v in full.items() if k != "skip_bad"}
 
 
 def summary(g: zarr.Group, out: Path, seconds: float, written: int) -> dict:

@@ -206,17 +206,20 @@ def read_poses(path: str | Path) -> np.ndarray:
 
 
 def video_info(path: str | Path) -> VideoInfo:
-    """Frame count, fps and size from the container header."""
+    """Frame count and fps from the container header; the size of the decoded frames."""
     path = Path(path)
     if not path.is_file():
         raise RawDataError(f"{path}: video not found; restore it from the dataset")
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
-            raise RawDataError(f"{path}: cannot be opened as a video (damaged or not an mp4); "
+            raise RawDataError(f"{path}: cannot be opened as a video (damaged, or a format OpenCV cannot read); "
                                "replace the file or skip the sequence with --skip-bad")
         info = VideoInfo(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), float(cap.get(cv2.CAP_PROP_FPS)),
                          int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        ok, first = cap.read()  # the decoded size: a phone video's rotation flag turns the frames, not the header
+        if ok and (first.shape[1], first.shape[0]) != (info.width, info.height):
+            info = dataclasses.replace(info, width=first.shape[1], height=first.shape[0])
     finally:
         cap.release()
     if info.frames <= 0:

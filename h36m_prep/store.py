@@ -15,6 +15,14 @@
     bg_subject, bg_camera int16 [B]
     medians/<subject>/<camera> uint8 [H, W, 3]  the full median backgrounds
     unit_status uint8 [U]             per (sequence, camera): 0 pending, 1 done, 2 skipped
+    silhouette  uint8   [N, 32, 32]   only in a store without poses: the crop mask at 32 px, the
+                                      label-free motion measure
+
+A store built without poses (a rig, attrs["poses"] false) has the same arrays: pose3d, pose2d
+and root_cam are NaN (no joints, no depth), K, R_v and box describe each crop as usual, and
+`moving` comes from the silhouettes. attrs["layout"] is "h36m" or "rig"; attrs["fps"] the
+videos' frame rate; for a rig the `subject` column holds the take's session (takes whose
+median backgrounds are pooled) and `action` the take.
 """
 from __future__ import annotations
 
@@ -53,8 +61,9 @@ def mask_codec() -> list:
     return [BloscCodec(cname="lz4", clevel=5, shuffle=BloscShuffle.bitshuffle)]
 
 
-def per_frame_arrays(n: int, size: int) -> dict[str, tuple[tuple, tuple, str, list]]:
-    """name -> (shape, chunks, dtype, compressors) of every array with one row per frame."""
+def per_frame_arrays(n: int, size: int, silhouettes: bool = False) -> dict[str, tuple[tuple, tuple, str, list]]:
+    """name -> (shape, chunks, dtype, compressors) of every array with one row per frame
+    (with silhouettes: also the `silhouette` array of a store without poses)."""
     small = lambda shape, dtype: ((n, *shape), (min(SMALL_CHUNK, max(n, 1)), *shape), dtype,  # noqa: E731
                                   [BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.shuffle)])
     return {
@@ -74,10 +83,12 @@ def per_frame_arrays(n: int, size: int) -> dict[str, tuple[tuple, tuple, str, li
         "sequence": small((), "int32"),
         "moving": small((), "bool"),
         "split": small((), "uint8"),
-    }
+    } | ({"silhouette": ((n, 32, 32), (min(SMALL_CHUNK, max(n, 1)), 32, 32), "uint8", mask_codec())}
+         if silhouettes else {})
 
 
-def create(path: str | Path, n: int, size: int, n_backgrounds: int, n_units: int, attrs: dict) -> zarr.Group:
+def create(path: str | Path, n: int, size: int, n_backgrounds: int, n_units: int, attrs: dict,
+           silhouettes: bool = False) -> zarr.Group:
     """A new, empty store with every array allocated and the attributes written.
 
     Refuses to replace a folder that holds anything but an unfinished creation of a store.
@@ -86,7 +97,7 @@ def create(path: str | Path, n: int, size: int, n_backgrounds: int, n_units: int
     if path.exists() and any(path.iterdir()) and not _ours(path):
         raise StoreError(f"{path}: exists and is not an h36m-prep store; choose a new path")
     g = zarr.open_group(str(path), mode="w", zarr_format=3, attributes={"h36m_prep_store": True})
-    for name, (shape, chunks, dtype, comp) in per_frame_arrays(n, size).items():
+    for name, (shape, chunks, dtype, comp) in per_frame_arrays(n, size, silhouettes).items():
         g.create_array(name, shape=shape, chunks=chunks, dtype=dtype, compressors=comp, fill_value=0)
     g.create_array("backgrounds", shape=(n_backgrounds, size, size, 3), chunks=(1, size, size, 3),
                    dtype="uint8", compressors=image_codec(), fill_value=0)
@@ -129,6 +140,16 @@ def require_complete(g: zarr.Group, path: str | Path) -> None:
     if not g.attrs.get("complete"):
         raise StoreError(f"{path}: the build did not finish; rerun the same `h36m-prep build` "
                          "command to resume it")
+
+
+def has_poses(g: zarr.Group) -> bool:
+    """Whether the store's rows have poses (every Human3.6M store; a rig store with poses3d.npy)."""
+    return bool(g.attrs.get("poses", True))
+
+
+def subject_order(name: str) -> tuple:
+    """Sort key of subject (or session) names: S1, S5, S11 by number, other names after, by name."""
+    return (0, int(name[1:]), "") if name[:1] == "S" and name[1:].isdigit() else (1, 0, name)
 
 
 def done_rows(g: zarr.Group) -> np.ndarray:
