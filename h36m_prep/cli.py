@@ -20,21 +20,40 @@ def main() -> None:
 
 @main.command()
 @click.argument("raw", type=click.Path(file_okay=False))
+@click.option("--layout", type=click.Choice(["h36m", "rig"]), default="h36m", show_default=True,
+              help="h36m: the Human3.6M release layout; rig: a synthetic rig of your own kind (5 cameras, 60 fps, "
+                   "portrait and landscape, calibration.toml, 2 takes)")
 @click.option("--subjects", default=",".join(SUBJECTS), show_default=True, help="comma-separated")
 @click.option("--actions", default="Directions,Posing,Walking", show_default=True,
               help="comma-separated: Directions, Greeting, Posing, Walking, WalkTogether "
                    "(a take number may follow, 'Walking 1')")
-@click.option("--frames", default=250, show_default=True, help="frames per sequence (50 fps)")
+@click.option("--frames", default=None, type=int,
+              help="frames per sequence [h36m: 250 at 50 fps; rig: 300 at 60 fps]")
 @click.option("--scale", default=0.5, show_default=True, help="resolution relative to the 1000 px cameras")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--workers", default=0, help="processes (0: one per core)")
 @click.option("--preview", "preview_png", type=click.Path(dir_okay=False), default=None,
               help="also write this PNG: one frame of every camera with the 2D skeleton")
-def synth(raw, subjects, actions, frames, scale, seed, workers, preview_png):
-    """Write a synthetic dataset in the Human3.6M layout under RAW (resumable)."""
+def synth(raw, layout, subjects, actions, frames, scale, seed, workers, preview_png):
+    """Write a synthetic dataset under RAW (resumable): Human3.6M's layout, or a rig's."""
     from .preview import preview_grid
     from .synth.dataset import SynthConfig, write_dataset
 
+    if layout == "rig":
+        from .synth.rig import RigSynthConfig, write_rig
+
+        try:
+            report = write_rig(raw, RigSynthConfig(frames=frames or 300, scale=scale, seed=seed), workers=workers)
+        except ValueError as e:
+            _fail(e)
+        res = ", ".join(f"{c} {w}x{h}" for c, (w, h) in report["resolution"].items())
+        click.echo(f"wrote {report['root']}: {len(report['takes'])} takes ({' '.join(report['takes'])}) x "
+                   f"{len(report['cameras'])} cameras ({res}), {report['frames_per_video']} frames at "
+                   f"{report['fps']:g} fps, calibration.toml and poses3d.npy, {report['bytes'] / 1e6:.1f} MB")
+        if preview_png:
+            click.echo(f"preview: {preview_grid(raw, preview_png)}")
+        return
+    frames = frames or 250
     try:
         cfg = SynthConfig(subjects=tuple(s.strip() for s in subjects.split(",") if s.strip()),
                           actions=tuple(a.strip() for a in actions.split(",") if a.strip()),
@@ -73,7 +92,8 @@ def preview(raw, out, subject, action, frame):
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--subjects", default=None, help="comma-separated (default: all in RAW)")
 @click.option("--crop-size", default=256, show_default=True, help="S of the S x S crops")
-@click.option("--margin", default=0.25, show_default=True, help="space around the joints, fraction per side")
+@click.option("--margin", default=0.25, show_default=True,
+              help="space around the joints (without poses: the person's box), fraction per side")
 @click.option("--bg-samples", default=48, show_default=True, help="frames per view for the median background")
 @click.option("--bg-tolerance", default=8, show_default=True,
               help="grey levels within which samples agree on the median background")
@@ -85,8 +105,17 @@ def preview(raw, out, subject, action, frame):
 @click.option("--keep-damaged", is_flag=True,
               help="keep the takes public Human3.6M toolkits exclude (S9 Greeting-2, SittingDown-2, "
                    "Waiting-1; S11 Directions camera 54138969)")
+@click.option("--layout", type=click.Choice(["h36m", "rig"]), default=None,
+              help="the raw layout (default: detected; rig: RIG/<take>/<camera>.<ext>, see the README)")
+@click.option("--test-takes", default="", help="rig: comma-separated takes of the test split (default: none)")
+@click.option("--calib-units", type=click.Choice(["m", "mm"]), default="m", show_default=True,
+              help="rig: units of the translations in calibration.toml")
+@click.option("--median-per", type=click.Choice(["rig", "take"]), default="rig", show_default=True,
+              help="rig: median backgrounds pooled over the takes of a split, or per take (a rig moved between takes)")
+@click.option("--move-silhouette", default=0.01, show_default=True,
+              help="without poses: share of the 32 x 32 silhouette that must change for the `moving` column")
 def build(raw, out, subjects, crop_size, margin, bg_samples, bg_tolerance, bg_crops, mask_threshold, move_threshold,
-          workers, skip_bad, keep_damaged):
+          workers, skip_bad, keep_damaged, layout, test_takes, calib_units, median_per, move_silhouette):
     """Decode RAW once into the Zarr store OUT (resumable: rerun to finish)."""
     from .build import BuildConfig
     from .build import build as run_build
@@ -97,7 +126,9 @@ def build(raw, out, subjects, crop_size, margin, bg_samples, bg_tolerance, bg_cr
                       bg_crops=bg_crops,
                       mask_threshold=mask_threshold, move_threshold=move_threshold,
                       subjects=tuple(s.strip() for s in subjects.split(",")) if subjects else None,
-                      skip_bad=skip_bad, keep_damaged=keep_damaged)
+                      skip_bad=skip_bad, keep_damaged=keep_damaged, layout=layout,
+                      test_takes=tuple(t.strip() for t in test_takes.split(",") if t.strip()),
+                      calib_units=calib_units, median_per=median_per, move_silhouette=move_silhouette)
     try:
         r = run_build(raw, out, cfg, workers=workers)
     except (RawDataError, StoreError, ValueError, OSError) as e:  # each names its file and the fix
@@ -131,8 +162,14 @@ def info(store, as_json):
         return
     click.echo(f"{i['store']} ({i['source']}, format {i['format_version']}, code {i['code_version']}"
                f"{'' if i['complete'] else ', INCOMPLETE'})")
-    click.echo(f"  subjects  {' '.join(i['subjects'])}")
-    click.echo(f"  actions   {' '.join(i['actions'])}")
+    if i["layout"] == "rig":
+        click.echo(f"  layout    rig, {i['fps']:g} fps, {'with' if i['poses'] else 'without'} poses, "
+                   f"{'calibrated' if i['calibrated'] else 'uncalibrated (square image crops)'}")
+        for t in i["takes"]:
+            click.echo(f"  take      {t['take']}: {t['frames']} frames, {t['split']} (backgrounds of {t['session']})")
+    else:
+        click.echo(f"  subjects  {' '.join(i['subjects'])}")
+        click.echo(f"  actions   {' '.join(i['actions'])}")
     click.echo(f"  cameras   {' '.join(i['cameras'])}")
     click.echo(f"  frames    {i['frames']['train']} train + {i['frames']['test']} test "
                f"({i['sequences']} sequences, {i['moving_fraction']:.0%} moving), crops {i['crop_size']} px")
@@ -157,7 +194,10 @@ def verify(store, sample, mark_damaged):
     from .inspect_store import damaged_chunks, mark_damaged as mark
     from .inspect_store import verify as store_verify
 
-    problems = store_verify(store, sample, progress=True)
+    notes: list[str] = []
+    problems = store_verify(store, sample, progress=True, warnings=notes)
+    for w in notes:
+        click.echo(f"WARN {w}")
     for p in problems:
         click.echo(f"FAIL {p}")
     if mark_damaged and problems:

@@ -8,9 +8,12 @@ import numpy as np
 from . import store as S
 from .geometry import PARENTS, project_virtual
 
-def _expected(size: int) -> dict[str, tuple[str, tuple]]:
+def _expected(size: int, silhouettes: bool = False) -> dict[str, tuple[str, tuple]]:
     """name -> (dtype, per-row shape) of every per-frame array."""
-    return {name: (dtype, shape[1:]) for name, (shape, _, dtype, _) in S.per_frame_arrays(0, size).items()}
+    return {name: (dtype, shape[1:]) for name, (shape, _, dtype, _) in S.per_frame_arrays(0, size, silhouettes).items()}
+
+
+BONE_TOLERANCE = (20.0, 0.1)  # estimated poses: a bone may vary by 20 mm or 10 % of its length
 
 
 def info(path: str | Path) -> dict:
@@ -25,7 +28,10 @@ def info(path: str | Path) -> dict:
             frames[seqs[u["sequence"]]["split"]] += u["length"]
     moving = g["moving"][:][S.done_rows(g)]
     return {
-        "store": str(path), "source": a["source"], "complete": a["complete"],
+        "store": str(path), "source": a["source"], "complete": a["complete"], "layout": a.get("layout", "h36m"),
+        "fps": a.get("fps"), "poses": S.has_poses(g), "calibrated": a.get("calibrated", True),
+        "takes": [{"take": q["name"], "session": q["subject"], "split": q["split"], "frames": q["frames"]}
+                  for q in seqs] if a.get("layout") == "rig" else None,
         "format_version": a["format_version"], "code_version": a["code_version"],
         "crop_size": a["crop_size"], "rows": int(g["images"].shape[0]),
         "subjects": a["subjects"], "actions": a["actions"], "cameras": a["cameras"],
@@ -60,7 +66,8 @@ def damaged_chunks(path: str | Path, rows: np.ndarray | None = None, progress: b
             reader.row(name, r)
         except (StoreReadError, ValueError, RuntimeError) as e:
             bad.append({"array": name, "row": r, "error": str(e)})
-    for name, (shape, chunks, _, _) in S.per_frame_arrays(g["images"].shape[0], g.attrs["crop_size"]).items():
+    for name, (shape, chunks, _, _) in S.per_frame_arrays(g["images"].shape[0], g.attrs["crop_size"],
+                                                          not S.has_poses(g)).items():
         if name in S.PIXEL_ARRAYS:
             continue
         size = g[name].chunks[0]
@@ -113,7 +120,7 @@ def mark_damaged(path: str | Path, bad: list[dict]) -> dict:
 
 
 def verify(path: str | Path, sample: int | None = None, seed: int = 0, geometry_rows: int = 256,
-           progress: bool = False) -> list[str]:
+           progress: bool = False, warnings: list | None = None) -> list[str]:
     """Check a store; returns the problems found (empty: sound).
 
     Shapes and dtypes, format version, every unit done or skipped; every image, mask,
@@ -122,26 +129,29 @@ def verify(path: str | Path, sample: int | None = None, seed: int = 0, geometry_
     (or `sample`) the geometry: pose2d is the projection of pose3d + root depth through K
     (0.5 px), the root sits at the crop centre (0.5 px), R_v is a proper rotation that sends
     root_cam onto the axis (0.1 mm), bone lengths are constant within each (sequence, camera)
-    (0.1 mm), masks are 0/1.
+    (0.1 mm), masks are 0/1. A store without poses is checked for what it has: crops, masks,
+    silhouettes, R_v and K. Bone rigidity is exact only for mocap and synthetic poses: a rig's
+    own (estimated) poses that vary more than BONE_TOLERANCE add a note to `warnings` instead.
     """
     try:
         g = S.open_store(path)
     except S.StoreError as e:
         return [str(e)]
     try:
-        return _verify(g, path, sample, seed, geometry_rows, progress)
+        return _verify(g, path, sample, seed, geometry_rows, progress, warnings if warnings is not None else [])
     except Exception as e:  # a damaged metadata chunk: Zarr's codecs raise many kinds
         return [f"{path}: a metadata array cannot be read ({type(e).__name__}: {e}); the store is damaged "
                 f"beyond repair by re-rendering: rebuild it into a new folder with `h36m-prep build`"]
 
 
-def _verify(g, path, sample, seed, geometry_rows, progress) -> list[str]:
+def _verify(g, path, sample, seed, geometry_rows, progress, warnings) -> list[str]:
     problems = []
     if not g.attrs.get("complete"):
         problems.append("build not complete: rerun the same `h36m-prep build` command")
     size = g.attrs["crop_size"]
     n = g["images"].shape[0]
-    for name, (dtype, shape) in _expected(size).items():
+    poses = S.has_poses(g)
+    for name, (dtype, shape) in _expected(size, not poses).items():
         if name not in g:
             problems.append(f"array {name!r} missing")
             continue
@@ -168,30 +178,58 @@ def _verify(g, path, sample, seed, geometry_rows, progress) -> list[str]:
                  else f"damaged {b['array']} row {b['row']}: {b['error']}" for b in bad]
     if any("rows" in b for b in bad):  # the geometry checks need the metadata arrays
         return problems
+    K, R_v = g["K"][:][pick], g["R_v"][:][pick]
+    checks = {
+        "R_v not a proper rotation": (np.abs(R_v @ np.swapaxes(R_v, 1, 2) - np.eye(3)).max() > 1e-6
+                                      or np.abs(np.linalg.det(R_v) - 1).max() > 1e-6),
+        "K or box not finite": not (np.isfinite(K).all() and np.isfinite(g["box"][:][pick]).all()),
+    }
+    if poses:
+        checks |= _pose_checks(g, pick, size)
+    problems += [msg for msg, bad in checks.items() if bad]
+    if poses:
+        problems += _bone_checks(g, rows, warnings)
+    else:
+        sil = g["silhouette"].get_orthogonal_selection((pick[:64],))
+        if sil.max() > 1:
+            problems.append("silhouettes are not 0/1")
+    masks = g["masks"].get_orthogonal_selection((pick[:16],))
+    if masks.max() > 1:
+        problems.append("masks are not 0/1")
+    return problems
+
+
+def _pose_checks(g, pick: np.ndarray, size: int) -> dict[str, bool]:
     pose3d, pose2d = g["pose3d"][:][pick].astype(np.float64), g["pose2d"][:][pick]
     K, R_v, root = g["K"][:][pick], g["R_v"][:][pick], g["root_cam"][:][pick]
     depth = np.linalg.norm(root, axis=-1)
     uv = project_virtual(pose3d + np.stack([0 * depth, 0 * depth, depth], -1)[:, None], K)
     centre = (size - 1) / 2
-    checks = {
+    return {
         "pose2d is not the projection of pose3d (> 0.5 px)": np.abs(uv - pose2d).max() > 0.5,
         "root joint not at the crop centre (> 0.5 px)": np.abs(pose2d[:, 0] - centre).max() > 0.5,
         "root of pose3d not at zero": np.abs(pose3d[:, 0]).max() > 1e-3,
-        "R_v not a proper rotation": (np.abs(R_v @ np.swapaxes(R_v, 1, 2) - np.eye(3)).max() > 1e-6
-                                      or np.abs(np.linalg.det(R_v) - 1).max() > 1e-6),
         "R_v does not send the root onto the optical axis (> 0.1 mm)":
             np.abs(np.einsum("nij,nj->ni", R_v, root) - np.stack([0 * depth, 0 * depth, depth], -1)).max() > 0.1,
     }
-    problems += [msg for msg, bad in checks.items() if bad]
+
+
+def _bone_checks(g, rows: np.ndarray, warnings: list) -> list[str]:
+    """Bone lengths constant within each unit: exactly (0.1 mm) for Human3.6M's mocap and synthetic
+    poses; a rig's own poses are estimates, so there a variation beyond BONE_TOLERANCE is a warning."""
+    exact = g.attrs.get("layout", "h36m") == "h36m" or g.attrs.get("source") == "synthetic"
     all3d = g["pose3d"][:][rows]
     bones = np.linalg.norm(all3d[:, 1:] - all3d[:, list(PARENTS[1:])], axis=-1)
     unit_of_row = np.repeat(np.arange(len(g.attrs["units"])), [u["length"] for u in g.attrs["units"]])[rows]
     for u in np.unique(unit_of_row):
         b = bones[unit_of_row == u]
-        if np.ptp(b, axis=0).max() > 0.1:
-            problems.append(f"bone lengths vary within unit {u} (non-rigid skeleton?)")
+        spread = np.ptp(b, axis=0)
+        if exact and spread.max() > 0.1:
+            return [f"bone lengths vary within unit {u} (non-rigid skeleton?)"]
+        allowed = np.maximum(BONE_TOLERANCE[0], BONE_TOLERANCE[1] * np.median(b, axis=0))
+        if not exact and (spread > allowed).any():
+            j = int(np.argmax(spread - allowed))
+            warnings.append(f"bone {j + 1} varies by {spread[j]:.0f} mm within unit {u} (poses estimated, tolerance "
+                            f"{allowed[j]:.0f} mm): check the poses3d.npy of that take")
             break
-    masks = g["masks"].get_orthogonal_selection((pick[:16],))
-    if masks.max() > 1:
-        problems.append("masks are not 0/1")
-    return problems
+    return []

@@ -38,6 +38,7 @@ class FrameIndex:
     pose_start: np.ndarray
     move_threshold: float
     crop_size: int
+    split: str = "train"
 
     def row(self, sequence: int, camera: int, frame: int) -> int:
         """Store row of frame t of camera index `camera` in `sequence` (KeyError if absent)."""
@@ -71,22 +72,33 @@ def load_index(store: str | Path, split: str = "train", moving_only: bool = True
     bg_subject = g["bg_subject"][:].astype(np.int64)
     train_subjects = {q["subject"] for q in a["sequences"] if q["split"] == "train"}
     bg_pool = np.flatnonzero(np.isin(bg_subject, [a["subjects"].index(s) for s in train_subjects]))
-    seq_pose, pose_start = sequence_poses(g, unit_start, seq_len)
+    if S.has_poses(g):
+        seq_pose, pose_start = sequence_poses(g, unit_start, seq_len)
+        threshold = float(a["build"].get("move_threshold", 25.0))
+    else:
+        from h36m_prep.crops import silhouette_threshold
+
+        seq_pose, pose_start = sequence_poses(g, unit_start, seq_len, "silhouette")
+        threshold = silhouette_threshold(a["build"]["move_silhouette"])
     return FrameIndex(unit_start, seq_len, np.flatnonzero(ok).astype(np.int64), row_seq.astype(np.int64),
                       row_cam.astype(np.int64), row_t.astype(np.int64), row_split, bg_subject,
                       g["bg_camera"][:].astype(np.int64), bg_pool.astype(np.int64), seq_pose, pose_start,
-                      float(a["build"].get("move_threshold", 25.0)), int(a["crop_size"]))
+                      threshold, int(a["crop_size"]), split)
 
 
-def sequence_poses(g, unit_start: np.ndarray, seq_len: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def sequence_poses(g, unit_start: np.ndarray, seq_len: np.ndarray, source: str = "pose3d") -> tuple[np.ndarray, np.ndarray]:
     """(seq_pose [F, 17, 3] float32, pose_start [n_seq] int64): each sequence's poses in the real
     frame of its first stored camera, X = R_v^T (pose3d + (0, 0, |root_cam|)), mm. A rigid
-    change of frame keeps distances, so motion measured here is motion in the world."""
+    change of frame keeps distances, so motion measured here is motion in the world.
+    source "silhouette": that camera's silhouettes instead, [F, 1, 1024] float32 0/1."""
     first = np.array([u[u >= 0].min() if (u >= 0).any() else -1 for u in unit_start], np.int64)
     pose_start = np.full(len(seq_len), -1, np.int64)
     have = first >= 0
     pose_start[have] = np.concatenate([[0], np.cumsum(seq_len[have])[:-1]])
     rows = np.concatenate([np.arange(f, f + n) for f, n in zip(first[have], seq_len[have])] or [np.zeros(0, int)])
+    if source == "silhouette":
+        sil = g["silhouette"].get_orthogonal_selection((rows,)) if len(rows) else np.zeros((0, 32, 32))
+        return sil.reshape(len(rows), 1, -1).astype(np.float32), pose_start
     if not len(rows):
         return np.zeros((0, 17, 3), np.float32), pose_start
     pose3d = g["pose3d"].get_orthogonal_selection((rows,)).astype(np.float64)

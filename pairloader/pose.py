@@ -43,11 +43,18 @@ def subject_rows(g, subjects) -> np.ndarray:
     return np.isin(g["subject"][:], [names.index(s) for s in subjects])
 
 
+def require_poses(g, store) -> None:
+    if not S.has_poses(g):
+        raise ValueError(f"{store}: has no poses (a rig built without poses3d.npy); it serves pretraining, and "
+                         "fine-tuning and evaluation need a labelled store (Human3.6M, or a rig with poses3d.npy)")
+
+
 def pose_stats(store: str | Path, subjects=None) -> tuple[np.ndarray, np.ndarray]:
     """Per-joint mean and standard deviation [17, 3] (mm) of pose3d over the training rows (of
     `subjects`, default all), mirrored copies included (flip augmentation makes them training
     targets too)."""
     g = S.open_store(store)
+    require_poses(g, store)
     rows = S.done_rows(g) & (g["split"][:] == 0) & subject_rows(g, subjects)
     pose = g["pose3d"][:][rows].astype(np.float64)
     both = np.concatenate([pose, mirror_pose(pose)])
@@ -128,6 +135,7 @@ class PoseLoader:
             raise ValueError(f"background {background!r}: choose {' or '.join(BACKGROUNDS)}")
         g = S.open_store(store)
         S.require_complete(g, store)
+        require_poses(g, store)
         ok = S.done_rows(g) & (g["split"][:] == (0 if split == "train" else 1)) & subject_rows(g, subjects)
         if split == "train":
             ok &= g["moving"][:]

@@ -135,11 +135,12 @@ def _permute(p, n, key):
 @njit(cache=True)
 def _moved(seq_pose, base, t, t2, threshold):
     """Whether some joint moved more than `threshold` mm between frames t and t2 of a sequence
-    whose poses start at row `base` of seq_pose [F, 17, 3] (mm, one camera's frame)."""
+    whose poses start at row `base` of seq_pose [F, 17, 3] (mm, one camera's frame); for a store
+    without poses, seq_pose [F, 1, 1024] holds silhouettes and the threshold is in their units."""
     limit = threshold * threshold
     for j in range(seq_pose.shape[1]):
         d = 0.0
-        for c in range(3):
+        for c in range(seq_pose.shape[2]):
             e = seq_pose[base + t2, j, c] - seq_pose[base + t, j, c]
             d += e * e
         if d > limit:
@@ -316,6 +317,11 @@ class PairSampler:
         ok = moving_partner_exists(index.anchors, index.row_seq, index.row_t, index.seq_len, index.seq_pose,
                                    index.pose_start, cfg.d_min, cfg.d_max, self.threshold)
         self.anchors = index.anchors[ok]
+        if not len(index.anchors):
+            raise ValueError(f"the store has no {index.split}-split frames to draw anchors from (moving frames of "
+                             "sequences with at least two cameras)" + (
+                                 "; a store built without a test split (a rig without --test-takes) has none"
+                                 if index.split == "test" else ""))
         if not len(self.anchors):
             raise ValueError("no anchor frame has an unsynchronized partner (another frame d_min < |dt| < "
                              f"d_max of the same sequence{' that shows motion' if cfg.motion else ''}): "

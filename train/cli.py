@@ -183,9 +183,13 @@ def pretrain(store, out, preset, resume, stop_after, **overrides):
     from .pretrain import pretrain as run
 
     metrics = _train(run, PretrainConfig, PRETRAIN_PRESETS, store, out, preset, resume, stop_after, overrides)
-    if metrics:
+    if metrics and "test_acc_sync" in metrics:
         click.echo(f"pretext accuracy on the test subjects: sync {metrics['test_acc_sync']:.3f}, "
                    f"flip {metrics['test_acc_flip']:.3f} ({out}/metrics.json)")
+    elif metrics:
+        click.echo(f"note: {metrics['test_note']}")
+        click.echo(f"pretext accuracy on the training frames: sync {metrics['train_acc_sync']:.3f}, "
+                   f"flip {metrics['train_acc_flip']:.3f} ({out}/metrics.json)")
 
 
 @_training_command(FinetuneConfig)

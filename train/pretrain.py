@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from h36m_prep import store as S
 
@@ -43,6 +44,12 @@ def pretrain(store: str | Path, out: str | Path, cfg: PretrainConfig, resume: bo
                         rank=run.rank, world_size=run.world, sampler=cfg.sampler_config(),
                         device_id=run.local if gpu and cfg.backend in ("dali", "auto") else None)
     hits = {"sync": [0, 0], "flip": [0, 0]}
+    splits = [sp for sp in ("train", "test") if has_split(store, sp)]
+    if "test" not in splits and run.rank == 0:
+        tqdm.write(f"note: {NO_TEST_NOTE}")
+    note = rate_note(store, cfg)
+    if note and run.rank == 0:
+        tqdm.write(f"note: {note}")
     run.net.train()
     with run.interruptible():
         for batch in run.batches(loader):
@@ -59,16 +66,40 @@ def pretrain(store: str | Path, out: str | Path, cfg: PretrainConfig, resume: bo
                 hits = {"sync": [0, 0], "flip": [0, 0]}
             if cfg.eval_every and run.rank == 0 and run.done % cfg.eval_every == 0:
                 curve = {"step": run.done}  # the curves of training and test-subject accuracy
-                for split in ("train", "test"):
+                for split in splits:
                     curve |= pretext_accuracy(run.model, store, cfg, device, split, max(1, cfg.eval_batches // 4),
                                               breakdown=False)
                 with open(run.out / "eval.jsonl", "a") as f:
                     f.write(json.dumps(curve) + "\n")
     if not run.finish() or run.rank != 0:
         return {}
-    metrics = pretext_accuracy(run.model, store, cfg, device, "test")
+    metrics = pretext_accuracy(run.model, store, cfg, device, "test") if "test" in splits else {"test_note": NO_TEST_NOTE}
     metrics |= pretext_accuracy(run.model, store, cfg, device, "train")  # training subjects: the gap to test
     return run.write_metrics(metrics)
+
+
+NO_TEST_NOTE = ("the store has no test split, so the pretext accuracy is reported on the training frames only "
+                "(it measures fitting, not generalization); build the store with --test-takes to hold takes out")
+
+
+PAPER_FPS = 50  # the paper's d_min = 4 and d_max = 128 are frames at Human3.6M's 50 fps
+
+
+def rate_note(store, cfg: PretrainConfig) -> str | None:
+    """A note when the store's frame rate is not the paper's: d_min and d_max count frames of the
+    store, so they stand for other times; the values that keep the paper's times."""
+    fps = float(S.open_store(store).attrs.get("fps", PAPER_FPS))
+    if abs(fps - PAPER_FPS) < 0.5:
+        return None
+    return (f"the store's videos run at {fps:g} fps: d_min {cfg.d_min} and d_max {cfg.d_max} frames are "
+            f"{1000 * cfg.d_min / fps:.0f} ms and {cfg.d_max / fps:.2f} s; the paper's {1000 * 4 / PAPER_FPS:.0f} ms and "
+            f"{128 / PAPER_FPS:.2f} s are --d-min {round(4 * fps / PAPER_FPS)} --d-max {round(128 * fps / PAPER_FPS)}")
+
+
+def has_split(store, split: str) -> bool:
+    """Whether the store has written rows of `split` ('train' or 'test')."""
+    g = S.open_store(store)
+    return bool((S.done_rows(g) & (g["split"][:] == (1 if split == "test" else 0))).any())
 
 
 GAP_BINS = (4, 8, 16, 32, 64, 128)  # |dt| bins of unsynchronized pairs: [4, 8), [8, 16), ...
