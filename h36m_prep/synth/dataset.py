@@ -103,19 +103,27 @@ def _splitmix64(x: int) -> int:
 def render_video(cfg: SynthConfig, subject: str, action: str, cam_id: str, with_masks: bool = False):
     """Yield (frame [H, W, 3] uint8 RGB, true silhouette [H, W] bool or None) for every frame."""
     cam = synth_cameras(cfg)[subject][cam_id]
-    app = subject_appearance(cfg, subject)
     _, pose32 = sequence_motion(cfg, subject, action)
-    rays = camera_rays(cam)
-    room = room_image(session_room(np.random.default_rng(_key(cfg.seed, "room", subject))), cam, rays)
+    room = session_room(np.random.default_rng(_key(cfg.seed, "room", subject)))
     rng = np.random.default_rng(_key(cfg.seed, "light", subject, action, cam_id))
-    t = np.arange(cfg.frames)
-    walk = np.clip(np.cumsum(rng.normal(0, 0.002, cfg.frames)), -0.02, 0.02)
+    yield from render_frames(cam, subject_appearance(cfg, subject), pose32, room, rng, cfg.noise, with_masks)
+
+
+def render_frames(cam: Camera, app: Appearance, pose32: np.ndarray, room, rng: np.random.Generator,
+                  noise: float, with_masks: bool = False):
+    """Yield (frame, silhouette or None) for every pose of pose32 [T, 32, 3] as `cam` sees the
+    person of appearance `app` in `room`, with a slow lighting drift and sensor noise drawn from rng."""
+    frames = len(pose32)
+    rays = camera_rays(cam)
+    room_rgb = room_image(room, cam, rays)
+    t = np.arange(frames)
+    walk = np.clip(np.cumsum(rng.normal(0, 0.002, frames)), -0.02, 0.02)
     gain = 1.0 + 0.025 * np.sin(2 * np.pi * t / rng.uniform(80, 200) + rng.uniform(0, 2 * np.pi)) + walk
     noise_base = int(rng.integers(0, 2**62))
     up = cam.R.T @ np.array([0.0, 0.0, 1.0])
     reach = max_radius(app)
     rgb = np.zeros((cam.height, cam.width, 3), np.float32)
-    for k in range(cfg.frames):
+    for k in range(frames):
         X = world_to_camera(pose32[k], cam)
         caps, cap_rgb, ells, ell_rgb = primitives(X, app)
         depth = np.full((cam.height, cam.width), np.inf)
@@ -123,8 +131,9 @@ def render_video(cfg: SynthConfig, subject: str, action: str, cam_id: str, with_
         m = reach * max(cam.f) / max(float(X[:, 2].min()) - reach, 100.0) + 4
         box = np.array([max(0, int(uv[:, 1].min() - m)), min(cam.height, int(uv[:, 1].max() + m) + 1),
                         max(0, int(uv[:, 0].min() - m)), min(cam.width, int(uv[:, 0].max() + m) + 1)])
-        render_body(rays, box, caps, cap_rgb, ells, ell_rgb, up, rgb, depth)
-        frame = compose(room, rgb, depth, float(gain[k]), cfg.noise, np.uint64(_splitmix64(noise_base + k)))
+        if box[0] < box[1] and box[2] < box[3]:
+            render_body(rays, box, caps, cap_rgb, ells, ell_rgb, up, rgb, depth)
+        frame = compose(room_rgb, rgb, depth, float(gain[k]), noise, np.uint64(_splitmix64(noise_base + k)))
         yield frame, (np.isfinite(depth) if with_masks else None)
 
 
