@@ -367,3 +367,30 @@ def test_test_takes_make_a_test_split_with_its_own_backgrounds(rig, tmp_path):
     assert (g["split"][:][test.anchors] == 1).all()
     # substituted backgrounds come from the training take's views only
     assert set(g["bg_subject"][:][train.bg_pool]) == {g.attrs["subjects"].index("rig")}
+
+
+def test_a_rig_with_its_own_estimated_poses_builds_labelled_and_verify_warns_about_bones(rig, tmp_path):
+    raw = tmp_path / "rig"
+    shutil.copytree(rig["raw"], raw, ignore=shutil.ignore_patterns("back_high*", "corner*", "left_low*", ".synth"))
+    (raw / "calibration.toml").write_text("\n".join(
+        block for block in (rig["raw"] / "calibration.toml").read_text().split("\n\n")
+        if 'name = "front"' in block or 'name = "right"' in block or block.startswith("[metadata]")))
+    rng = np.random.default_rng(0)
+    for take, pose in rig["poses"].items():  # an estimator's poses: a few cm of noise, bones not rigid
+        np.save(raw / take / "poses3d.npy", pose + rng.normal(0, 15, pose.shape))
+    store = tmp_path / "store.zarr"
+    r = CliRunner().invoke(h36m_prep, ["build", str(raw), str(store), "--workers", "1", "--crop-size", "96",
+                                       "--bg-samples", "24", "--bg-crops", "4", "--test-takes", "walking"])
+    assert r.exit_code == 0, r.output
+    g = S.open_store(store)
+    assert S.has_poses(g) and g.attrs["source"] == "real" and np.isfinite(g["pose3d"][:]).all()
+    assert "silhouette" not in g
+    notes = []
+    assert verify(store, warnings=notes) == []  # the pose geometry is exact; the bones are estimates
+    assert notes and "bone" in notes[0]
+    r = CliRunner().invoke(h36m_prep, ["verify", str(store)])
+    assert r.exit_code == 0 and "WARN bone" in r.output
+    from pairloader import PoseLoader
+
+    batch = next(iter(PoseLoader(store, batch_size=4, split="test", out_size=48, workers=0, steps=1)))
+    assert batch["pose"].shape[0] == 4 and np.isfinite(batch["pose"].numpy()).all()
