@@ -62,6 +62,7 @@ class BuildConfig:
     move_silhouette: float = 0.01  # without poses: the share of the 32 x 32 silhouette that must change
     track_seconds: float = 0.1  # without poses: the window smoothing the crop's path
     size_seconds: float = 1.0   # without poses: the window of the crop size's running 80th percentile
+    image_codec: str = "lz4"    # the crops: "lz4" (lossless) or "jpeg[:QUALITY]" (one JPEG per frame)
 
     def __post_init__(self):
         if self.layout not in (None, *LAYOUTS):
@@ -70,6 +71,7 @@ class BuildConfig:
             raise ValueError(f"calibration units {self.calib_units!r}: expected m or mm")
         if self.median_per not in ("rig", "take"):
             raise ValueError(f"median_per {self.median_per!r}: expected rig or take")
+        S.parse_image_codec(self.image_codec)
 
 
 def code_version() -> str:
@@ -346,7 +348,8 @@ def _build(raw: Path, out: Path, cfg: BuildConfig, workers: int, progress: bool)
             return summary(g, out, time.perf_counter() - t0, 0)
     else:  # new, or killed while its arrays were being created
         g = S.create(out, units[-1]["start"] + units[-1]["length"], cfg.crop_size,
-                     cfg.bg_crops * len(views), len(units), attrs, silhouettes=not facts["poses"])
+                     cfg.bg_crops * len(views), len(units), attrs | {"image_codec": cfg.image_codec},
+                     silhouettes=not facts["poses"], codec=cfg.image_codec)
     status = g["unit_status"][:]
     by_key = {(sequences[u["sequence"]]["subject"], u["camera"]): [] for u in units}
     for u in units:

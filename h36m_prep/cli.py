@@ -112,24 +112,28 @@ def preview(raw, out, subject, action, frame):
               help="rig: units of the translations in calibration.toml")
 @click.option("--median-per", type=click.Choice(["rig", "take"]), default="rig", show_default=True,
               help="rig: median backgrounds pooled over the takes of a split, or per take (a rig moved between takes)")
+@click.option("--image-codec", default="lz4", show_default=True,
+              help="the crops: lz4 (lossless) or jpeg[:QUALITY] (one JPEG per frame, default quality 90; "
+                   "see the README for the measured sizes and speeds)")
 @click.option("--move-silhouette", default=0.01, show_default=True,
               help="without poses: share of the 32 x 32 silhouette that must change for the `moving` column")
 def build(raw, out, subjects, crop_size, margin, bg_samples, bg_tolerance, bg_crops, mask_threshold, move_threshold,
-          workers, skip_bad, keep_damaged, layout, test_takes, calib_units, median_per, move_silhouette):
+          workers, skip_bad, keep_damaged, layout, test_takes, calib_units, median_per, image_codec, move_silhouette):
     """Decode RAW once into the Zarr store OUT (resumable: rerun to finish)."""
     from .build import BuildConfig
     from .build import build as run_build
     from .raw import RawDataError
     from .store import StoreError
 
-    cfg = BuildConfig(crop_size=crop_size, margin=margin, bg_samples=bg_samples, bg_tolerance=bg_tolerance,
-                      bg_crops=bg_crops,
-                      mask_threshold=mask_threshold, move_threshold=move_threshold,
-                      subjects=tuple(s.strip() for s in subjects.split(",")) if subjects else None,
-                      skip_bad=skip_bad, keep_damaged=keep_damaged, layout=layout,
-                      test_takes=tuple(t.strip() for t in test_takes.split(",") if t.strip()),
-                      calib_units=calib_units, median_per=median_per, move_silhouette=move_silhouette)
     try:
+        cfg = BuildConfig(crop_size=crop_size, margin=margin, bg_samples=bg_samples, bg_tolerance=bg_tolerance,
+                          bg_crops=bg_crops,
+                          mask_threshold=mask_threshold, move_threshold=move_threshold,
+                          subjects=tuple(s.strip() for s in subjects.split(",")) if subjects else None,
+                          skip_bad=skip_bad, keep_damaged=keep_damaged, layout=layout,
+                          test_takes=tuple(t.strip() for t in test_takes.split(",") if t.strip()),
+                          calib_units=calib_units, median_per=median_per, move_silhouette=move_silhouette,
+                          image_codec=image_codec)
         r = run_build(raw, out, cfg, workers=workers)
     except (RawDataError, StoreError, ValueError, OSError) as e:  # each names its file and the fix
         _fail(e)
@@ -174,7 +178,9 @@ def info(store, as_json):
     click.echo(f"  frames    {i['frames']['train']} train + {i['frames']['test']} test "
                f"({i['sequences']} sequences, {i['moving_fraction']:.0%} moving), crops {i['crop_size']} px")
     click.echo(f"  units     {i['units']['done']} done, {i['units']['skipped']} skipped, {i['units']['pending']} pending")
-    click.echo(f"  on disk   {i['bytes'] / 1e9:.2f} GB")
+    click.echo(f"  on disk   {i['bytes'] / 1e9:.2f} GB; crops {i['image_codec']}, {i['bytes_per_frame'] / 1e3:.1f} KB a "
+               f"frame with its mask: a full Human3.6M store (2.5 M frames) would take about "
+               f"{i['projected_h36m_bytes'] / 1e9:.0f} GB")
     click.echo(f"  raw data  {i['raw_fingerprint']['files']} files, fingerprint {i['raw_fingerprint']['digest']}")
     for s in i["skipped"]:
         click.echo(f"  skipped   {s['sequence']}: {s['error']}")

@@ -13,6 +13,7 @@ def _expected(size: int, silhouettes: bool = False) -> dict[str, tuple[str, tupl
     return {name: (dtype, shape[1:]) for name, (shape, _, dtype, _) in S.per_frame_arrays(0, size, silhouettes).items()}
 
 
+H36M_FRAMES = 2_500_000  # frames of the seven public Human3.6M subjects over four cameras, roughly
 BONE_TOLERANCE = (20.0, 0.1)  # estimated poses: a bone may vary by 20 mm or 10 % of its length
 
 
@@ -27,6 +28,9 @@ def info(path: str | Path) -> dict:
         if st == S.DONE:
             frames[seqs[u["sequence"]]["split"]] += u["length"]
     moving = g["moving"][:][S.done_rows(g)]
+    written = max(int(S.done_rows(g).sum()), 1)
+    per_frame = sum(p.stat().st_size for name in (*S.PIXEL_ARRAYS, *(["silhouette"] if "silhouette" in g else []))
+                    for p in Path(path, name).rglob("*") if p.is_file()) / written
     return {
         "store": str(path), "source": a["source"], "complete": a["complete"], "layout": a.get("layout", "h36m"),
         "fps": a.get("fps"), "poses": S.has_poses(g), "calibrated": a.get("calibrated", True),
@@ -42,6 +46,8 @@ def info(path: str | Path) -> dict:
         "raw_fingerprint": {"files": len(a.get("raw_fingerprint", {}).get("files", {})),
                             "digest": a.get("raw_fingerprint", {}).get("digest")},
         "backgrounds": int(g["backgrounds"].shape[0]),
+        "image_codec": a.get("image_codec", "lz4"), "bytes_per_frame": per_frame,
+        "projected_h36m_bytes": per_frame * H36M_FRAMES,
         "bytes": sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()),
         "build": a["build"],
     }
@@ -67,7 +73,7 @@ def damaged_chunks(path: str | Path, rows: np.ndarray | None = None, progress: b
         except (StoreReadError, ValueError, RuntimeError) as e:
             bad.append({"array": name, "row": r, "error": str(e)})
     for name, (shape, chunks, _, _) in S.per_frame_arrays(g["images"].shape[0], g.attrs["crop_size"],
-                                                          not S.has_poses(g)).items():
+                                                          not S.has_poses(g), "lz4").items():
         if name in S.PIXEL_ARRAYS:
             continue
         size = g[name].chunks[0]

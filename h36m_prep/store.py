@@ -1,6 +1,7 @@
 """The Zarr store: one group per build, every per-frame array sharing the row index.
 
-    images      uint8   [N, S, S, 3]  crop of the virtual camera (RGB)
+    images      uint8   [N, S, S, 3]  crop of the virtual camera (RGB); Blosc-LZ4, or one JPEG per
+                                      frame (attrs["image_codec"], jpeg_codec.py)
     masks       uint8   [N, S, S]     foreground, 0/1
     pose3d      float32 [N, 17, 3]    mm, virtual-camera frame, root-relative
     pose2d      float32 [N, 17, 2]    crop pixels
@@ -32,6 +33,8 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BloscShuffle
 
+from . import jpeg_codec  # noqa: F401  registers the JPEG codec, so every reader of a store knows it
+
 FORMAT_VERSION = 2  # 2: every written image, mask and background chunk is stored, empty or not
 PENDING, DONE, SKIPPED = 0, 1, 2
 SMALL_CHUNK = 4096  # rows per chunk of the per-frame metadata arrays
@@ -57,17 +60,47 @@ def image_codec() -> list:
     return [BloscCodec(cname="lz4", clevel=5, shuffle=BloscShuffle.shuffle)]
 
 
+IMAGE_CODECS = ("lz4", "jpeg")
+
+
+def parse_image_codec(spec: str) -> tuple[str, int | None]:
+    """'lz4' -> ('lz4', None); 'jpeg' or 'jpeg:Q' -> ('jpeg', Q) (default quality 90)."""
+    name, _, quality = str(spec).partition(":")
+    if name == "lz4" and not quality:
+        return "lz4", None
+    if name == "jpeg":
+        try:
+            q = int(quality or 90)
+        except ValueError:
+            q = -1
+        if 1 <= q <= 100:
+            return "jpeg", q
+    raise ValueError(f"image codec {spec!r}: expected lz4, jpeg or jpeg:QUALITY (1-100)")
+
+
+def images_codec(spec: str = "lz4") -> list:
+    """The codec of the `images` array: Blosc-LZ4 (lossless), or one JPEG per frame
+    (jpeg_codec.JpegCodec, an array-to-bytes codec: every chunk file is a JPEG file)."""
+    name, quality = parse_image_codec(spec)
+    if name == "jpeg":
+        from .jpeg_codec import JpegCodec
+
+        return [JpegCodec(quality=quality)]
+    return image_codec()
+
+
 def mask_codec() -> list:
     return [BloscCodec(cname="lz4", clevel=5, shuffle=BloscShuffle.bitshuffle)]
 
 
-def per_frame_arrays(n: int, size: int, silhouettes: bool = False) -> dict[str, tuple[tuple, tuple, str, list]]:
-    """name -> (shape, chunks, dtype, compressors) of every array with one row per frame
-    (with silhouettes: also the `silhouette` array of a store without poses)."""
+def per_frame_arrays(n: int, size: int, silhouettes: bool = False,
+                     codec: str = "lz4") -> dict[str, tuple[tuple, tuple, str, list]]:
+    """name -> (shape, chunks, dtype, codecs) of every array with one row per frame (with
+    silhouettes: also the `silhouette` array of a store without poses; codec: of `images`)."""
     small = lambda shape, dtype: ((n, *shape), (min(SMALL_CHUNK, max(n, 1)), *shape), dtype,  # noqa: E731
                                   [BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.shuffle)])
     return {
-        "images": ((n, size, size, 3), (1, size, size, 3), "uint8", image_codec()),
+        "images": ((n, size, size, 3), (1, size, size, 3), "uint8", images_codec(codec)),
         "masks": ((n, size, size), (1, size, size), "uint8", mask_codec()),
         "pose3d": small((17, 3), "float32"),
         "pose2d": small((17, 2), "float32"),
@@ -88,7 +121,7 @@ def per_frame_arrays(n: int, size: int, silhouettes: bool = False) -> dict[str, 
 
 
 def create(path: str | Path, n: int, size: int, n_backgrounds: int, n_units: int, attrs: dict,
-           silhouettes: bool = False) -> zarr.Group:
+           silhouettes: bool = False, codec: str = "lz4") -> zarr.Group:
     """A new, empty store with every array allocated and the attributes written.
 
     Refuses to replace a folder that holds anything but an unfinished creation of a store.
@@ -97,8 +130,9 @@ def create(path: str | Path, n: int, size: int, n_backgrounds: int, n_units: int
     if path.exists() and any(path.iterdir()) and not _ours(path):
         raise StoreError(f"{path}: exists and is not an h36m-prep store; choose a new path")
     g = zarr.open_group(str(path), mode="w", zarr_format=3, attributes={"h36m_prep_store": True})
-    for name, (shape, chunks, dtype, comp) in per_frame_arrays(n, size, silhouettes).items():
-        g.create_array(name, shape=shape, chunks=chunks, dtype=dtype, compressors=comp, fill_value=0)
+    for name, (shape, chunks, dtype, comp) in per_frame_arrays(n, size, silhouettes, codec).items():
+        serializer = {"serializer": comp[0], "compressors": None} if _is_serializer(comp) else {"compressors": comp}
+        g.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=0, **serializer)
     g.create_array("backgrounds", shape=(n_backgrounds, size, size, 3), chunks=(1, size, size, 3),
                    dtype="uint8", compressors=image_codec(), fill_value=0)
     for name in ("bg_subject", "bg_camera"):
@@ -107,6 +141,12 @@ def create(path: str | Path, n: int, size: int, n_backgrounds: int, n_units: int
     g.create_group("medians")
     g.attrs.update({**attrs, "format_version": FORMAT_VERSION, "complete": False})
     return g
+
+
+def _is_serializer(codecs: list) -> bool:
+    from zarr.abc.codec import ArrayBytesCodec
+
+    return len(codecs) == 1 and isinstance(codecs[0], ArrayBytesCodec)
 
 
 def _ours(path: Path) -> bool:

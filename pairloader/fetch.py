@@ -12,11 +12,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import zarr
 from numcodecs import blosc
 
 from h36m_prep import store as S
+from h36m_prep.jpeg_codec import NAME as JPEG
+from h36m_prep.jpeg_codec import decode_jpeg
 
 from .sampler import KEPT, REMOVED
 
@@ -32,9 +35,10 @@ class StoreReader:
     """Lazy reads of one row of a store's per-frame arrays (safe to share between threads and to
     pickle into worker processes).
 
-    The store's image arrays are local files with one frame per chunk and Blosc compression;
-    such a chunk is read by opening its file and Blosc-decoding it, about 8x faster than
-    through Zarr's general machinery (see the README). Any other layout reads through Zarr.
+    The store's image arrays are local files with one frame per chunk and Blosc compression (or,
+    for `images`, one JPEG file per chunk); such a chunk is read by opening its file and decoding
+    it, about 8x faster than through Zarr's general machinery (see the README). Any other layout
+    reads through Zarr.
     """
 
     def __init__(self, store: str | Path):
@@ -72,21 +76,27 @@ class StoreReader:
                 codecs = [c["name"] for c in meta.get("codecs", [])]
                 key = meta.get("chunk_key_encoding", {})
                 chunk = meta["chunk_grid"]["configuration"]["chunk_shape"]
-                if (codecs == ["bytes", "blosc"] and key.get("name") == "default"
+                if (codecs in (["bytes", "blosc"], [JPEG]) and key.get("name") == "default"
                         and key.get("configuration", {}).get("separator", "/") == "/"
                         and chunk[0] == 1 and list(chunk[1:]) == list(meta["shape"][1:])):
                     suffix = "/".join("0" * (len(chunk) - 1))
                     layout = (str(Path(self.path, name, "c")), suffix, tuple(chunk[1:]),
-                              np.dtype(meta["data_type"]), meta.get("fill_value", 0))
+                              np.dtype(meta["data_type"]), meta.get("fill_value", 0), codecs == [JPEG])
             self._direct[name] = layout
         return self._direct[name]
 
-    def row(self, name: str, row: int) -> np.ndarray:
-        """Row `row` of array `name`."""
+    @property
+    def jpeg(self) -> bool:
+        """Whether the store's crops are JPEG files (so a reduced decode is possible)."""
+        layout = self._layout("images")
+        return bool(layout and layout[5])
+
+    def row(self, name: str, row: int, reduce: int = 1) -> np.ndarray:
+        """Row `row` of array `name`; reduce 2, 4 or 8: a JPEG image decoded at that fraction of its size."""
         layout = self._layout(name)
         if layout is None:
             return self.g[name][int(row)]
-        prefix, suffix, shape, dtype, fill = layout
+        prefix, suffix, shape, dtype, fill, jpeg = layout
         chunk = f"{prefix}/{int(row)}/{suffix}"
         try:
             with open(chunk, "rb") as f:
@@ -96,21 +106,25 @@ class StoreReader:
                 raise StoreReadError(f"{chunk}: row {row} of '{name}' is missing, though the store says it was "
                                      f"written; find every damaged row with `h36m-prep verify {self.path}`, mark "
                                      "them with `--mark-damaged` and rerun `h36m-prep build` to re-render them") from None
-            return np.full(shape, fill, dtype)  # a row never written holds the fill value
-        out = np.empty(shape, dtype)
+            full = np.full(shape, fill, dtype)  # a row never written holds the fill value
+            return full if reduce == 1 else np.ascontiguousarray(full[::reduce, ::reduce])
         try:
+            if jpeg:
+                return decode_jpeg(data, reduce)
+            out = np.empty(shape, dtype)
             blosc.decompress(data, out)  # into a writable array, no extra copy
+            return out
         except (RuntimeError, ValueError) as e:
             raise StoreReadError(f"{chunk}: row {row} of '{name}' cannot be decoded ({e}); find every damaged "
                                  f"row with `h36m-prep verify {self.path}`, mark them with `--mark-damaged` and "
                                  "rerun `h36m-prep build` to re-render them") from None
-        return out
 
-    def image(self, row: int) -> np.ndarray:
-        return self.row("images", row)
+    def image(self, row: int, reduce: int = 1) -> np.ndarray:
+        return self.row("images", row, reduce)
 
-    def mask(self, row: int) -> np.ndarray:
-        return self.row("masks", row)
+    def mask(self, row: int, reduce: int = 1) -> np.ndarray:
+        mask = self.row("masks", row)
+        return mask if reduce == 1 else reduce_area(mask, reduce)
 
     def mean_fill(self, shape: tuple[int, ...]) -> np.ndarray:
         """uint8 [S, S, 3] filled with the normalisation mean (made once; never written to)."""
@@ -121,24 +135,54 @@ class StoreReader:
             self._fill = fill  # published once filled: threads may ask at the same time
         return fill
 
-    def background(self, index: int, mirrored: bool = False) -> np.ndarray:
-        """Background-bank crop `index`, left-right mirrored if asked (never written to)."""
-        key = (int(index), bool(mirrored))
+    def background(self, index: int, mirrored: bool = False, reduce: int = 1) -> np.ndarray:
+        """Background-bank crop `index`, left-right mirrored if asked, at 1/reduce of its size
+        (area average); never written to."""
+        key = (int(index), bool(mirrored), int(reduce))
         if key not in self._bank:  # the bank is small and hit often: keep what was read
             crop = self.row("backgrounds", index)
-            self._bank[key] = np.ascontiguousarray(crop[:, ::-1]) if mirrored else crop
+            crop = np.ascontiguousarray(crop[:, ::-1]) if mirrored else crop
+            self._bank[key] = crop if reduce == 1 else reduce_area(crop, reduce)
         return self._bank[key]
 
 
+def reduce_area(image: np.ndarray, reduce: int) -> np.ndarray:
+    """An image at 1/reduce of its size (rounded up, as libjpeg's scaled decode), area average;
+    a 0/1 mask stays 0/1 (a pixel is 1 where most of its area was)."""
+    h, w = image.shape[:2]
+    return cv2.resize(image, (-(-w // reduce), -(-h // reduce)), interpolation=cv2.INTER_AREA)
+
+
+def reduction(affine: np.ndarray, reader: StoreReader, allowed: tuple[int, ...] = (8, 4, 2)) -> int:
+    """The largest JPEG decode reduction (8, 4, 2, else 1) at which the crop still has at least as
+    many pixels as the output samples: every output pixel spans at least `reduce` crop pixels
+    along both axes. 1 for a store without JPEG crops."""
+    if not reader.jpeg:
+        return 1
+    scale = float(np.linalg.svd(np.asarray(affine)[:, :2], compute_uv=False).min())
+    return next((k for k in allowed if k <= scale + 1e-9), 1)
+
+
+def reduced_affine(affine: np.ndarray, reduce: int) -> np.ndarray:
+    """The affine (output pixel -> crop pixel, centres at integers) onto the crop decoded at 1/reduce."""
+    if reduce == 1:
+        return affine
+    a = np.array(affine, dtype=np.float64)
+    a[:, :2] /= reduce
+    a[:, 2] = (affine[:, 2] + 0.5) / reduce - 0.5
+    return a
+
+
 def fetch_image(reader: StoreReader, row: int, bg_mode: int, bg_index: int,
-                bg_flip: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """-> (image [S, S, 3], weight [S, S, 1], behind [S, S, 3]) uint8, as the module says.
-    bg_flip: mirror a substituted background before the composite."""
-    image = reader.image(row)
+                bg_flip: bool = False, reduce: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> (image [S, S, 3], weight [S, S, 1], behind [S, S, 3]) uint8, as the module says, at
+    1/reduce of the crop's size (a JPEG crop's reduced decode). bg_flip: mirror a substituted
+    background before the composite."""
+    image = reader.image(row, reduce)
     if bg_mode == KEPT:
         return image, np.ones(image.shape[:2] + (1,), np.uint8), image
-    weight = reader.mask(row)[..., None]
-    behind = reader.mean_fill(image.shape) if bg_mode == REMOVED else reader.background(bg_index, bg_flip)
+    weight = reader.mask(row, reduce)[..., None]
+    behind = reader.mean_fill(image.shape) if bg_mode == REMOVED else reader.background(bg_index, bg_flip, reduce)
     return image, weight, behind
 
 

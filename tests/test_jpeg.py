@@ -1,0 +1,105 @@
+"""JPEG crops in the store: a registered Zarr codec, quality against the lossless store, the
+reduced decode of the OpenCV backend, reproducible batches, and damage reported by file."""
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from h36m_prep import store as S
+from h36m_prep.build import build
+from h36m_prep.inspect_store import info, verify
+from h36m_prep.jpeg_codec import JpegError, decode_jpeg, encode_jpeg
+from pairloader import PairLoader
+from pairloader.fetch import StoreReader, StoreReadError, reduction
+from pairloader.sampler import SamplerConfig
+
+PSNR_MIN = 35.0          # dB: JPEG-90 crops against the lossless crops of the same frames
+REDUCED_MEAN, REDUCED_P99 = 1.0, 6.0  # grey levels: reduced decode against full decode + area resize
+
+
+@pytest.fixture(scope="module")
+def jpeg_store(small_raw, small_build_cfg, tmp_path_factory):
+    out = tmp_path_factory.mktemp("jpeg") / "jpeg.zarr"
+    build(small_raw, out, dataclasses.replace(small_build_cfg, image_codec="jpeg:90"), workers=1, progress=False)
+    return out
+
+
+def test_a_jpeg_store_holds_one_jpeg_file_per_frame_that_plain_zarr_reads(jpeg_store):
+    g = S.open_store(jpeg_store)
+    assert g.attrs["image_codec"] == "jpeg:90" and verify(jpeg_store) == []
+    chunk = jpeg_store / "images" / "c" / "5" / "0" / "0" / "0"
+    data = chunk.read_bytes()
+    assert data[:2] == b"\xff\xd8" and data[-2:] == b"\xff\xd9"
+    plain = zarr.open_group(str(jpeg_store), mode="r")["images"][5]  # through the registered codec
+    assert np.array_equal(plain, StoreReader(jpeg_store).image(5))
+    assert np.array_equal(plain, cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR),
+                                              cv2.COLOR_BGR2RGB))
+    assert S.open_store(jpeg_store)["masks"].metadata.codecs[-1].to_dict()["name"] == "blosc"  # masks lossless
+    i = info(jpeg_store)
+    assert i["image_codec"] == "jpeg:90" and i["projected_h36m_bytes"] == pytest.approx(2.5e6 * i["bytes_per_frame"])
+
+
+def test_jpeg_crops_are_within_the_stated_psnr_of_the_lossless_ones(jpeg_store, small_store):
+    a, b = zarr.open_group(str(small_store), mode="r"), zarr.open_group(str(jpeg_store), mode="r")
+    rows = np.arange(0, a["images"].shape[0], 7)
+    mse = np.mean((a["images"].get_orthogonal_selection((rows,)).astype(np.float64)
+                   - b["images"].get_orthogonal_selection((rows,))) ** 2)
+    assert 10 * np.log10(255 ** 2 / mse) >= PSNR_MIN
+    for name in ("masks", "pose3d", "K", "box", "moving"):  # everything but the crops is the same
+        assert np.array_equal(a[name][:], b[name][:])
+    assert info(jpeg_store)["bytes_per_frame"] < 0.4 * info(small_store)["bytes_per_frame"]
+
+
+def test_reduced_decode_matches_a_full_decode_and_area_resize():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:256, 0:256]
+    img = np.stack([120 + 60 * np.sin(xx / 9.0), 100 + 50 * np.cos(yy / 13.0), (xx + yy) / 2.0], -1)
+    img = np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+    data = encode_jpeg(img, 90)
+    full = decode_jpeg(data)
+    for k in (2, 4, 8):
+        reduced = decode_jpeg(data, k)
+        assert reduced.shape == (256 // k, 256 // k, 3)
+        d = np.abs(reduced.astype(int) - cv2.resize(full, (256 // k, 256 // k), interpolation=cv2.INTER_AREA))
+        assert d.mean() <= REDUCED_MEAN and np.percentile(d, 99) <= REDUCED_P99, (k, d.mean(), np.percentile(d, 99))
+    with pytest.raises(JpegError, match="truncated"):
+        decode_jpeg(data[:len(data) // 2])
+
+
+def test_the_reduction_follows_the_output_size(jpeg_store, small_store):
+    jpeg, lz4 = StoreReader(jpeg_store), StoreReader(small_store)
+    scale = lambda s: np.array([[s, 0.0, 0.0], [0.0, s, 0.0]])  # noqa: E731  crop px per output px
+    assert [reduction(scale(s), jpeg) for s in (0.9, 1.0, 1.9, 2.0, 3.5, 4.0, 9.0)] == [1, 1, 1, 2, 2, 4, 8]
+    assert reduction(scale(4.0), lz4) == 1  # lossless crops decode whole
+
+
+@pytest.mark.parametrize("out_size", [48, 24])  # at 24 px the 96 px crops decode at half their side
+def test_jpeg_batches_are_reproducible_and_close_to_the_full_decode(jpeg_store, out_size):
+    def batches(workers, backend="opencv"):
+        loader = PairLoader(jpeg_store, batch_size=4, seed=3, steps=2, backend=backend, workers=workers,
+                            sampler=SamplerConfig(d_max=20, out_size=out_size))
+        return [b["x1"].clone() for b in loader]
+
+    first = batches(0)
+    for again in (batches(0), batches(2)):
+        assert all(torch.equal(x, y) for x, y in zip(first, again))
+    reference = batches(0, backend="torch")  # decodes every crop whole
+    diff = torch.cat([(x - y).abs().flatten() for x, y in zip(first, reference)])
+    assert diff.mean() < 0.05  # normalised units (1 grey level is about 0.017)
+
+
+def test_a_corrupt_jpeg_chunk_stops_the_loader_naming_the_file(small_raw, small_build_cfg, tmp_path):
+    out = tmp_path / "broken.zarr"
+    build(small_raw, out, dataclasses.replace(small_build_cfg, image_codec="jpeg:75", subjects=("S1",)),
+          workers=1, progress=False)
+    chunk = out / "images" / "c" / "10" / "0" / "0" / "0"
+    chunk.write_bytes(chunk.read_bytes()[:200])  # truncated
+    with pytest.raises(StoreReadError, match=str(chunk)):
+        StoreReader(out).image(10)
+    problems = verify(out)
+    assert any(str(chunk) in p for p in problems)
