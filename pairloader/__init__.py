@@ -9,9 +9,10 @@ from importlib import import_module
 from .index import FrameIndex, load_index
 from .sampler import KEPT, REMOVED, SUBSTITUTED, PairSampler, Plan, SamplerConfig
 
-_LAZY = {"PairLoader": ".loader", "PoseLoader": ".pose", "pose_stats": ".pose", "unstandardize": ".pose"}
+_LAZY = {"PairLoader": ".loader", "PoseLoader": ".pose", "pose_stats": ".pose", "unstandardize": ".pose",
+         "normalize": ".render"}
 
-__all__ = ["FrameIndex", "load_index", "PairLoader", "PoseLoader", "pose_stats", "unstandardize",
+__all__ = ["FrameIndex", "load_index", "PairLoader", "PoseLoader", "pose_stats", "unstandardize", "normalize",
            "PairSampler", "Plan", "SamplerConfig", "KEPT", "REMOVED", "SUBSTITUTED"]
 
 

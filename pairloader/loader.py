@@ -97,14 +97,18 @@ class PairLoader:
     OpenCV). workers: DALI's reader processes, or the threads that render batches ahead for the
     CPU backends (0: render in the consuming thread); threads: DALI's threads. steps: how many
     batches (None: endless). split: whose frames are anchors ('test' for the pretext accuracy on
-    the test subjects).
+    the test subjects). uint8: batches of uint8 pixels (OpenCV backend), a quarter of the bytes,
+    normalized after the transfer by `normalize` (as the float path, within float rounding).
     """
 
     def __init__(self, store: str | Path, batch_size: int = 16, seed: int = 0, backend: str = "auto",
                  workers: int = 2, start_step: int = 0, steps: int | None = None, rank: int = 0,
                  world_size: int = 1, sampler: SamplerConfig | None = None, threads: int = 2,
-                 device_id: int | None = None, split: str = "train"):
+                 device_id: int | None = None, split: str = "train", uint8: bool = False):
         backend = resolve_backend(backend, device_id)
+        if uint8 and backend != "opencv":
+            raise ValueError(f"uint8 batches come from the OpenCV backend, not {backend!r}")
+        self.uint8 = uint8
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world_size {world_size}")
         cfg = sampler or SamplerConfig()
@@ -126,7 +130,7 @@ class PairLoader:
 
     def _cpu_batch(self, step: int) -> dict:
         plan = self.plan(step)
-        x = render_pairs(self.reader, plan, self.sampler.cfg.out_size, self.backend)
+        x = render_pairs(self.reader, plan, self.sampler.cfg.out_size, self.backend, self.uint8)
         return {"x1": x[0], "x2": x[1], **plan_tensors(plan, step)}
 
     def _dali(self):

@@ -128,7 +128,7 @@ class PoseLoader:
                  steps: int | None = None, flip: bool | None = None, out_size: int = 224,
                  stats: tuple[np.ndarray, np.ndarray] | None = None, rank: int = 0, world_size: int = 1,
                  threads: int = 2, device_id: int | None = None, subjects=None, background: str = "removed",
-                 window: float = VIEW):
+                 window: float = VIEW, uint8: bool = False):
         if split not in ("train", "test"):
             raise ValueError(f"split {split!r}: choose 'train' or 'test'")
         if background not in BACKGROUNDS:
@@ -136,6 +136,7 @@ class PoseLoader:
         g = S.open_store(store)
         S.require_complete(g, store)
         require_poses(g, store)
+        self.uint8 = uint8
         ok = S.done_rows(g) & (g["split"][:] == (0 if split == "train" else 1)) & subject_rows(g, subjects)
         if split == "train":
             ok &= g["moving"][:]
@@ -165,7 +166,7 @@ class PoseLoader:
 
     def _cpu_batch(self, step: int) -> dict:
         plan = self.plan(step)
-        return {"image": render_cpu(self.reader, plan, self.sampler.out_size, self.backend),
+        return {"image": render_cpu(self.reader, plan, self.sampler.out_size, self.backend, self.uint8),
                 **self.targets(plan, step)}
 
     def targets(self, plan: PosePlan, step: int) -> dict:

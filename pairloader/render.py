@@ -38,6 +38,26 @@ def normalize_into(image, lut, out):
                 out[c, y, x] = lut[c, image[y, x, c]]
 
 
+@njit(cache=True, nogil=True)
+def chw_into(image, out):
+    """uint8 [O, O, 3] -> out uint8 [3, O, O] (a uint8 batch, normalized later on the device)."""
+    h, w, channels = image.shape
+    for c in range(channels):
+        for y in range(h):
+            for x in range(w):
+                out[c, y, x] = image[y, x, c]
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """A uint8 batch [..., 3, O, O] (on any device, after the transfer) -> float32 normalized as the
+    float path normalizes (the same float32 operations as its lookup table); a float batch as is."""
+    if x.dtype != torch.uint8:
+        return x
+    mean = torch.as_tensor(MEAN, dtype=torch.float32, device=x.device)[:, None, None]
+    std = torch.as_tensor(STD, dtype=torch.float32, device=x.device)[:, None, None]
+    return (x.float() - mean) / std
+
+
 def composite_opencv(image: np.ndarray, weight: np.ndarray, behind: np.ndarray, bg_mode: int) -> np.ndarray:
     """uint8 [S, S, 3]: the image where weight is 1, behind where it is 0."""
     if bg_mode == KEPT:
@@ -56,7 +76,8 @@ def warp_opencv(comp: np.ndarray, affine: np.ndarray, out_size: int) -> np.ndarr
 
 def render_into(reader: StoreReader, plan, out_size: int, backend: str, out, same_as=None,
                 mirrored=None) -> None:
-    """Every image of `plan` (plan.images() order) into out[k], a float32 [3, O, O] tensor.
+    """Every image of `plan` (plan.images() order) into out[k], a float32 [3, O, O] tensor (or,
+    with the OpenCV backend, a uint8 one: the warped pixels, normalized later by `normalize`).
     same_as, mirrored [n] (optional): image k with same_as[k] = j >= 0 is image j, mirrored
     where their `mirrored` differ (the output mirror is exactly the mirror in the affine), and
     is copied instead of rendered."""
@@ -70,25 +91,35 @@ def render_into(reader: StoreReader, plan, out_size: int, backend: str, out, sam
             reduce = reduction(affine[k], reader)
             image, weight, behind = fetch_image(reader, rows[k], bg_mode[k], bg_index[k], bg_flip[k], reduce)
             comp = composite_opencv(image, weight, behind, bg_mode[k])
-            normalize_into(warp_opencv(comp, reduced_affine(affine[k], reduce), out_size), _LUT, out[k].numpy())
+            warped = warp_opencv(comp, reduced_affine(affine[k], reduce), out_size)
+            if out[k].dtype == torch.uint8:
+                chw_into(warped, out[k].numpy())
+            else:
+                normalize_into(warped, _LUT, out[k].numpy())
         else:
             image, weight, behind = fetch_image(reader, rows[k], bg_mode[k], bg_index[k], bg_flip[k])
             out[k].copy_(compose(image, weight, behind, affine[k], out_size))
 
 
-def render_cpu(reader: StoreReader, plan, out_size: int, backend: str = "torch") -> torch.Tensor:
-    """Every image of a plan: float32 [n, 3, O, O] in plan.images() order."""
-    out = torch.empty((len(plan.images()[0]), 3, out_size, out_size))
+def _dtype(backend: str, uint8: bool) -> torch.dtype:
+    if uint8 and backend != "opencv":
+        raise ValueError(f"uint8 batches come from the OpenCV backend, not {backend!r}")
+    return torch.uint8 if uint8 else torch.float32
+
+
+def render_cpu(reader: StoreReader, plan, out_size: int, backend: str = "torch", uint8: bool = False) -> torch.Tensor:
+    """Every image of a plan: float32 (or uint8) [n, 3, O, O] in plan.images() order."""
+    out = torch.empty((len(plan.images()[0]), 3, out_size, out_size), dtype=_dtype(backend, uint8))
     render_into(reader, plan, out_size, backend, out)
     return out
 
 
-def render_pairs(reader: StoreReader, plan, out_size: int, backend: str = "torch") -> torch.Tensor:
+def render_pairs(reader: StoreReader, plan, out_size: int, backend: str = "torch", uint8: bool = False) -> torch.Tensor:
     """The images of a pair plan as [2, P, 3, O, O]: [0] every pair's x1, [1] its x2, each
     contiguous. The OpenCV backend renders an image shared by several pairs once (plan.same_as);
     the torch reference renders every image from its own affine."""
     n_pairs = len(plan.rows)
-    out = torch.empty((2, n_pairs, 3, out_size, out_size))
+    out = torch.empty((2, n_pairs, 3, out_size, out_size), dtype=_dtype(backend, uint8))
     views = [out[k % 2, k // 2] for k in range(2 * n_pairs)]
     if backend == "opencv":
         render_into(reader, plan, out_size, backend, views, plan.same_as.reshape(-1),

@@ -103,3 +103,36 @@ def test_a_corrupt_jpeg_chunk_stops_the_loader_naming_the_file(small_raw, small_
         StoreReader(out).image(10)
     problems = verify(out)
     assert any(str(chunk) in p for p in problems)
+
+
+@pytest.mark.parametrize("which", ["lz4", "jpeg"])
+def test_uint8_batches_normalized_after_the_transfer_equal_the_float_path(small_store, jpeg_store, which):
+    from pairloader import PoseLoader, normalize
+
+    store = small_store if which == "lz4" else jpeg_store
+    cfg = SamplerConfig(d_max=20, out_size=24)
+    args = dict(batch_size=4, seed=5, steps=2, backend="opencv", workers=0, sampler=cfg)
+    floats, bytes_ = list(PairLoader(store, **args)), list(PairLoader(store, uint8=True, **args))
+    for f, b in zip(floats, bytes_):
+        assert b["x1"].dtype == torch.uint8 and b["x1"].element_size() * 4 == f["x1"].element_size()
+        assert (normalize(b["x1"]) - f["x1"]).abs().max() <= 1e-6
+        assert (normalize(b["x2"]) - f["x2"]).abs().max() <= 1e-6
+    pose = dict(batch_size=4, seed=1, steps=1, backend="opencv", workers=0, out_size=24)
+    f, b = next(iter(PoseLoader(store, **pose))), next(iter(PoseLoader(store, uint8=True, **pose)))
+    assert (normalize(b["image"]) - f["image"]).abs().max() <= 1e-6
+    with pytest.raises(ValueError, match="OpenCV backend"):
+        PairLoader(store, uint8=True, backend="torch")
+
+
+def test_pretraining_on_uint8_batches_gives_the_same_losses(small_store, tmp_path):
+    import json
+
+    from train.config import PRETRAIN_PRESETS
+    from train.pretrain import pretrain
+
+    cfg = dataclasses.replace(PRETRAIN_PRESETS["tiny"], batch=4, input_size=32, steps=3, log_every=1,
+                              checkpoint_every=3, eval_batches=1, workers=0, d_max=20, backend="opencv")
+    pretrain(small_store, tmp_path / "f", cfg, progress=False)
+    pretrain(small_store, tmp_path / "u", dataclasses.replace(cfg, uint8_batches=True), progress=False)
+    loss = lambda d: [json.loads(line)["loss"] for line in open(tmp_path / d / "log.jsonl")]  # noqa: E731
+    assert loss("f") == loss("u")

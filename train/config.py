@@ -17,7 +17,7 @@ BACKGROUNDS = {"kept": (1.0, 0.0, 0.0), "removed": (0.0, 1.0, 0.0), "substituted
 
 
 # Fields that cannot change what a run computes: a resumed run may change them.
-HARMLESS = frozenset({"workers", "log_every", "checkpoint_every", "eval_every"})
+HARMLESS = frozenset({"workers", "log_every", "checkpoint_every", "eval_every", "uint8_batches"})
 
 
 class JsonConfig:
@@ -53,6 +53,7 @@ class PretrainConfig(JsonConfig):
     weights: str | None = None       # local state-dict file for the backbone
     backend: str = "auto"            # loader backend: auto | dali | opencv | torch
     workers: int = 2                 # loader: DALI reader processes, or render threads of the CPU backends
+    uint8_batches: bool = False      # OpenCV backend: uint8 batches, normalized on the device after the transfer
     checkpoint_every: int = 5000
     log_every: int = 50
     eval_batches: int = 100          # pretext accuracy on the test (and training) subjects at the end
@@ -138,6 +139,7 @@ class FinetuneConfig(JsonConfig):
     seed: int = 0
     backend: str = "auto"
     workers: int = 2                 # loader: DALI reader processes, or render threads of the CPU backends
+    uint8_batches: bool = False      # OpenCV backend: uint8 batches, normalized on the device after the transfer
     checkpoint_every: int = 5000
     log_every: int = 50
     bf16: bool = True

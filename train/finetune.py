@@ -9,7 +9,7 @@ import torch
 
 from models import PoseRegressor
 from models.backbone import freeze
-from pairloader import PoseLoader, pose_stats, unstandardize
+from pairloader import PoseLoader, pose_stats, unstandardize, normalize
 
 from . import checkpoint
 from .config import FinetuneConfig, PretrainConfig, frozen_modules
@@ -63,13 +63,14 @@ def finetune(store: str | Path, out: str | Path, cfg: FinetuneConfig, resume: bo
                         workers=cfg.workers, start_step=run.start,
                         steps=min(cfg.steps, stop_after or cfg.steps) - run.start, flip=cfg.flip,
                         out_size=cfg.input_size, stats=(mean, std), rank=run.rank, world_size=run.world,
-                        subjects=cfg.subjects, background=cfg.background, device_id=run.local if gpu and cfg.backend in ("dali", "auto") else None)
+                        subjects=cfg.subjects, background=cfg.background, uint8=cfg.uint8_batches,
+                        device_id=run.local if gpu and cfg.backend in ("dali", "auto") else None)
     run.net.train()
     freeze(model.phi, frozen)  # .train() re-enabled the frozen batch norms
     errors = []
     with run.interruptible():
         for batch in run.batches(loader):
-            x, target = batch["image"].to(device, non_blocking=True), batch["target"].to(device)
+            x, target = normalize(batch["image"].to(device, non_blocking=True)), batch["target"].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=gpu and cfg.bf16):
                 pred = run.net(x)
             loss = torch.nn.functional.mse_loss(pred.float(), target)

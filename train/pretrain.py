@@ -11,7 +11,7 @@ from tqdm import tqdm
 from h36m_prep import store as S
 
 from models import SiameseSync, accuracy, ssl_loss
-from pairloader import PairLoader
+from pairloader import PairLoader, normalize
 
 from .config import PretrainConfig, mask_labels
 from .run import Run
@@ -42,7 +42,8 @@ def pretrain(store: str | Path, out: str | Path, cfg: PretrainConfig, resume: bo
     loader = PairLoader(store, batch_size=cfg.batch, seed=cfg.seed, backend=cfg.backend, workers=cfg.workers,
                         start_step=run.start, steps=min(cfg.steps, stop_after or cfg.steps) - run.start,
                         rank=run.rank, world_size=run.world, sampler=cfg.sampler_config(),
-                        device_id=run.local if gpu and cfg.backend in ("dali", "auto") else None)
+                        device_id=run.local if gpu and cfg.backend in ("dali", "auto") else None,
+                        uint8=cfg.uint8_batches)
     hits = {"sync": [0, 0], "flip": [0, 0]}
     splits = [sp for sp in ("train", "test") if has_split(store, sp)]
     if "test" not in splits and run.rank == 0:
@@ -53,7 +54,8 @@ def pretrain(store: str | Path, out: str | Path, cfg: PretrainConfig, resume: bo
     run.net.train()
     with run.interruptible():
         for batch in run.batches(loader):
-            x1, x2 = batch["x1"].to(device, non_blocking=True), batch["x2"].to(device, non_blocking=True)
+            x1 = normalize(batch["x1"].to(device, non_blocking=True))  # uint8 batches: normalized here
+            x2 = normalize(batch["x2"].to(device, non_blocking=True))
             sync_label, flip_label = (t.to(device) for t in mask_labels(batch, cfg.tasks))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=gpu and cfg.bf16):
                 s, f = run.net(x1, x2)
