@@ -4,7 +4,8 @@
     python benchmarks/gpu_suite.py bench --root /tmp/gpu --out DIR       # GPU tests, loader and training throughput
     python benchmarks/gpu_suite.py ssl   --root /tmp/gpu --out DIR       # SSL vs random init, protocol S1
 
-`data` writes the synthetic dataset (`--frames` per sequence, 500 px) and its store under ROOT.
+`data` writes the synthetic dataset (`--frames` per sequence, 500 px) and its stores under ROOT
+(LZ4 crops, and JPEG-90 crops for the nvJPEG path).
 `bench` runs `pytest -m gpu`, `benchmarks/loader_throughput.py` (its DALI GPU row included when
 DALI is installed) and `benchmarks/train_throughput.py` (paper preset: ResNet-18, 224 px, batch
 16 and `--big-batch`). `ssl` runs the larger comparison: pretrain (paper preset, `--pretrain-steps`)
@@ -53,6 +54,8 @@ def data(args, deadline: float) -> None:
     raw, store = args.root / "raw", args.root / "store.zarr"
     run([str(BIN / "h36m-prep"), "synth", str(raw), "--frames", str(args.frames)], deadline, args.root / "data.log")
     run([str(BIN / "h36m-prep"), "build", str(raw), str(store)], deadline, args.root / "data.log")
+    run([str(BIN / "h36m-prep"), "build", str(raw), str(args.root / "store_jpeg.zarr"), "--image-codec", "jpeg:90"],
+        deadline, args.root / "data.log")
 
 
 def bench(args, deadline: float) -> None:
@@ -60,6 +63,10 @@ def bench(args, deadline: float) -> None:
     run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "tests"], deadline, res / "pytest_gpu.log")
     run([sys.executable, "benchmarks/loader_throughput.py", store, "--out", str(res / "loader_throughput.json")],
         deadline, res / "bench.log")
+    jpeg = args.root / "store_jpeg.zarr"  # the DALI GPU row decodes its JPEG files with nvJPEG
+    if jpeg.exists():
+        run([sys.executable, "benchmarks/loader_throughput.py", str(jpeg), "--out",
+             str(res / "loader_throughput_jpeg.json")], deadline, res / "bench.log")
     for batch in (16, args.big_batch):
         run([sys.executable, "benchmarks/train_throughput.py", store, "--preset", "paper", "--batch", str(batch),
              "--out", str(res / f"train_throughput_b{batch}.json")], deadline, res / "bench.log")

@@ -122,6 +122,27 @@ class StoreReader:
     def image(self, row: int, reduce: int = 1) -> np.ndarray:
         return self.row("images", row, reduce)
 
+    def encoded_image(self, row: int) -> np.ndarray:
+        """uint8 [bytes]: a JPEG crop's file as it is, for a decoder elsewhere (DALI's nvJPEG);
+        checked for its start and end markers like a decode here."""
+        prefix, suffix, shape, _, _, jpeg = self._layout("images")
+        chunk = f"{prefix}/{int(row)}/{suffix}"
+        try:
+            with open(chunk, "rb") as f:
+                data = np.frombuffer(f.read(), np.uint8)
+        except FileNotFoundError:
+            if self.written("images")[int(row)]:
+                raise StoreReadError(f"{chunk}: row {row} of 'images' is missing, though the store says it was "
+                                     f"written; find every damaged row with `h36m-prep verify {self.path}`") from None
+            from h36m_prep.jpeg_codec import encode_jpeg
+
+            return np.frombuffer(encode_jpeg(np.zeros(shape, np.uint8), 90), np.uint8)
+        if len(data) < 4 or bytes(data[:2]) != b"\xff\xd8" or bytes(data[-2:]) != b"\xff\xd9":
+            raise StoreReadError(f"{chunk}: row {row} of 'images' is not a complete JPEG image (truncated?); find "
+                                 f"every damaged row with `h36m-prep verify {self.path}`, mark them with "
+                                 "`--mark-damaged` and rerun `h36m-prep build` to re-render them")
+        return data
+
     def mask(self, row: int, reduce: int = 1) -> np.ndarray:
         mask = self.row("masks", row)
         return mask if reduce == 1 else reduce_area(mask, reduce)
@@ -184,6 +205,19 @@ def fetch_image(reader: StoreReader, row: int, bg_mode: int, bg_index: int,
     weight = reader.mask(row, reduce)[..., None]
     behind = reader.mean_fill(image.shape) if bg_mode == REMOVED else reader.background(bg_index, bg_flip, reduce)
     return image, weight, behind
+
+
+def fetch_encoded(reader: StoreReader, row: int, bg_mode: int, bg_index: int,
+                  bg_flip: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """As fetch_image, with the crop still a JPEG file (uint8 [bytes]) for the decoder of the DALI
+    pipeline; kept backgrounds (weight 1) get the mean fill behind, which the weight hides."""
+    data = reader.encoded_image(row)
+    size = reader.g["images"].shape[1:]
+    if bg_mode == KEPT:
+        return data, np.ones(size[:2] + (1,), np.uint8), reader.mean_fill(tuple(size))
+    weight = reader.mask(row)[..., None]
+    behind = reader.mean_fill(tuple(size)) if bg_mode == REMOVED else reader.background(bg_index, bg_flip)
+    return data, weight, behind
 
 
 def dali_matrix(affine: np.ndarray) -> np.ndarray:

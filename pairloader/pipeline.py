@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fetch import MEAN, STD, StoreReader, dali_matrix, fetch_image
+from .fetch import MEAN, STD, StoreReader, dali_matrix, fetch_encoded, fetch_image
 
 
 class PlanSource:
@@ -39,26 +39,33 @@ class PlanSource:
         if self.pairs:
             n_pairs = len(rows) // 2
             k = 2 * k if k < n_pairs else 2 * (k - n_pairs) + 1
-        image, weight, behind = fetch_image(self.reader, rows[k], bg_mode[k], bg_index[k], bg_flip[k])
+        fetch = fetch_encoded if self.reader.jpeg else fetch_image
+        image, weight, behind = fetch(self.reader, rows[k], bg_mode[k], bg_index[k], bg_flip[k])
         return image, weight, behind, dali_matrix(affine[k])
 
 
 def build_pipeline(source: PlanSource, images_per_batch: int, out_size: int, workers: int,
                    threads: int, device_id: int | None):
-    """A built DALI pipeline whose run() returns one TensorList [images, 3, O, O] float32."""
+    """A built DALI pipeline whose run() returns one TensorList [images, 3, O, O] float32. A store
+    of JPEG crops hands DALI the files as they are: its image decoder decodes them, on the GPU
+    (nvJPEG, `device="mixed"`) when device_id is a GPU, else on the CPU."""
     from nvidia.dali import fn, pipeline_def, types
 
     gpu = device_id is not None
+    encoded = source.reader.jpeg
 
     @pipeline_def(batch_size=images_per_batch, num_threads=threads, device_id=device_id,
                   py_num_workers=max(1, workers), py_start_method="spawn", prefetch_queue_depth=2)
     def pairs():
         image, weight, behind, matrix = fn.external_source(
             source=source, num_outputs=4, batch=False, parallel=True,
-            layout=["HWC", "HWC", "HWC", ""],
+            layout=["" if encoded else "HWC", "HWC", "HWC", ""],
             dtype=[types.UINT8, types.UINT8, types.UINT8, types.FLOAT])
+        if encoded:
+            image = fn.decoders.image(image, device="mixed" if gpu else "cpu", output_type=types.RGB)
         if gpu:
-            image, weight, behind = image.gpu(), weight.gpu(), behind.gpu()
+            weight, behind = weight.gpu(), behind.gpu()
+            image = image if encoded else image.gpu()
         w = fn.cast(weight, dtype=types.FLOAT)
         comp = fn.cast(image, dtype=types.FLOAT) * w + fn.cast(behind, dtype=types.FLOAT) * (1.0 - w)
         warped = fn.warp_affine(comp, matrix=matrix, size=(out_size, out_size), inverse_map=True,

@@ -136,3 +136,44 @@ def test_pretraining_on_uint8_batches_gives_the_same_losses(small_store, tmp_pat
     pretrain(small_store, tmp_path / "u", dataclasses.replace(cfg, uint8_batches=True), progress=False)
     loss = lambda d: [json.loads(line)["loss"] for line in open(tmp_path / d / "log.jsonl")]  # noqa: E731
     assert loss("f") == loss("u")
+
+
+def _dali_available() -> bool:
+    from pairloader.loader import dali_available
+
+    return dali_available()
+
+
+@pytest.mark.skipif(not _dali_available(), reason="nvidia-dali not installed")
+def test_dali_decodes_the_jpeg_files_itself_and_agrees_with_the_reference(jpeg_store):
+    from pairloader.fetch import fetch_encoded
+
+    reader = StoreReader(jpeg_store)
+    data, weight, behind = fetch_encoded(reader, 3, 1, -1)
+    assert data.ndim == 1 and bytes(data[:2]) == b"\xff\xd8" and weight.shape == (96, 96, 1)
+    cfg = SamplerConfig(d_max=20, out_size=48)
+
+    def batches(backend, workers):
+        return list(PairLoader(jpeg_store, batch_size=4, seed=2, steps=2, backend=backend, workers=workers,
+                               sampler=cfg))
+
+    ref, dali = batches("torch", 0), batches("dali", 2)
+    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    for r, d in zip(ref, dali, strict=True):
+        assert torch.equal(r["row1"], d["row1"]) and torch.equal(r["row2"], d["row2"])
+        for x in ("x1", "x2"):
+            assert ((r[x] - d[x]).abs() * std).mean() < 2 / 255  # libjpeg in both, DALI's own warp
+    again = batches("dali", 1)
+    assert all(torch.equal(a["x1"], b["x1"]) for a, b in zip(dali, again))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not (_dali_available() and torch.cuda.is_available()), reason="needs a CUDA GPU and DALI")
+def test_dali_gpu_decodes_jpeg_with_nvjpeg_and_agrees_with_the_reference(jpeg_store):
+    cfg = SamplerConfig(d_max=20, out_size=48)
+    ref = list(PairLoader(jpeg_store, batch_size=4, seed=2, steps=1, backend="torch", workers=0, sampler=cfg))
+    gpu = list(PairLoader(jpeg_store, batch_size=4, seed=2, steps=1, backend="dali", workers=2, device_id=0,
+                          sampler=cfg))
+    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    for x in ("x1", "x2"):  # nvJPEG's IDCT differs from libjpeg's by a grey level or so
+        assert ((ref[0][x] - gpu[0][x].cpu()).abs() * std).mean() < 3 / 255
