@@ -63,6 +63,7 @@ class BuildConfig:
     track_seconds: float = 0.1  # without poses: the window smoothing the crop's path
     size_seconds: float = 1.0   # without poses: the window of the crop size's running 80th percentile
     image_codec: str = "lz4"    # the crops: "lz4" (lossless) or "jpeg[:QUALITY]" (one JPEG per frame)
+    every: int = 1              # store every K-th frame of the training sequences (test sequences whole)
 
     def __post_init__(self):
         if self.layout not in (None, *LAYOUTS):
@@ -72,6 +73,8 @@ class BuildConfig:
         if self.median_per not in ("rig", "take"):
             raise ValueError(f"median_per {self.median_per!r}: expected rig or take")
         S.parse_image_codec(self.image_codec)
+        if int(self.every) < 1:
+            raise ValueError(f"every {self.every}: expected a whole number >= 1")
 
 
 def code_version() -> str:
@@ -107,19 +110,25 @@ def plan(raw: Path, cfg: BuildConfig, cams: dict) -> tuple[list[dict], list[dict
             continue
         seqs.append(seq)
         rows.append(n)
-    sequences, units = _rows(seqs, rows, lambda seq: "test" if seq.subject in TEST_SUBJECTS else "train")
+    sequences, units = _rows(seqs, rows, lambda seq: "test" if seq.subject in TEST_SUBJECTS else "train", cfg.every)
     return sequences, units, skipped, seqs, excluded
 
 
-def _rows(seqs: list[Sequence], rows: list[int], split) -> tuple[list[dict], list[dict]]:
+def _rows(seqs: list[Sequence], rows: list[int], split, every: int = 1) -> tuple[list[dict], list[dict]]:
+    """Sequence and unit records; a training sequence stores every `every`-th frame only (frames
+    t = 0, every, 2 every, ... at rows t // every: `length` rows of `frames` source frames)."""
     sequences, units, start = [], [], 0
     for i, (seq, n) in enumerate(zip(seqs, rows)):
+        part = split(seq)
+        e = every if part == "train" else 1
         sequences.append({"subject": seq.subject, "action": seq.action, "subaction": seq.subaction,
-                          "name": seq.name, "frames": n, "split": split(seq)})
+                          "name": seq.name, "frames": n, "split": part} | ({"every": e} if e > 1 else {}))
         for cam in sorted(seq.videos):
-            units.append({"sequence": i, "camera": cam, "start": start, "length": n}
-                         | ({"offset": seq.offsets[cam]} if getattr(seq, "offsets", {}).get(cam) else {}))
-            start += n
+            length = -(-n // e)
+            units.append({"sequence": i, "camera": cam, "start": start, "length": length}
+                         | ({"offset": seq.offsets[cam]} if getattr(seq, "offsets", {}).get(cam) else {})
+                         | ({"every": e} if e > 1 else {}))
+            start += length
     return sequences, units
 
 
@@ -165,7 +174,7 @@ def plan_rig(raw: Path, cfg: BuildConfig) -> tuple[list[dict], list[dict], list[
         kept = [dataclasses.replace(t, poses_path=None) for t in kept]
     cams = {t.subject: {cam: (calib[cam] if calib is not None else pixel_camera(cam, *sizes[(t.subject, cam)][0]))
                         for cam in t.videos} for t in kept}
-    sequences, units = _rows(kept, rows, lambda t: "test" if t.name in cfg.test_takes else "train")
+    sequences, units = _rows(kept, rows, lambda t: "test" if t.name in cfg.test_takes else "train", cfg.every)
     facts = {"cams": cams, "fps": float(np.median(list(rates.values()))), "poses": all(with_poses),
              "calibrated": calib is not None}
     return sequences, units, skipped, kept, facts
@@ -212,17 +221,19 @@ def _load_poses(poses: tuple[str, str]) -> np.ndarray:
     return joints17(read_poses(path)).astype(np.float64) if kind == "cdf" else read_rig_poses(path)
 
 
-def _person_track(video: str, median: np.ndarray, n: int, offset: int, cfg: BuildConfig, fps: float):
-    """Pass 1 of a label-free unit: the person's box in every frame, smoothed -> (centre [n, 2], half [n])."""
+def _person_track(video: str, median: np.ndarray, n: int, offset: int, cfg: BuildConfig, fps: float, every: int = 1):
+    """Pass 1 of a label-free unit: the person's box in every stored frame (every `every`-th),
+    smoothed -> (centre [n, 2], half [n])."""
     h, w = median.shape[:2]
     scale = detect_scale(w, h)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     small_bg = cv2.resize(median, size, interpolation=cv2.INTER_AREA)
     boxes = np.zeros((n, 4))
-    for t, frame in enumerate(iter_frames(video, n, offset)):
+    for t, frame in enumerate(iter_frames(video, (n - 1) * every + 1, offset, every)):
         box = detect_person(cv2.resize(frame, size, interpolation=cv2.INTER_AREA), small_bg, cfg.mask_threshold)
         boxes[t] = (box + 0.5) / scale - 0.5  # detection pixels -> video pixels (centres at integers)
-    centre, half, missed = smooth_track(boxes, round(cfg.track_seconds * fps), round(cfg.size_seconds * fps))
+    centre, half, missed = smooth_track(boxes, round(cfg.track_seconds * fps / every),
+                                        round(cfg.size_seconds * fps / every))
     if not np.isfinite(half).all():
         raise RawDataError(f"{video}: no person found in any frame (nothing differs from the median background by "
                            f"more than {cfg.mask_threshold} grey levels); check the video, lower --mask-threshold, "
@@ -238,11 +249,13 @@ def _unit_rows(store_path: str, video: str, poses: tuple[str, str] | None, cam_j
     cam = camera_from_json(unit["camera"], cam_json)
     median = g[f"medians/{subject}/{unit['camera']}"][:]
     n, start, size, offset = unit["length"], unit["start"], cfg.crop_size, unit.get("offset", 0)
+    every = unit.get("every", 1)  # rows are frames 0, every, 2 every, ... of the take
+    frames = (n - 1) * every + 1
     if poses is not None:
-        pose = _load_poses(poses)[:n]
+        pose = _load_poses(poses)[:frames:every]
         geometry = lambda t: crop_geometry(pose[t], cam, size, cfg.margin)  # noqa: E731
     else:
-        centre, half = _person_track(video, median, n, offset, cfg, fps)
+        centre, half = _person_track(video, median, n, offset, cfg, fps, every)
         geometry = lambda t: label_free_geometry(centre[t], half[t], cam, size, cfg.margin, calibrated)  # noqa: E731
     meta = {k: np.zeros((n, *s)) for k, s in
             (("pose3d", (17, 3)), ("pose2d", (17, 2)), ("K", (3, 3)), ("R_v", (3, 3)),
@@ -250,7 +263,7 @@ def _unit_rows(store_path: str, video: str, poses: tuple[str, str] | None, cam_j
     sil = np.zeros((n, SILHOUETTE, SILHOUETTE), np.uint8)
     images = np.zeros((WRITE_BLOCK, size, size, 3), np.uint8)
     masks = np.zeros((WRITE_BLOCK, size, size), np.uint8)
-    for t, frame in enumerate(iter_frames(video, n, offset)):
+    for t, frame in enumerate(iter_frames(video, frames, offset, every)):
         geo = geometry(t)
         b = t % WRITE_BLOCK
         images[b] = warp(frame, geo)
@@ -354,7 +367,7 @@ def _build(raw: Path, out: Path, cfg: BuildConfig, workers: int, progress: bool)
     by_key = {(sequences[u["sequence"]]["subject"], u["camera"]): [] for u in units}
     for u in units:
         by_key[(sequences[u["sequence"]]["subject"], u["camera"])].append(
-            (str(seq_objs[u["sequence"]].videos[u["camera"]]), u["length"]))
+            (str(seq_objs[u["sequence"]].videos[u["camera"]]), sequences[u["sequence"]]["frames"]))
     total = sum(u["length"] for u in units)
     done_frames = sum(u["length"] for u, s in zip(units, status) if s != S.PENDING)
     ctx = mp.get_context("spawn")
@@ -439,7 +452,7 @@ def _finish_unit(g, units, i, fut, cfg, skipped, args=None) -> int:
     g["action"][rows] = np.full(n, attrs["actions"].index(seq["action"]))
     g["subaction"][rows] = np.full(n, int(seq["subaction"] or 0))
     g["camera"][rows] = np.full(n, attrs["cameras"].index(u["camera"]))
-    g["frame"][rows] = np.arange(n)
+    g["frame"][rows] = np.arange(n) * u.get("every", 1)
     g["sequence"][rows] = np.full(n, u["sequence"])
     g["split"][rows] = np.full(n, 1 if seq["split"] == "test" else 0)
     g["unit_status"][i] = S.DONE

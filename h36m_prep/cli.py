@@ -115,10 +115,14 @@ def preview(raw, out, subject, action, frame):
 @click.option("--image-codec", default="lz4", show_default=True,
               help="the crops: lz4 (lossless) or jpeg[:QUALITY] (one JPEG per frame, default quality 90; "
                    "see the README for the measured sizes and speeds)")
+@click.option("--every", default=1, show_default=True, type=click.IntRange(1),
+              help="store every K-th frame of the training sequences (test sequences whole, for the evaluation); "
+                   "d_min and d_max stay in frames of the videos")
 @click.option("--move-silhouette", default=0.01, show_default=True,
               help="without poses: share of the 32 x 32 silhouette that must change for the `moving` column")
 def build(raw, out, subjects, crop_size, margin, bg_samples, bg_tolerance, bg_crops, mask_threshold, move_threshold,
-          workers, skip_bad, keep_damaged, layout, test_takes, calib_units, median_per, image_codec, move_silhouette):
+          workers, skip_bad, keep_damaged, layout, test_takes, calib_units, median_per, image_codec, every,
+          move_silhouette):
     """Decode RAW once into the Zarr store OUT (resumable: rerun to finish)."""
     from .build import BuildConfig
     from .build import build as run_build
@@ -133,7 +137,7 @@ def build(raw, out, subjects, crop_size, margin, bg_samples, bg_tolerance, bg_cr
                           skip_bad=skip_bad, keep_damaged=keep_damaged, layout=layout,
                           test_takes=tuple(t.strip() for t in test_takes.split(",") if t.strip()),
                           calib_units=calib_units, median_per=median_per, move_silhouette=move_silhouette,
-                          image_codec=image_codec)
+                          image_codec=image_codec, every=every)
         r = run_build(raw, out, cfg, workers=workers)
     except (RawDataError, StoreError, ValueError, OSError) as e:  # each names its file and the fix
         _fail(e)
@@ -175,6 +179,8 @@ def info(store, as_json):
         click.echo(f"  subjects  {' '.join(i['subjects'])}")
         click.echo(f"  actions   {' '.join(i['actions'])}")
     click.echo(f"  cameras   {' '.join(i['cameras'])}")
+    if i["build"].get("every", 1) > 1:
+        click.echo(f"  every     {i['build']['every']}th frame of the training sequences stored")
     click.echo(f"  frames    {i['frames']['train']} train + {i['frames']['test']} test "
                f"({i['sequences']} sequences, {i['moving_fraction']:.0%} moving), crops {i['crop_size']} px")
     click.echo(f"  units     {i['units']['done']} done, {i['units']['skipped']} skipped, {i['units']['pending']} pending")

@@ -228,8 +228,9 @@ def video_info(path: str | Path) -> VideoInfo:
     return info
 
 
-def iter_frames(path: str | Path, count: int | None = None, start: int = 0) -> Iterator[np.ndarray]:
-    """Decode frames [start, start + count) as RGB uint8 [H, W, 3].
+def iter_frames(path: str | Path, count: int | None = None, start: int = 0, step: int = 1) -> Iterator[np.ndarray]:
+    """Decode frames [start, start + count) as RGB uint8 [H, W, 3]; with step, only every step-th
+    of them (the others are grabbed and dropped).
 
     Raises RawDataError when the video ends early: fewer frames than asked for (or than the
     header promises when count is None) means a truncated or damaged file.
@@ -242,6 +243,11 @@ def iter_frames(path: str | Path, count: int | None = None, start: int = 0) -> I
         if start:
             cap.set(cv2.CAP_PROP_POS_FRAMES, start)
         for t in range(start, stop):
+            if (t - start) % step:
+                if not cap.grab():
+                    raise RawDataError(f"{path}: {t} frames decoded, {stop} expected (truncated?); "
+                                       "replace the file or skip the sequence with --skip-bad")
+                continue
             ok, bgr = cap.read()
             if not ok:
                 raise RawDataError(f"{path}: {t} frames decoded, {stop} expected (truncated?); "

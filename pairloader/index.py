@@ -39,13 +39,18 @@ class FrameIndex:
     move_threshold: float
     crop_size: int
     split: str = "train"
+    seq_every: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.seq_every is None:
+            object.__setattr__(self, "seq_every", np.ones(len(self.seq_len), np.int64))
 
     def row(self, sequence: int, camera: int, frame: int) -> int:
         """Store row of frame t of camera index `camera` in `sequence` (KeyError if absent)."""
-        start = int(self.unit_start[sequence, camera])
-        if start < 0 or not 0 <= frame < self.seq_len[sequence]:
+        start, every = int(self.unit_start[sequence, camera]), int(self.seq_every[sequence])
+        if start < 0 or not 0 <= frame < self.seq_len[sequence] or frame % every:
             raise KeyError((sequence, camera, frame))
-        return start + frame
+        return start + frame // every
 
 
 def load_index(store: str | Path, split: str = "train", moving_only: bool = True) -> FrameIndex:
@@ -58,6 +63,7 @@ def load_index(store: str | Path, split: str = "train", moving_only: bool = True
     n_seq = len(a["sequences"])
     unit_start = np.full((n_seq, len(cams)), -1, dtype=np.int64)
     seq_len = np.array([s["frames"] for s in a["sequences"]], dtype=np.int64)
+    seq_every = np.array([s.get("every", 1) for s in a["sequences"]], dtype=np.int64)
     for u, st in zip(a["units"], status):
         if st == S.DONE:
             unit_start[u["sequence"], cams.index(u["camera"])] = u["start"]
@@ -73,29 +79,32 @@ def load_index(store: str | Path, split: str = "train", moving_only: bool = True
     train_subjects = {q["subject"] for q in a["sequences"] if q["split"] == "train"}
     bg_pool = np.flatnonzero(np.isin(bg_subject, [a["subjects"].index(s) for s in train_subjects]))
     if S.has_poses(g):
-        seq_pose, pose_start = sequence_poses(g, unit_start, seq_len)
+        seq_pose, pose_start = sequence_poses(g, unit_start, seq_len, every=seq_every)
         threshold = float(a["build"].get("move_threshold", 25.0))
     else:
         from h36m_prep.crops import silhouette_threshold
 
-        seq_pose, pose_start = sequence_poses(g, unit_start, seq_len, "silhouette")
+        seq_pose, pose_start = sequence_poses(g, unit_start, seq_len, "silhouette", seq_every)
         threshold = silhouette_threshold(a["build"]["move_silhouette"])
     return FrameIndex(unit_start, seq_len, np.flatnonzero(ok).astype(np.int64), row_seq.astype(np.int64),
                       row_cam.astype(np.int64), row_t.astype(np.int64), row_split, bg_subject,
                       g["bg_camera"][:].astype(np.int64), bg_pool.astype(np.int64), seq_pose, pose_start,
-                      threshold, int(a["crop_size"]), split)
+                      threshold, int(a["crop_size"]), split, seq_every)
 
 
-def sequence_poses(g, unit_start: np.ndarray, seq_len: np.ndarray, source: str = "pose3d") -> tuple[np.ndarray, np.ndarray]:
+def sequence_poses(g, unit_start: np.ndarray, seq_len: np.ndarray, source: str = "pose3d",
+                   every: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(seq_pose [F, 17, 3] float32, pose_start [n_seq] int64): each sequence's poses in the real
     frame of its first stored camera, X = R_v^T (pose3d + (0, 0, |root_cam|)), mm. A rigid
     change of frame keeps distances, so motion measured here is motion in the world.
-    source "silhouette": that camera's silhouettes instead, [F, 1, 1024] float32 0/1."""
+    source "silhouette": that camera's silhouettes instead, [F, 1, 1024] float32 0/1. every: a
+    subsampled sequence has one entry per stored frame (frame t at pose_start + t // every)."""
+    stored = -(-seq_len // (every if every is not None else 1))  # rows per unit
     first = np.array([u[u >= 0].min() if (u >= 0).any() else -1 for u in unit_start], np.int64)
     pose_start = np.full(len(seq_len), -1, np.int64)
     have = first >= 0
-    pose_start[have] = np.concatenate([[0], np.cumsum(seq_len[have])[:-1]])
-    rows = np.concatenate([np.arange(f, f + n) for f, n in zip(first[have], seq_len[have])] or [np.zeros(0, int)])
+    pose_start[have] = np.concatenate([[0], np.cumsum(stored[have])[:-1]])
+    rows = np.concatenate([np.arange(f, f + n) for f, n in zip(first[have], stored[have])] or [np.zeros(0, int)])
     if source == "silhouette":
         sil = g["silhouette"].get_orthogonal_selection((rows,)) if len(rows) else np.zeros((0, 32, 32))
         return sil.reshape(len(rows), 1, -1).astype(np.float32), pose_start

@@ -162,20 +162,24 @@ def _unsync_offset(k, n_pos, d_min):
 
 
 @njit(cache=True)
-def moving_partner_exists(anchors, row_seq, row_t, seq_len, seq_pose, pose_start, d_min, d_max, threshold):
-    """[A] bool: the anchor has a frame t2, d_min < |t2 - t| < d_max, whose pose moved
+def moving_partner_exists(anchors, row_seq, row_t, seq_len, seq_pose, pose_start, d_min, d_max, threshold,
+                          seq_every):
+    """[A] bool: the anchor has a stored frame t2, d_min < |t2 - t| < d_max, whose pose moved
     (threshold < 0, or a sequence without poses: any such frame). The farthest backward gaps
-    are tried first: far gaps move most often, so the scan usually stops at once."""
+    are tried first: far gaps move most often, so the scan usually stops at once. seq_every [n_seq]:
+    a subsampled sequence stores every e-th frame only (t = 0, e, 2e, ...; row t // e)."""
     out = np.zeros(anchors.shape[0], np.bool_)
     for i in range(anchors.shape[0]):
         a = anchors[i]
         seq, t = row_seq[a], row_t[a]
+        e = seq_every[seq]
         n_pos, n_neg = _gap_counts(t, seq_len[seq], d_min, d_max)
-        if threshold < 0 or pose_start[seq] < 0:
-            out[i] = n_pos + n_neg > 0
-            continue
         for k in range(n_pos + n_neg - 1, -1, -1):
-            if _moved(seq_pose, pose_start[seq], t, t + _unsync_offset(k, n_pos, d_min), threshold):
+            gap = _unsync_offset(k, n_pos, d_min)
+            if gap % e != 0:
+                continue
+            if threshold < 0 or pose_start[seq] < 0 or _moved(seq_pose, pose_start[seq], t // e, (t + gap) // e,
+                                                              threshold):
                 out[i] = True
                 break
     return out
@@ -202,7 +206,7 @@ def _affine(out, u_scale, u_shift_x, u_shift_y, u_rot, mirror, crop, out_size, w
 @njit(cache=True)
 def plan_batch(seed, rank, world_size, step, batch, anchors, row_seq, row_cam, row_t, unit_start,
                seq_len, bg_pool, d_min, d_max, crop, out_size, win_lo, win_hi, shift, rot_deg,
-               p_kept, p_removed, single_view, share_anchor, seq_pose, pose_start, move_threshold):
+               p_kept, p_removed, single_view, share_anchor, seq_pose, pose_start, move_threshold, seq_every):
     """The plan of one batch; see the module docstring. Pure function of its arguments."""
     P = 3 * batch
     rows = np.empty((P, 2), np.int64)
@@ -248,18 +252,21 @@ def plan_batch(seed, rank, world_size, step, batch, anchors, row_seq, row_cam, r
         # the frames where the pose moved (footnote 1; the anchors all have one)
         n_pos, n_neg = _gap_counts(t, T, d_min, d_max)
         check = move_threshold >= 0 and pose_start[seq] >= 0
+        e = seq_every[seq]  # a subsampled sequence: only frames t = 0, e, 2e, ... are stored, at row t // e
         n_ok = 0
         for k in range(n_pos + n_neg):
             gap = _unsync_offset(k, n_pos, d_min)
-            if not check or _moved(seq_pose, pose_start[seq], t, t + gap, move_threshold):
+            if gap % e != 0:
+                continue
+            if not check or _moved(seq_pose, pose_start[seq], t // e, (t + gap) // e, move_threshold):
                 gaps[n_ok] = gap
                 n_ok += 1
         u, state = _uniform(state)
         dt = gaps[min(int(u * n_ok), n_ok - 1)]
-        anchor_row = unit_start[seq, v1] + t
-        rows[3 * i, 0], rows[3 * i, 1] = anchor_row, unit_start[seq, v2] + t
-        rows[3 * i + 1, 0], rows[3 * i + 1, 1] = anchor_row, unit_start[seq, v2u] + t + dt
-        rows[3 * i + 2, 0], rows[3 * i + 2, 1] = anchor_row, unit_start[seq, v2] + t
+        anchor_row = unit_start[seq, v1] + t // e
+        rows[3 * i, 0], rows[3 * i, 1] = anchor_row, unit_start[seq, v2] + t // e
+        rows[3 * i + 1, 0], rows[3 * i + 1, 1] = anchor_row, unit_start[seq, v2u] + (t + dt) // e
+        rows[3 * i + 2, 0], rows[3 * i + 2, 1] = anchor_row, unit_start[seq, v2] + t // e
         sync[3 * i], flip[3 * i] = 1, 0
         sync[3 * i + 1], flip[3 * i + 1] = 0, -1
         sync[3 * i + 2], flip[3 * i + 2] = -1, 1
@@ -315,7 +322,7 @@ class PairSampler:
         self.index, self.cfg = index, cfg
         self.threshold = float(index.move_threshold) if cfg.motion else -1.0
         ok = moving_partner_exists(index.anchors, index.row_seq, index.row_t, index.seq_len, index.seq_pose,
-                                   index.pose_start, cfg.d_min, cfg.d_max, self.threshold)
+                                   index.pose_start, cfg.d_min, cfg.d_max, self.threshold, index.seq_every)
         self.anchors = index.anchors[ok]
         if not len(index.anchors):
             raise ValueError(f"the store has no {index.split}-split frames to draw anchors from (moving frames of "
@@ -337,5 +344,5 @@ class PairSampler:
                          ix.row_t, ix.unit_start, ix.seq_len, ix.bg_pool, c.d_min, c.d_max,
                          ix.crop_size, c.out_size, c.window[0], c.window[1], c.shift, c.rotation,
                          c.bg_mix[0], c.bg_mix[1], c.single_view, c.share_anchor, ix.seq_pose,
-                         ix.pose_start, self.threshold)
+                         ix.pose_start, self.threshold, ix.seq_every)
         return Plan(*out)

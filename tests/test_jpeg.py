@@ -177,3 +177,34 @@ def test_dali_gpu_decodes_jpeg_with_nvjpeg_and_agrees_with_the_reference(jpeg_st
     std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
     for x in ("x1", "x2"):  # nvJPEG's IDCT differs from libjpeg's by a grey level or so
         assert ((ref[0][x] - gpu[0][x].cpu()).abs() * std).mean() < 3 / 255
+
+
+def test_every_k_stores_every_kth_training_frame_and_the_sampler_stays_in_source_frames(small_raw, small_build_cfg,
+                                                                                      small_store, tmp_path):
+    from pairloader.index import load_index
+    from pairloader.sampler import PairSampler
+
+    out = tmp_path / "every3.zarr"
+    build(small_raw, out, dataclasses.replace(small_build_cfg, every=3), workers=1, progress=False)
+    g, full = S.open_store(out), S.open_store(small_store)
+    assert verify(out) == [] and g.attrs["build"]["every"] == 3
+    train, test = g["split"][:] == 0, g["split"][:] == 1
+    assert (g["frame"][:][train] % 3 == 0).all() and np.array_equal(np.unique(g["frame"][:][train]), np.arange(0, 48, 3))
+    assert test.sum() == (full["split"][:] == 1).sum()  # the test frames the evaluation needs: all of them
+    # a stored row is the same crop and pose as the full store's row of the same (sequence, camera, frame)
+    ix, ix_full = load_index(out, moving_only=False), load_index(small_store, moving_only=False)
+    for r in (0, 7, 20, int(np.flatnonzero(test)[5])):
+        s, c, t = ix.row_seq[r], ix.row_cam[r], ix.row_t[r]
+        assert ix.row(s, c, t) == r
+        twin = ix_full.row(s, c, t)
+        assert np.array_equal(g["images"][r], full["images"][twin]) and np.array_equal(g["pose3d"][r], full["pose3d"][twin])
+    with pytest.raises(KeyError):
+        ix.row(int(ix.row_seq[0]), int(ix.row_cam[0]), 1)  # frame 1 of a training sequence is not stored
+    # pairs: partners are stored frames, gaps in source frames within (d_min, d_max)
+    cfg = SamplerConfig(batch=8, d_min=4, d_max=20, motion=False)
+    frame = g["frame"][:]
+    for step in range(5):
+        plan = PairSampler(load_index(out), cfg).plan(0, step)
+        dt = np.abs(frame[plan.rows[1::3, 1]].astype(int) - frame[plan.rows[1::3, 0]])
+        assert ((dt > 4) & (dt < 20) & (dt % 3 == 0)).all()
+        assert (frame[plan.rows[0::3, 1]] == frame[plan.rows[0::3, 0]]).all()
