@@ -112,9 +112,9 @@ def preview(raw, out, subject, action, frame):
               help="rig: units of the translations in calibration.toml")
 @click.option("--median-per", type=click.Choice(["rig", "take"]), default="rig", show_default=True,
               help="rig: median backgrounds pooled over the takes of a split, or per take (a rig moved between takes)")
-@click.option("--image-codec", default="lz4", show_default=True,
-              help="the crops: lz4 (lossless) or jpeg[:QUALITY] (one JPEG per frame, default quality 90; "
-                   "see the README for the measured sizes and speeds)")
+@click.option("--image-codec", default="auto", show_default=True,
+              help="the crops: lz4 (lossless), jpeg[:QUALITY] (one JPEG per frame, default quality 90), or auto: "
+                   "jpeg:90 for real videos, lz4 for the built-in synthetic data (see the README's measurements)")
 @click.option("--every", default=1, show_default=True, type=click.IntRange(1),
               help="store every K-th frame of the training sequences (test sequences whole, for the evaluation); "
                    "d_min and d_max stay in frames of the videos")
