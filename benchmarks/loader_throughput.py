@@ -48,6 +48,16 @@ def measure(kind: str, args) -> dict:
     """Run one measurement in a child process, sampling its process tree's RSS."""
     cmd = [sys.executable, __file__, args.store, "--one", kind, "--workers", str(args.workers),
            "--batch", str(args.batch), "--batches", str(args.batches), "--jpeg-dir", args.jpeg_dir]
+    code, out, peak_kb = run_watched(cmd)
+    if code:
+        return {"kind": kind, "error": f"exit {code}"}
+    result = json.loads(out.strip().splitlines()[-1])
+    result["peak_rss_mb"] = peak_kb / 1024
+    return result
+
+
+def run_watched(cmd: list[str]) -> tuple[int, str, int]:
+    """Run cmd, sampling the RSS of its process tree: (exit code, stdout, peak RSS in KB)."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     peak = [0]
 
@@ -60,11 +70,7 @@ def measure(kind: str, args) -> dict:
     w.start()
     out, _ = proc.communicate()
     w.join()
-    if proc.returncode:
-        return {"kind": kind, "error": f"exit {proc.returncode}"}
-    result = json.loads(out.strip().splitlines()[-1])
-    result["peak_rss_mb"] = peak[0] / 1024
-    return result
+    return proc.returncode, out, peak[0]
 
 
 def summarize(kind: str, runs: list[dict]) -> dict:

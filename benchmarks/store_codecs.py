@@ -24,33 +24,19 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from loader_throughput import run_watched  # noqa: E402  (the child-process measurement with its peak memory)
 
 CODECS = ("lz4", "jpeg:75", "jpeg:90", "jpeg:95")
 H36M_FRAMES = 2_500_000
-
-
-def _tree_rss_kb(pid: int) -> int:
-    total, todo = 0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            for line in open(f"/proc/{p}/status"):
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-            for task in os.listdir(f"/proc/{p}/task"):
-                todo += [int(c) for c in open(f"/proc/{p}/task/{task}/children").read().split()]
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-    return total
 
 
 def drop_page_cache() -> bool:
@@ -71,19 +57,10 @@ def loader_rate(store: Path, out_size: int, batches: int, cold: bool = False, ui
         return {"pairs_per_s": None}
     cmd = [sys.executable, __file__, "--one-loader", str(store), "--out-size", str(out_size), "--batches", str(batches),
            *(["--uint8"] if uint8 else [])]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    peak = [0]
-
-    def watch():
-        while proc.poll() is None:
-            peak[0] = max(peak[0], _tree_rss_kb(proc.pid))
-            time.sleep(0.1)
-
-    w = threading.Thread(target=watch, daemon=True)
-    w.start()
-    out, _ = proc.communicate()
-    w.join()
-    return json.loads(out.strip().splitlines()[-1]) | {"peak_rss_mb": peak[0] / 1024}
+    code, out, peak_kb = run_watched(cmd)
+    if code:
+        raise SystemExit(f"failed ({code}): {' '.join(cmd)}")
+    return json.loads(out.strip().splitlines()[-1]) | {"peak_rss_mb": peak_kb / 1024}
 
 
 def _one_loader(store: str, out_size: int, batches: int, uint8: bool = False) -> None:

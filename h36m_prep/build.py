@@ -98,22 +98,31 @@ def plan(raw: Path, cfg: BuildConfig, cams: dict) -> tuple[list[dict], list[dict
     if not cfg.keep_damaged:
         found, excluded = exclude_known_damaged(found)
     for seq in found:
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                n = sequence_length(seq, cams[seq.subject])
-            for w in caught:
-                tqdm.write(f"warning: {w.message}")
-        except RawDataError as e:
-            if not cfg.skip_bad:
-                raise
-            tqdm.write(f"warning: skipping {seq.key}: {e}")
-            skipped.append({"sequence": seq.key, "error": str(e)})
+        n = _checked(seq, lambda: sequence_length(seq, cams[seq.subject]), cfg, skipped)
+        if n is None:
             continue
         seqs.append(seq)
         rows.append(n)
     sequences, units = _rows(seqs, rows, lambda seq: "test" if seq.subject in TEST_SUBJECTS else "train", cfg.every)
     return sequences, units, skipped, seqs, excluded
+
+
+def _checked(seq: Sequence, check, cfg: BuildConfig, skipped: list):
+    """check() of one sequence, its warnings printed; None when it is broken and --skip-bad skips it
+    (recorded in `skipped`), else its error."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = check()
+        for w in caught:
+            tqdm.write(f"warning: {w.message}")
+        return result
+    except RawDataError as e:
+        if not cfg.skip_bad:
+            raise
+        tqdm.write(f"warning: skipping {seq.key}: {e}")
+        skipped.append({"sequence": seq.key, "error": str(e)})
+        return None
 
 
 def _rows(seqs: list[Sequence], rows: list[int], split, every: int = 1) -> tuple[list[dict], list[dict]]:
@@ -141,18 +150,10 @@ def plan_rig(raw: Path, cfg: BuildConfig) -> tuple[list[dict], list[dict], list[
     takes = discover_rig(raw, calib, cfg.test_takes, cfg.median_per)
     kept, rows, rates, sizes, skipped = [], [], {}, {}, []
     for take in takes:
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                n, fps, size = take_length(take, calib)
-            for w in caught:
-                tqdm.write(f"warning: {w.message}")
-        except RawDataError as e:
-            if not cfg.skip_bad:
-                raise
-            tqdm.write(f"warning: skipping {take.key}: {e}")
-            skipped.append({"sequence": take.key, "error": str(e)})
+        checked = _checked(take, lambda: take_length(take, calib), cfg, skipped)
+        if checked is None:
             continue
+        n, fps, size = checked
         kept.append(take)
         rows.append(n)
         rates[take.name] = fps
