@@ -88,7 +88,11 @@ def discover(raw: str | Path, subjects: tuple[str, ...] | None = None,
                                "check the dataset root or the --subjects option")
         subject_dirs = [p for p in subject_dirs if p.name in subjects]
     if not subject_dirs:
-        raise RawDataError(f"{raw}: no subject folders (S1, S5, ...); pass the dataset root")
+        loose = sorted(p.name for p in raw.iterdir() if p.is_file() and p.suffix.lower() in (".mp4", ".avi", ".mov", ".mkv", ".webm"))
+        hint = (f"; for your own rig, put the videos ({', '.join(loose[:3])}{' ...' if len(loose) > 3 else ''}) in a "
+                "folder per take, RAW/<take>/<camera>.<ext> (README, \"Your own rig\")") if loose else \
+            "; for your own rig, use the layout RAW/<take>/<camera>.<ext> (README, \"Your own rig\")"
+        raise RawDataError(f"{raw}: no subject folders (S1, S5, ...); pass the Human3.6M dataset root{hint}")
     out: list[Sequence] = []
     for sdir in subject_dirs:
         out.extend(_subject_sequences(sdir, calibration))

@@ -232,6 +232,12 @@ def test_each_bad_rig_input_is_a_clear_error_and_writes_nothing(tmp_path):
     raw = _tiny_rig(tmp_path / "offsets")
     (raw / "offsets.toml").write_text("middle = 2\n")
     assert "offsets.toml" in _build_fails(raw, out, "unknown camera")
+    # videos straight in the rig folder, not in a take folder: the error points at the rig layout
+    loose = tmp_path / "loose"
+    _video(loose / "front.mp4", (64, 48))
+    with pytest.raises(RawDataError, match="folder per take") as e:
+        build(loose, out, RIG_BUILD, workers=1, progress=False)
+    assert "front.mp4" in str(e.value) and not out.exists()
     # --test-takes naming no take
     raw = _tiny_rig(tmp_path / "tests")
     _build_fails(raw, out, "no folder", test_takes=("t9",))
