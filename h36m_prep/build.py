@@ -16,7 +16,6 @@ import dataclasses
 import errno
 import multiprocessing as mp
 import time
-import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
@@ -30,11 +29,10 @@ from .fingerprint import first_difference, raw_fingerprint
 from .background import plurality_background, sample_frames
 from .crops import (SILHOUETTE, crop_geometry, detect_person, detect_scale, foreground_mask, label_free_geometry,
                     moving_frames, silhouette, silhouette_threshold, smooth_track, warp)
-from .geometry import (FLIP_PAIRS, FPS, JOINT_NAMES, PARENTS, TEST_SUBJECTS, crop_sampling_map, joints17)
-from .raw import (RawDataError, Sequence, calibration_for, discover, exclude_known_damaged, iter_frames,
-                  read_poses, sequence_length)
-from .rig import (CALIBRATION, OFFSETS, discover_rig, is_rig, pixel_camera, read_rig_poses, rig_calibration,
-                  take_length)
+from .geometry import FLIP_PAIRS, FPS, JOINT_NAMES, PARENTS, crop_sampling_map, joints17
+from .plan import _views, plan, plan_rig
+from .raw import RawDataError, calibration_for, iter_frames, read_poses
+from .rig import CALIBRATION, OFFSETS, is_rig, read_rig_poses
 
 LAYOUTS = ("h36m", "rig")
 
@@ -86,106 +84,6 @@ def code_version() -> str:
         return version("multiview-sync")
     except PackageNotFoundError:
         return "unknown"
-
-
-# ---------------------------------------------------------------- planning
-
-def plan(raw: Path, cfg: BuildConfig, cams: dict) -> tuple[list[dict], list[dict], list[dict], list[Sequence], list[dict]]:
-    """(sequences, units, skipped, Sequence objects, excluded) with every unit's row range fixed;
-    cams: the raw data's calibration, {subject: {camera id: Camera}}."""
-    seqs, skipped, rows = [], [], []
-    found, excluded = discover(raw, cfg.subjects, cams), []
-    if not cfg.keep_damaged:
-        found, excluded = exclude_known_damaged(found)
-    for seq in found:
-        n = _checked(seq, lambda: sequence_length(seq, cams[seq.subject]), cfg, skipped)
-        if n is None:
-            continue
-        seqs.append(seq)
-        rows.append(n)
-    sequences, units = _rows(seqs, rows, lambda seq: "test" if seq.subject in TEST_SUBJECTS else "train", cfg.every)
-    return sequences, units, skipped, seqs, excluded
-
-
-def _checked(seq: Sequence, check, cfg: BuildConfig, skipped: list):
-    """check() of one sequence, its warnings printed; None when it is broken and --skip-bad skips it
-    (recorded in `skipped`), else its error."""
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            result = check()
-        for w in caught:
-            tqdm.write(f"warning: {w.message}")
-        return result
-    except RawDataError as e:
-        if not cfg.skip_bad:
-            raise
-        tqdm.write(f"warning: skipping {seq.key}: {e}")
-        skipped.append({"sequence": seq.key, "error": str(e)})
-        return None
-
-
-def _rows(seqs: list[Sequence], rows: list[int], split, every: int = 1) -> tuple[list[dict], list[dict]]:
-    """Sequence and unit records; a training sequence stores every `every`-th frame only (frames
-    t = 0, every, 2 every, ... at rows t // every: `length` rows of `frames` source frames)."""
-    sequences, units, start = [], [], 0
-    for i, (seq, n) in enumerate(zip(seqs, rows)):
-        part = split(seq)
-        e = every if part == "train" else 1
-        sequences.append({"subject": seq.subject, "action": seq.action, "subaction": seq.subaction,
-                          "name": seq.name, "frames": n, "split": part} | ({"every": e} if e > 1 else {}))
-        for cam in sorted(seq.videos):
-            length = -(-n // e)
-            units.append({"sequence": i, "camera": cam, "start": start, "length": length}
-                         | ({"offset": seq.offsets[cam]} if getattr(seq, "offsets", {}).get(cam) else {})
-                         | ({"every": e} if e > 1 else {}))
-            start += length
-    return sequences, units
-
-
-def plan_rig(raw: Path, cfg: BuildConfig) -> tuple[list[dict], list[dict], list[dict], list[Sequence], dict]:
-    """The rig layout's (sequences, units, skipped, takes, facts): facts holds the cameras
-    ({session: {camera: Camera}}), fps, and whether the store has poses and a calibration."""
-    calib = rig_calibration(raw, cfg.calib_units)
-    takes = discover_rig(raw, calib, cfg.test_takes, cfg.median_per)
-    kept, rows, rates, sizes, skipped = [], [], {}, {}, []
-    for take in takes:
-        checked = _checked(take, lambda: take_length(take, calib), cfg, skipped)
-        if checked is None:
-            continue
-        n, fps, size = checked
-        kept.append(take)
-        rows.append(n)
-        rates[take.name] = fps
-        for cam, wh in size.items():
-            other = sizes.setdefault((take.subject, cam), (wh, take))
-            if other[0] != wh:
-                raise RawDataError(f"{take.videos[cam]}: {wh[0]} x {wh[1]} pixels, but camera {cam!r} is "
-                                   f"{other[0][0]} x {other[0][1]} in {other[1].videos[cam]}; one camera keeps its "
-                                   "size across takes (its median background is shared): re-encode the video")
-    if not kept:
-        raise RawDataError(f"{raw}: no usable takes")
-    lo, hi = min(rates.values()), max(rates.values())
-    if hi - lo > 0.001 * hi:
-        raise RawDataError(f"{raw}: takes at different frame rates ({', '.join(f'{t} {r:g}' for t, r in rates.items())} "
-                           "fps); a store has one rate: re-encode the videos at one rate, or build them into "
-                           "separate stores")
-    with_poses = [t.poses_path is not None for t in kept]
-    if any(with_poses) and not all(with_poses):
-        tqdm.write(f"warning: {sum(with_poses)} of {len(kept)} takes have {kept[0].poses_path and kept[0].poses_path.name or 'poses3d.npy'}; "
-                   "building label-free crops for all takes (the poses are not used)")
-        kept = [dataclasses.replace(t, poses_path=None) for t in kept]
-    cams = {t.subject: {cam: (calib[cam] if calib is not None else pixel_camera(cam, *sizes[(t.subject, cam)][0]))
-                        for cam in t.videos} for t in kept}
-    sequences, units = _rows(kept, rows, lambda t: "test" if t.name in cfg.test_takes else "train", cfg.every)
-    facts = {"cams": cams, "fps": float(np.median(list(rates.values()))), "poses": all(with_poses),
-             "calibrated": calib is not None}
-    return sequences, units, skipped, kept, facts
-
-
-def _views(sequences: list[dict], units: list[dict]) -> list[tuple[str, str]]:
-    return sorted({(sequences[u["sequence"]]["subject"], u["camera"]) for u in units},
-                  key=lambda v: (S.subject_order(v[0]), v[1]))
 
 
 # ---------------------------------------------------------------- workers
