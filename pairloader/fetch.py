@@ -85,6 +85,21 @@ class StoreReader:
             self._direct[name] = layout
         return self._direct[name]
 
+    def _chunk(self, name: str, row: int) -> tuple[str, bytes | None]:
+        """(chunk file, its bytes) of a directly readable row; None for a row never written. A
+        written row whose chunk file is absent is damage: StoreReadError."""
+        prefix, suffix = self._layout(name)[:2]
+        chunk = f"{prefix}/{int(row)}/{suffix}"
+        try:
+            with open(chunk, "rb") as f:
+                return chunk, f.read()
+        except FileNotFoundError:
+            if self.written(name)[int(row)]:  # every written chunk is stored: its absence is damage
+                raise StoreReadError(f"{chunk}: row {row} of '{name}' is missing, though the store says it was "
+                                     f"written; find every damaged row with `h36m-prep verify {self.path}`, mark "
+                                     "them with `--mark-damaged` and rerun `h36m-prep build` to re-render them") from None
+            return chunk, None
+
     @property
     def jpeg(self) -> bool:
         """Whether the store's crops are JPEG files (so a reduced decode is possible)."""
@@ -96,17 +111,10 @@ class StoreReader:
         layout = self._layout(name)
         if layout is None:
             return self.g[name][int(row)]
-        prefix, suffix, shape, dtype, fill, jpeg = layout
-        chunk = f"{prefix}/{int(row)}/{suffix}"
-        try:
-            with open(chunk, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            if self.written(name)[int(row)]:  # every written chunk is stored: its absence is damage
-                raise StoreReadError(f"{chunk}: row {row} of '{name}' is missing, though the store says it was "
-                                     f"written; find every damaged row with `h36m-prep verify {self.path}`, mark "
-                                     "them with `--mark-damaged` and rerun `h36m-prep build` to re-render them") from None
-            full = np.full(shape, fill, dtype)  # a row never written holds the fill value
+        _, _, shape, dtype, fill, jpeg = layout
+        chunk, data = self._chunk(name, row)
+        if data is None:  # a row never written holds the fill value
+            full = np.full(shape, fill, dtype)
             return full if reduce == 1 else np.ascontiguousarray(full[::reduce, ::reduce])
         try:
             if jpeg:
@@ -125,18 +133,12 @@ class StoreReader:
     def encoded_image(self, row: int) -> np.ndarray:
         """uint8 [bytes]: a JPEG crop's file as it is, for a decoder elsewhere (DALI's nvJPEG);
         checked for its start and end markers like a decode here."""
-        prefix, suffix, shape, _, _, jpeg = self._layout("images")
-        chunk = f"{prefix}/{int(row)}/{suffix}"
-        try:
-            with open(chunk, "rb") as f:
-                data = np.frombuffer(f.read(), np.uint8)
-        except FileNotFoundError:
-            if self.written("images")[int(row)]:
-                raise StoreReadError(f"{chunk}: row {row} of 'images' is missing, though the store says it was "
-                                     f"written; find every damaged row with `h36m-prep verify {self.path}`") from None
+        chunk, raw = self._chunk("images", row)
+        if raw is None:  # a row never written: the fill value, encoded
             from h36m_prep.jpeg_codec import encode_jpeg
 
-            return np.frombuffer(encode_jpeg(np.zeros(shape, np.uint8), 90), np.uint8)
+            return np.frombuffer(encode_jpeg(np.zeros(self._layout("images")[2], np.uint8), 90), np.uint8)
+        data = np.frombuffer(raw, np.uint8)
         if len(data) < 4 or bytes(data[:2]) != b"\xff\xd8" or bytes(data[-2:]) != b"\xff\xd9":
             raise StoreReadError(f"{chunk}: row {row} of 'images' is not a complete JPEG image (truncated?); find "
                                  f"every damaged row with `h36m-prep verify {self.path}`, mark them with "
