@@ -10,8 +10,10 @@ three arms with that seed and evaluate each on the test subjects:
   random_frozen     random init, frozen the same way (the paper's protocol as it reads)
   random_unfrozen   random init, nothing frozen (the fair baseline)
 
-With --ablations, one seed of the Table 1 ablations that matter most (only sync, only flip,
-background kept in pretraining, single view), each fine-tuned as `ssl` under protocol S1.
+With --ablations, one seed (the first) of the Table 1 ablations that matter most (only sync,
+only flip, background kept in pretraining, single view), each fine-tuned as `ssl` under
+protocol S1 and compared with that seed's `ssl` run; `--ablations only_flip single_view` runs
+those, in that order.
 
 One folder per run under ROOT. A rerun skips what is finished and resumes an interrupted
 training run from its checkpoint, so the study can be stopped at any moment (or cut into
@@ -83,6 +85,20 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def ablation_table(ablations: dict, runs: list[dict], pretext: dict) -> str:
+    """Each ablation beside the `ssl` run of its seed (protocol S1), with the pretext accuracies."""
+    seeds = {a["seed"] for a in ablations.values()}
+    rows = [("ssl (both tasks)", r, pretext.get(str(r["seed"]), {})) for r in runs
+            if r["protocol"] == "S1" and r["arm"] == "ssl" and r["seed"] in seeds]
+    rows += [(name, a, a["pretext"]) for name, a in ablations.items()]
+    lines = ["| pretraining | seed | MPJPE | NMPJPE | PMPJPE | test sync | test flip |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, r, p in rows:
+        acc = " | ".join(f"{p[k]:.3f}" if k in p else "-" for k in ("test_acc_sync", "test_acc_flip"))
+        lines.append(f"| {name} | {r['seed']} | {r['mpjpe']:.1f} | {r['nmpjpe']:.1f} | {r['pmpjpe']:.1f} | {acc} |")
+    return "\n".join(lines)
+
+
 def figure(runs: list[dict], summary: dict, path: Path) -> None:
     import matplotlib
 
@@ -141,6 +157,14 @@ class Study:
             evaluate(out, self.store, rep, figures=False)
         return json.loads((rep / "report.json").read_text())["overall"]
 
+    def ablation(self, name: str, seed: int) -> dict:
+        """One Table 1 ablation: pretrain with its changes, then fine-tune and evaluate as `ssl` (S1)."""
+        changes = ABLATIONS[name]
+        pre = self.pretrain(f"pretrain_{name}_s{seed}", seed, **changes)
+        m = self.finetune_eval(f"S1_ssl_{name}_s{seed}", str(pre), "S1", ARMS["ssl"], seed)
+        return {"seed": seed, "changes": changes, **{k: m[k] for k in METRICS},
+                "pretext": _brief(json.loads((pre / "metrics.json").read_text()))}
+
     def run(self) -> dict:
         runs, pretext, ablations = [], {}, {}
         try:
@@ -154,14 +178,12 @@ class Study:
                         runs.append({"seed": seed, "protocol": protocol, "arm": arm,
                                      **{k: m[k] for k in METRICS}, "n_images": m["n"]})
                         self.write(runs, pretext, ablations)
-            if self.args.ablations:
-                seed = self.args.seeds[0]
-                for name, changes in ABLATIONS.items():
-                    pre = self.pretrain(f"pretrain_{name}_s{seed}", seed, **changes)
-                    m = self.finetune_eval(f"S1_ssl_{name}_s{seed}", str(pre), "S1", ARMS["ssl"], seed)
-                    ablations[name] = {"seed": seed, "changes": changes, **{k: m[k] for k in METRICS},
-                                       "pretext": json.loads((pre / "metrics.json").read_text())}
-                    self.write(runs, pretext, ablations)
+            seed = self.args.seeds[0]
+            ablations |= {name: self.ablation(name, seed) for name in ABLATIONS  # finished by an earlier call
+                          if (self.root / f"eval_S1_ssl_{name}_s{seed}" / "report.json").exists()}
+            for name in [] if self.args.ablations is None else self.args.ablations or list(ABLATIONS):
+                ablations[name] = self.ablation(name, seed)
+                self.write(runs, pretext, ablations)
         except Stop:
             print("stopped (--stop-after-stages); rerun to continue", flush=True)
         return self.write(runs, pretext, ablations)
@@ -172,7 +194,7 @@ class Study:
                "protocols": list(self.args.protocols), "arms": ARMS,
                "pretrain_config": dataclasses.asdict(self.pre), "finetune_config": dataclasses.asdict(self.ft),
                "runs": runs, "summary": summary, "verdict": verdict(summary),
-               "pretext": {s: {k: v for k, v in m.items() if not k.endswith("breakdown")} for s, m in pretext.items()},
+               "pretext": {s: _brief(m) for s, m in pretext.items()},
                "ablations": ablations, "written": time.strftime("%Y-%m-%d %H:%M:%S")}
         out = Path(self.args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -182,7 +204,14 @@ class Study:
         if runs:
             figure(runs, summary, out.with_suffix(".png"))
             print(table(summary), flush=True)
+        if ablations:
+            print(ablation_table(ablations, runs, pretext), flush=True)
         return doc
+
+
+def _brief(metrics: dict) -> dict:
+    """A pretraining's metrics.json without its breakdowns."""
+    return {k: v for k, v in metrics.items() if not k.endswith("breakdown")}
 
 
 def parse(argv=None):
@@ -197,7 +226,9 @@ def parse(argv=None):
     ap.add_argument("--pretrain-set", nargs="*", default=[], metavar="FIELD=VALUE",
                     help="override pretraining config fields (e.g. steps=100)")
     ap.add_argument("--finetune-set", nargs="*", default=[], metavar="FIELD=VALUE")
-    ap.add_argument("--ablations", action="store_true", help="also one seed of each Table 1 ablation")
+    ap.add_argument("--ablations", nargs="*", default=None, choices=list(ABLATIONS), metavar="NAME",
+                    help=f"also one seed of these Table 1 ablations, in this order (none named: all of "
+                         f"{', '.join(ABLATIONS)})")
     ap.add_argument("--stop-after-stages", type=int, default=None, help="run at most this many stages now")
     ap.add_argument("--progress", action="store_true", help="progress bars for each run")
     args = ap.parse_args(argv)

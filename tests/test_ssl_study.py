@@ -27,7 +27,7 @@ def test_summary_is_the_mean_and_standard_deviation_over_seeds():
         "gain_exceeds_spread"]  # one seed each: no verdict
 
 
-TINY = ["--seeds", "0", "1", "--protocols", "S1",
+TINY = ["--protocols", "S1",
         "--pretrain-set", "steps=2", "batch=2", "input_size=32", "eval_batches=1", "eval_every=0", "workers=0",
         "d_max=20", "checkpoint_every=1", "log_every=1", "warmup=0",
         "--finetune-set", "steps=2", "batch=4", "input_size=32", "workers=0", "checkpoint_every=1", "log_every=1"]
@@ -36,7 +36,7 @@ TINY = ["--seeds", "0", "1", "--protocols", "S1",
 def test_a_stopped_study_resumes_where_it_stopped_and_ends_as_an_uninterrupted_one(small_store, tmp_path):
     def study(root, *extra):
         return ssl_study.main(["--store", str(small_store), "--root", str(tmp_path / root),
-                               "--out", str(tmp_path / f"{root}.json"), *TINY, *extra])
+                               "--out", str(tmp_path / f"{root}.json"), "--seeds", "0", "1", *TINY, *extra])
 
     part = study("cut", "--stop-after-stages", "4")  # pretrain s0, then ssl's finetune and eval, then one more
     assert [(r["arm"], r["seed"]) for r in part["runs"]] == [("ssl", 0)]
@@ -49,3 +49,25 @@ def test_a_stopped_study_resumes_where_it_stopped_and_ends_as_an_uninterrupted_o
     assert {a: m["mpjpe"]["n"] for a, m in done["summary"]["S1"].items()} == {a: 2 for a in ssl_study.ARMS}
     written = json.loads((tmp_path / "cut.json").read_text())
     assert written["summary"] == done["summary"] and (tmp_path / "cut.png").stat().st_size > 1000
+
+
+def test_ablations_run_as_named_and_a_later_call_keeps_the_finished_ones(small_store, tmp_path):
+    def study(*extra):
+        return ssl_study.main(["--store", str(small_store), "--root", str(tmp_path / "runs"),
+                               "--out", str(tmp_path / "s.json"), "--seeds", "0", *TINY, *extra])
+
+    first = study("--ablations", "only_flip")
+    assert list(first["ablations"]) == ["only_flip"]
+    flip = first["ablations"]["only_flip"]
+    assert flip["changes"] == {"tasks": "flip"} and flip["seed"] == 0 and np.isfinite(flip["mpjpe"])
+    config = json.loads((tmp_path / "runs" / "pretrain_only_flip_s0" / "config.json").read_text())
+    assert config["tasks"] == "flip" and config["seed"] == 0
+    assert "test_acc_flip" in flip["pretext"] and not any(k.endswith("breakdown") for k in flip["pretext"])
+    second = study("--ablations", "background_kept")
+    assert set(second["ablations"]) == {"only_flip", "background_kept"}  # the earlier one is kept
+    assert second["ablations"]["only_flip"] == flip
+    assert json.loads((tmp_path / "runs" / "pretrain_background_kept_s0" / "config.json").read_text())[
+        "background"] == "kept"
+    table = ssl_study.ablation_table(second["ablations"], second["runs"], second["pretext"])
+    assert table.count("\n") == 4 and "| ssl (both tasks) | 0 |" in table and "| only_flip | 0 |" in table
+    assert study()["ablations"] == second["ablations"]  # without --ablations: reported, nothing run
