@@ -76,6 +76,27 @@ def verdict(summary: dict, metric: str = "mpjpe") -> dict:
     return out
 
 
+def paired(runs: list[dict]) -> dict:
+    """Per metric and protocol, the SSL gain over each random baseline seed by seed (the arms of a
+    seed share that seed in pretraining and fine-tuning): `per_seed` (mm, positive = SSL better),
+    their mean and standard deviation (ddof 1), and whether every seed agrees in sign."""
+    by = {(r["protocol"], r["arm"], r["seed"]): r for r in runs}
+    out = {}
+    for metric in METRICS:
+        for protocol in dict.fromkeys(r["protocol"] for r in runs):
+            for base in ("random_unfrozen", "random_frozen"):
+                gains = {seed: by[(protocol, base, seed)][metric] - by[(protocol, "ssl", seed)][metric]
+                         for (p, arm, seed) in by if p == protocol and arm == "ssl" and (protocol, base, seed) in by}
+                if not gains:
+                    continue
+                g = np.array(list(gains.values()))
+                out.setdefault(metric, {})[f"{protocol}: ssl vs {base}"] = {
+                    "per_seed": {str(k): float(v) for k, v in gains.items()}, "mean": float(g.mean()),
+                    "std": float(g.std(ddof=1)) if len(g) > 1 else 0.0, "n": len(g),
+                    "same_sign": bool(len(g) > 1 and (np.all(g > 0) or np.all(g < 0)))}
+    return out
+
+
 def table(summary: dict) -> str:
     lines = ["| protocol | arm | MPJPE | NMPJPE | PMPJPE | seeds |", "|---|---|---:|---:|---:|---:|"]
     for protocol, arms in summary.items():
@@ -193,7 +214,7 @@ class Study:
         doc = {"store": str(self.store), "root": str(self.root), "seeds": list(self.args.seeds),
                "protocols": list(self.args.protocols), "arms": ARMS,
                "pretrain_config": dataclasses.asdict(self.pre), "finetune_config": dataclasses.asdict(self.ft),
-               "runs": runs, "summary": summary, "verdict": verdict(summary),
+               "runs": runs, "summary": summary, "verdict": verdict(summary), "paired": paired(runs),
                "pretext": {s: _brief(m) for s, m in pretext.items()},
                "ablations": ablations, "written": time.strftime("%Y-%m-%d %H:%M:%S")}
         out = Path(self.args.out)

@@ -71,3 +71,16 @@ def test_ablations_run_as_named_and_a_later_call_keeps_the_finished_ones(small_s
     table = ssl_study.ablation_table(second["ablations"], second["runs"], second["pretext"])
     assert table.count("\n") == 4 and "| ssl (both tasks) | 0 |" in table and "| only_flip | 0 |" in table
     assert study()["ablations"] == second["ablations"]  # without --ablations: reported, nothing run
+
+
+def test_paired_gains_are_taken_seed_by_seed():
+    values = {"ssl": (100.0, 110.0, 104.0), "random_unfrozen": (103.0, 111.0, 112.0), "random_frozen": (99.0, 115.0, 104.0)}
+    runs = [{"protocol": "All", "arm": arm, "seed": s, "mpjpe": v, "nmpjpe": v, "pmpjpe": v - 50}
+            for arm, vs in values.items() for s, v in enumerate(vs)]
+    p = ssl_study.paired(runs)["mpjpe"]
+    free = p["All: ssl vs random_unfrozen"]
+    assert free["per_seed"] == {"0": 3.0, "1": 1.0, "2": 8.0} and free["n"] == 3 and free["same_sign"]
+    assert free["mean"] == pytest.approx(4.0) and free["std"] == pytest.approx(np.std([3, 1, 8], ddof=1))
+    frozen = p["All: ssl vs random_frozen"]
+    assert frozen["per_seed"] == {"0": -1.0, "1": 5.0, "2": 0.0} and not frozen["same_sign"]
+    assert ssl_study.paired(runs[:1] + runs[3:4])["pmpjpe"]["All: ssl vs random_unfrozen"]["std"] == 0.0
