@@ -4,7 +4,8 @@
     nohup python benchmarks/ssl_study.py --store demo/store.zarr > ssl_study.log 2>&1 &   # about 3 h
 
 For each seed: pretrain (`cpu` preset, that seed), then for each protocol (S1, All) fine-tune
-three arms with that seed and evaluate each on the test subjects:
+three arms with that seed and evaluate each on the test subjects, then draw Fig. 4 of the
+pretrained sync head (ROOT/fig4_sN; over seeds in `sync_vs_gap` and ssl_study_sync_vs_gap.png):
 
   ssl               from the pretrained backbone, the stem and 3 stages frozen (the paper's protocol)
   random_frozen     random init, frozen the same way (the paper's protocol as it reads)
@@ -19,7 +20,8 @@ One folder per run under ROOT. A rerun skips what is finished and resumes an int
 training run from its checkpoint, so the study can be stopped at any moment (or cut into
 slices with --stop-after-stages) and continued later. After every finished evaluation it
 writes the JSON (per-seed numbers under `runs`; `summary[protocol][arm][metric] = {mean, std,
-n}`, std over seeds with ddof 1), then the figure, and prints the table.
+n}`, std over seeds with ddof 1; `paired`, the gains seed by seed), then the figures, and
+prints the table.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from train.config import FINETUNE_PRESETS, PRETRAIN_PRESETS
-from train.evaluate import evaluate
+from train.evaluate import evaluate, load_sync_model, sync_vs_gap
 from train.finetune import finetune
 from train.pretrain import pretrain
 
@@ -142,6 +144,39 @@ def figure(runs: list[dict], summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def gap_summary(curves: dict) -> dict:
+    """Fig. 4 over seeds: per group of subjects, the sync accuracy at each gap, mean and standard
+    deviation (ddof 1) over the pretraining seeds."""
+    out = {}
+    for group in ("test", "train"):
+        first = next(iter(curves.values()))[group]
+        acc = np.array([c[group]["accuracy"] for c in curves.values()])
+        out[group] = {"subjects": first["subjects"], "gaps": first["gaps"], "mean": acc.mean(0).tolist(),
+                      "std": (acc.std(0, ddof=1) if len(acc) > 1 else 0 * acc[0]).tolist(), "n": len(acc),
+                      "pairs": first["pairs"]}
+    return out
+
+
+def gap_figure(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for group, c in summary.items():
+        ax.errorbar(c["gaps"], c["mean"], yerr=c["std"], fmt="o-", capsize=3,
+                    label=f"{group}: {' '.join(c['subjects'])}")
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    n = next(iter(summary.values()))
+    ax.set_title(f"Fig. 4 over {n['n']} pretraining seeds: mean +- std; {n['pairs']} pairs a gap", fontsize=8)
+    ax.set(xlabel="time gap dt (frames; drawn from [dt-7, dt+8])", ylabel="synchronization accuracy", ylim=(0, 1))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 class Study:
     """The stages of the study, each skipped when finished and resumed when interrupted."""
 
@@ -178,6 +213,19 @@ class Study:
             evaluate(out, self.store, rep, figures=False)
         return json.loads((rep / "report.json").read_text())["overall"]
 
+    def sync_curve(self, seed: int, pre: Path) -> dict:
+        """Fig. 4 of a pretraining run: its sync head's accuracy against the time gap."""
+        out = self.root / f"fig4_s{seed}"
+        path = out / "sync_vs_gap.json"
+        if not path.exists():
+            self._count()
+            print(f"Fig. 4 of {pre.name}", flush=True)
+            out.mkdir(parents=True, exist_ok=True)
+            data = sync_vs_gap(load_sync_model(pre), self.store, out / "sync_vs_gap.png", per_gap=self.args.gap_pairs)
+            path.with_suffix(".tmp").write_text(json.dumps(data, indent=1))
+            path.with_suffix(".tmp").replace(path)
+        return json.loads(path.read_text())
+
     def ablation(self, name: str, seed: int) -> dict:
         """One Table 1 ablation: pretrain with its changes, then fine-tune and evaluate as `ssl` (S1)."""
         changes = ABLATIONS[name]
@@ -187,46 +235,51 @@ class Study:
                 "pretext": _brief(json.loads((pre / "metrics.json").read_text()))}
 
     def run(self) -> dict:
-        runs, pretext, ablations = [], {}, {}
+        self.runs, self.pretext, self.ablations, self.curves = [], {}, {}, {}
         try:
             for seed in self.args.seeds:
                 pre = self.pretrain(f"pretrain_s{seed}", seed)
-                pretext[str(seed)] = json.loads((pre / "metrics.json").read_text())
+                self.pretext[str(seed)] = json.loads((pre / "metrics.json").read_text())
                 for protocol in self.args.protocols:
                     for arm, freeze in ARMS.items():
                         init = str(pre) if arm == "ssl" else "random"
                         m = self.finetune_eval(f"{protocol}_{arm}_s{seed}", init, protocol, freeze, seed)
-                        runs.append({"seed": seed, "protocol": protocol, "arm": arm,
-                                     **{k: m[k] for k in METRICS}, "n_images": m["n"]})
-                        self.write(runs, pretext, ablations)
+                        self.runs.append({"seed": seed, "protocol": protocol, "arm": arm,
+                                          **{k: m[k] for k in METRICS}, "n_images": m["n"]})
+                        self.write()
+                self.curves[str(seed)] = self.sync_curve(seed, pre)
+                self.write()
             seed = self.args.seeds[0]
-            ablations |= {name: self.ablation(name, seed) for name in ABLATIONS  # finished by an earlier call
-                          if (self.root / f"eval_S1_ssl_{name}_s{seed}" / "report.json").exists()}
+            self.ablations |= {name: self.ablation(name, seed) for name in ABLATIONS  # finished by an earlier call
+                               if (self.root / f"eval_S1_ssl_{name}_s{seed}" / "report.json").exists()}
             for name in [] if self.args.ablations is None else self.args.ablations or list(ABLATIONS):
-                ablations[name] = self.ablation(name, seed)
-                self.write(runs, pretext, ablations)
+                self.ablations[name] = self.ablation(name, seed)
+                self.write()
         except Stop:
             print("stopped (--stop-after-stages); rerun to continue", flush=True)
-        return self.write(runs, pretext, ablations)
+        return self.write()
 
-    def write(self, runs: list[dict], pretext: dict, ablations: dict) -> dict:
-        summary = aggregate(runs)
+    def write(self) -> dict:
+        summary, curves = aggregate(self.runs), gap_summary(self.curves) if self.curves else {}
         doc = {"store": str(self.store), "root": str(self.root), "seeds": list(self.args.seeds),
                "protocols": list(self.args.protocols), "arms": ARMS,
                "pretrain_config": dataclasses.asdict(self.pre), "finetune_config": dataclasses.asdict(self.ft),
-               "runs": runs, "summary": summary, "verdict": verdict(summary), "paired": paired(runs),
-               "pretext": {s: _brief(m) for s, m in pretext.items()},
-               "ablations": ablations, "written": time.strftime("%Y-%m-%d %H:%M:%S")}
+               "runs": self.runs, "summary": summary, "verdict": verdict(summary), "paired": paired(self.runs),
+               "pretext": {s: _brief(m) for s, m in self.pretext.items()},
+               "sync_vs_gap": {"per_seed": self.curves, "summary": curves},
+               "ablations": self.ablations, "written": time.strftime("%Y-%m-%d %H:%M:%S")}
         out = Path(self.args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc, indent=1))
         tmp.replace(out)
-        if runs:
-            figure(runs, summary, out.with_suffix(".png"))
+        if self.runs:
+            figure(self.runs, summary, out.with_suffix(".png"))
             print(table(summary), flush=True)
-        if ablations:
-            print(ablation_table(ablations, runs, pretext), flush=True)
+        if curves:
+            gap_figure(curves, out.with_name(out.stem + "_sync_vs_gap.png"))
+        if self.ablations:
+            print(ablation_table(self.ablations, self.runs, self.pretext), flush=True)
         return doc
 
 
@@ -250,6 +303,8 @@ def parse(argv=None):
     ap.add_argument("--ablations", nargs="*", default=None, choices=list(ABLATIONS), metavar="NAME",
                     help=f"also one seed of these Table 1 ablations, in this order (none named: all of "
                          f"{', '.join(ABLATIONS)})")
+    ap.add_argument("--gap-pairs", type=int, default=320,
+                    help="Fig. 4 of each pretraining seed: anchors per gap (twice as many pairs)")
     ap.add_argument("--stop-after-stages", type=int, default=None, help="run at most this many stages now")
     ap.add_argument("--progress", action="store_true", help="progress bars for each run")
     args = ap.parse_args(argv)

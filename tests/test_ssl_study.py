@@ -30,7 +30,8 @@ def test_summary_is_the_mean_and_standard_deviation_over_seeds():
 TINY = ["--protocols", "S1",
         "--pretrain-set", "steps=2", "batch=2", "input_size=32", "eval_batches=1", "eval_every=0", "workers=0",
         "d_max=20", "checkpoint_every=1", "log_every=1", "warmup=0",
-        "--finetune-set", "steps=2", "batch=4", "input_size=32", "workers=0", "checkpoint_every=1", "log_every=1"]
+        "--finetune-set", "steps=2", "batch=4", "input_size=32", "workers=0", "checkpoint_every=1", "log_every=1",
+        "--gap-pairs", "4"]
 
 
 def test_a_stopped_study_resumes_where_it_stopped_and_ends_as_an_uninterrupted_one(small_store, tmp_path):
@@ -49,6 +50,13 @@ def test_a_stopped_study_resumes_where_it_stopped_and_ends_as_an_uninterrupted_o
     assert {a: m["mpjpe"]["n"] for a, m in done["summary"]["S1"].items()} == {a: 2 for a in ssl_study.ARMS}
     written = json.loads((tmp_path / "cut.json").read_text())
     assert written["summary"] == done["summary"] and (tmp_path / "cut.png").stat().st_size > 1000
+    curves = done["sync_vs_gap"]  # Fig. 4 of each pretraining seed, and over seeds
+    assert curves == full["sync_vs_gap"] and set(curves["per_seed"]) == {"0", "1"}
+    test = curves["summary"]["test"]
+    assert test["n"] == 2 and test["subjects"] == ["S9"] and test["pairs"] == 8  # the small store's test subject
+    acc = np.array([curves["per_seed"][s]["test"]["accuracy"] for s in ("0", "1")])
+    assert np.allclose(test["mean"], acc.mean(0)) and np.allclose(test["std"], acc.std(0, ddof=1))
+    assert (tmp_path / "cut_sync_vs_gap.png").stat().st_size > 1000
 
 
 def test_ablations_run_as_named_and_a_later_call_keeps_the_finished_ones(small_store, tmp_path):
