@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from train.config import FINETUNE_PRESETS, PRETRAIN_PRESETS
-from train.evaluate import evaluate, load_sync_model, sync_vs_gap
+from train.evaluate import evaluate, load_sync_model, pyplot, sync_vs_gap
 from train.finetune import finetune
 from train.pretrain import pretrain
 
@@ -123,11 +123,7 @@ def ablation_table(ablations: dict, runs: list[dict], pretext: dict) -> str:
 
 
 def figure(runs: list[dict], summary: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     protocols = list(summary)
     fig, axes = plt.subplots(1, max(1, len(protocols)), figsize=(4.2 * max(1, len(protocols)), 3.4), squeeze=False)
     for ax, protocol in zip(axes[0], protocols):
@@ -158,11 +154,7 @@ def gap_summary(curves: dict) -> dict:
 
 
 def gap_figure(summary: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.4))
     for group, c in summary.items():
         ax.errorbar(c["gaps"], c["mean"], yerr=c["std"], fmt="o-", capsize=3,
@@ -221,9 +213,8 @@ class Study:
             self._count()
             print(f"Fig. 4 of {pre.name}", flush=True)
             out.mkdir(parents=True, exist_ok=True)
-            data = sync_vs_gap(load_sync_model(pre), self.store, out / "sync_vs_gap.png", per_gap=self.args.gap_pairs)
-            path.with_suffix(".tmp").write_text(json.dumps(data, indent=1))
-            path.with_suffix(".tmp").replace(path)
+            _write_json(path, sync_vs_gap(load_sync_model(pre), self.store, out / "sync_vs_gap.png",
+                                          per_gap=self.args.gap_pairs))
         return json.loads(path.read_text())
 
     def ablation(self, name: str, seed: int) -> dict:
@@ -270,9 +261,7 @@ class Study:
                "ablations": self.ablations, "written": time.strftime("%Y-%m-%d %H:%M:%S")}
         out = Path(self.args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc, indent=1))
-        tmp.replace(out)
+        _write_json(out, doc)
         if self.runs:
             figure(self.runs, summary, out.with_suffix(".png"))
             print(table(summary), flush=True)
@@ -281,6 +270,13 @@ class Study:
         if self.ablations:
             print(ablation_table(self.ablations, self.runs, self.pretext), flush=True)
         return doc
+
+
+def _write_json(path: Path, doc) -> None:
+    """Write JSON atomically (a temp file, then a rename): a stopped study never leaves half a file."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1))
+    tmp.replace(path)
 
 
 def _brief(metrics: dict) -> dict:

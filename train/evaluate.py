@@ -129,7 +129,8 @@ def evaluate(ckpt: str | Path, store: str | Path, out: str | Path, pretrain: str
 
 # --- figures -------------------------------------------------------------------------------
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -153,7 +154,7 @@ def qualitative(store, result: dict, path: Path, count: int = 6) -> Path:
     """Fig. 3: crops with the ground truth (green) and the prediction (red), and both in 3D."""
     from h36m_prep.geometry import PARENTS
 
-    plt = _plt()
+    plt = pyplot()
     g = S.open_store(store)
     reader = StoreReader(store)
     pick = _spread(len(result["rows"]), count)
@@ -275,7 +276,7 @@ def sync_vs_gap(sync: SyncModel, store, path: Path, per_gap: int = 320, seed: in
     """Fig. 4: synchronization accuracy against the time gap (balanced synchronized and not),
     2 * per_gap pairs per gap: a standard error of at most 0.02 with the default 320.
     -> {group: {subjects, gaps, accuracy, stderr, pairs}, background}, the figure's data."""
-    plt = _plt()
+    plt = pyplot()
     g = S.open_store(store)
     reader, crop = StoreReader(store), int(g.attrs["crop_size"])
     split = {q["subject"]: q["split"] for q in g.attrs["sequences"]}
@@ -311,7 +312,7 @@ def retrieval(sync: SyncModel, store, path: Path, queries: int = 4, gallery_ever
     """Fig. 6: queries from `query_subject` (else the first test subject), one column per
     training subject: that subject's frame (every gallery_every-th) that the network finds most
     synchronized with the query."""
-    plt = _plt()
+    plt = pyplot()
     g = S.open_store(store)
     reader, crop = StoreReader(store), int(g.attrs["crop_size"])
     done, split, frame = S.done_rows(g), g["split"][:], g["frame"][:]
