@@ -32,9 +32,12 @@ def main() -> None:
 @click.option("--scale", default=0.5, show_default=True, help="resolution relative to the 1000 px cameras")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--workers", default=0, help="processes (0: one per core)")
+@click.option("--keyframes", type=click.Choice(["per_camera", "aligned"]), default="per_camera", show_default=True,
+              help="h36m: per_camera gives each camera its own keyframe phase (cameras started at their own "
+                   "moments); aligned puts every camera's keyframes at the same frames (a shortcut for the sync task)")
 @click.option("--preview", "preview_png", type=click.Path(dir_okay=False), default=None,
               help="also write this PNG: one frame of every camera with the 2D skeleton")
-def synth(raw, layout, subjects, actions, frames, scale, seed, workers, preview_png):
+def synth(raw, layout, subjects, actions, frames, scale, seed, workers, keyframes, preview_png):
     """Write a synthetic dataset under RAW (resumable): Human3.6M's layout, or a rig's."""
     from .preview import preview_grid
     from .synth.dataset import SynthConfig, write_dataset
@@ -57,7 +60,7 @@ def synth(raw, layout, subjects, actions, frames, scale, seed, workers, preview_
     try:
         cfg = SynthConfig(subjects=tuple(s.strip() for s in subjects.split(",") if s.strip()),
                           actions=tuple(a.strip() for a in actions.split(",") if a.strip()),
-                          frames=frames, scale=scale, seed=seed)
+                          frames=frames, scale=scale, seed=seed, keyframes=keyframes)
         report = write_dataset(raw, cfg, workers=workers)
     except ValueError as e:
         _fail(e)

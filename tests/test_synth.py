@@ -139,3 +139,31 @@ def test_cli_synth_reports_and_previews(tmp_path):
     assert report["videos"] == 4
     bad = CliRunner().invoke(cli, ["synth", str(tmp_path / "raw2"), "--actions", "Juggling"])
     assert bad.exit_code == 2 and "unknown synthetic action" in bad.output
+
+
+def test_cameras_of_a_sequence_do_not_share_their_keyframes(small_raw, small_cfg):
+    """Each camera starts its keyframe interval at its own phase: no two cameras of a sequence
+    put their keyframes on the same frames (frame 0 aside, where every stream starts)."""
+    from h36m_prep.synth.video import GOP, keyframe_indices
+
+    for subject in small_cfg.subjects:
+        for action in small_cfg.actions:
+            keys = {c: set(keyframe_indices(video_path(small_raw, subject, action, c))) - {0}
+                    for c in small_cfg.cameras}
+            phases = set()
+            for c, k in keys.items():
+                assert len(k) >= small_cfg.frames // GOP - 1, (subject, action, c, sorted(k))
+                assert len({t % GOP for t in k}) == 1, (c, sorted(k))  # one phase, every GOP frames
+                phases.add(next(iter(k)) % GOP)
+            assert len(phases) == len(keys), (subject, action, keys)
+
+
+def test_aligned_keyframes_share_their_phase(tmp_path):
+    from h36m_prep.synth.video import keyframe_indices
+
+    cfg = SynthConfig(subjects=("S1",), actions=("Walking",), frames=30, scale=0.1, keyframes="aligned")
+    write_dataset(tmp_path, cfg, workers=1, progress=False)
+    keys = [keyframe_indices(video_path(tmp_path, "S1", "Walking", c)) for c in cfg.cameras]
+    assert all(k == [0, 12, 24] for k in keys), keys
+    with pytest.raises(ValueError, match="keyframes"):
+        SynthConfig(keyframes="shared")

@@ -14,7 +14,6 @@ import zlib
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -24,6 +23,7 @@ from .body import Appearance, max_radius, primitives, random_appearance
 from .motion import ACTION_TAKES, MotionOptions, synth_motion, to_h36m32
 from .render import compose, render_body
 from .scene import camera_rays, room_image, session_room
+from .video import keyframe_phases, write_mp4
 
 DEFAULT_ACTIONS = ("Directions", "Posing", "Walking")
 
@@ -40,6 +40,7 @@ class SynthConfig:
     noise: float = 2.0          # sensor noise, grey levels (standard deviation)
     mirror: bool = True         # allow mirrored takes
     cameras: tuple[str, ...] = CAMERA_IDS
+    keyframes: str = "per_camera"  # per_camera: each camera its own keyframe phase | aligned: all at 0
 
     def __post_init__(self):
         bad = [a for a in self.actions if a.split(" ")[0] not in ACTION_TAKES]
@@ -51,6 +52,8 @@ class SynthConfig:
             raise ValueError(f"unknown subject(s) {', '.join(bad)}; choose from {', '.join(SUBJECTS)}")
         if self.frames < 2 or not 0.05 <= self.scale <= 1.0:
             raise ValueError("frames must be >= 2 and scale in [0.05, 1]")
+        if self.keyframes not in ("per_camera", "aligned"):
+            raise ValueError(f"keyframes={self.keyframes!r}: choose per_camera or aligned")
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -170,16 +173,12 @@ def write_cdf(path: Path, pose32: np.ndarray) -> None:
 
 
 def _write_video_job(raw: str, cfg: SynthConfig, subject: str, action: str, cam_id: str) -> int:
-    """Render and encode one video (mp4, 50 fps) to a temp name, then rename it in place."""
+    """Render and encode one video (mp4, 50 fps, the camera's own keyframe phase) to a temp
+    name, then rename it in place."""
     path = video_path(Path(raw), subject, action, cam_id)
     tmp = path.with_name(f".tmp.{path.name}")
-    cam = synth_cameras(cfg)[subject][cam_id]
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), FPS, (cam.width, cam.height))
-    if not writer.isOpened():
-        raise RuntimeError(f"{tmp}: OpenCV cannot write mp4 (mp4v); reinstall opencv-python-headless")
-    for frame, _ in render_video(cfg, subject, action, cam_id):
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
+    phase = keyframe_phases(cfg.seed, f"{subject}/{action}", cfg.cameras, aligned=cfg.keyframes == "aligned")[cam_id]
+    write_mp4(tmp, (frame for frame, _ in render_video(cfg, subject, action, cam_id)), FPS, phase)
     os.replace(tmp, path)
     return cfg.frames
 

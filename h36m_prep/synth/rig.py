@@ -25,6 +25,7 @@ from .body import random_appearance
 from .dataset import _key, render_frames
 from .motion import ACTION_TAKES, MotionOptions, synth_motion, to_h36m32
 from .scene import session_room
+from .video import keyframe_phases, write_mp4
 
 # name, (width, height) at scale 1, distance mm, height mm, azimuth degrees, container
 RIG_CAMERAS: tuple[tuple[str, tuple[int, int], float, float, float, str], ...] = (
@@ -121,16 +122,21 @@ def video_path(rig: Path, action: str, cam_name: str) -> Path:
 
 
 def _write_job(rig: str, cfg: RigSynthConfig, action: str, cam_name: str) -> int:
+    """Render one camera of a take: mp4 with the camera's own keyframe phase (cameras started
+    by hand), or Motion JPEG in avi (every frame a keyframe); a temp name, then renamed."""
     path = video_path(Path(rig), action, cam_name)
     tmp = path.with_name(f".tmp.{path.name}")
     cam = rig_cameras(cfg)[cam_name]
-    fourcc = cv2.VideoWriter_fourcc(*("MJPG" if path.suffix == ".avi" else "mp4v"))
-    writer = cv2.VideoWriter(str(tmp), fourcc, cfg.fps, (cam.width, cam.height))
-    if not writer.isOpened():
-        raise RuntimeError(f"{tmp}: OpenCV cannot write this video; reinstall opencv-python-headless")
-    for frame, _ in render_take(cfg, action, cam_name):
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    writer.release()
+    frames = (frame for frame, _ in render_take(cfg, action, cam_name))
+    if path.suffix == ".mp4":
+        write_mp4(tmp, frames, cfg.fps, keyframe_phases(cfg.seed, take_name(action), rig_cameras(cfg))[cam_name])
+    else:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), cfg.fps, (cam.width, cam.height))
+        if not writer.isOpened():
+            raise RuntimeError(f"{tmp}: OpenCV cannot write this video; reinstall opencv-python-headless")
+        for frame in frames:
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        writer.release()
     os.replace(tmp, path)
     return cfg.frames
 
