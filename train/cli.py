@@ -231,5 +231,36 @@ def evaluate(ckpt, store, out, pretrain, every, batch, background):
                f"-> {out}/report.md")
 
 
+@main.command()
+@click.option("--init", required=True, help="a pretrain run folder, or 'random' (a random-init backbone of --arch)")
+@click.option("--store", required=True, type=click.Path(exists=True, file_okay=False), help="a labelled store")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="the report folder (probe.json, probe.md)")
+@click.option("--protocol", "protocols", multiple=True, type=click.Choice(["S1", "All"]),
+              help="the subjects the ridge regression is fitted on (repeat for both) [default: S1 and All]")
+@click.option("--val-subject", default="S8", show_default=True,
+              help="a training subject on which the ridge strength is chosen (never a test subject)")
+@click.option("--arch", default="resnet18n", show_default=True,
+              help="backbone of a random init (a run's own arch otherwise): resnet18, resnet18n, resnet34, resnet50")
+@click.option("--input-size", type=int, default=None,
+              help="image side in pixels [default: the run's pretraining input size; 64 for random]")
+@click.option("--seed", default=0, show_default=True, help="seed of a random-init backbone")
+@click.option("--mirror/--no-mirror", default=True, show_default=True,
+              help="also the mirror probe (can a linear classifier tell an image from its mirror?)")
+def probe(init, store, out, protocols, val_subject, arch, input_size, seed, mirror):
+    """Linear probes of frozen features: ridge regression from pooled layer3 / layer4 features to
+    the 3D pose (MPJPE, PMPJPE on every 8th test frame, with 95 % intervals over test instants),
+    and a mirror probe; no fine-tuning."""
+    from .probe import probe as run
+
+    try:
+        report = run(init, store, out, protocols or ("S1", "All"), val_subject, arch, input_size, seed, mirror)
+    except ValueError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    from .probe import markdown
+
+    click.echo(markdown(report))
+
+
 if __name__ == "__main__":
     main()

@@ -31,7 +31,7 @@ from pairloader.sampler import KEPT, REMOVED, _affine
 from . import checkpoint
 from .config import PretrainConfig
 from .finetune import load_pose_model
-from .metrics import ROOT_CORRECTION, mpjpe, summary
+from .metrics import ROOT_CORRECTION, mpjpe, nmpjpe, pmpjpe, summary
 
 FIG_TRAIN_SUBJECTS = ("S1", "S5")
 GAPS = tuple(range(8, 121, 16))  # centres dt of the gap bins [dt - 7, dt + 8]
@@ -78,6 +78,35 @@ def metrics_table(store, result: dict) -> dict:
     return out
 
 
+def per_image(store, result: dict) -> dict:
+    """Every test image's errors (mm; MPJPE and NMPJPE with the 17/16 correction, so that their
+    means are the report's) with what identifies it: store row, subject, sequence (the store's
+    sequence index), camera and frame. An instant is (subject, sequence, frame)."""
+    g = S.open_store(store)
+    rows = result["rows"]
+    col = lambda name: g[name].get_orthogonal_selection((rows,))
+    names, cameras = list(g.attrs["subjects"]), list(g.attrs["cameras"])
+    pred, gt = result["pred"], result["gt"]
+    return {"row": rows.tolist(), "subject": [names[i] for i in col("subject")],
+            "sequence": col("sequence").tolist(), "camera": [cameras[i] for i in col("camera")],
+            "frame": col("frame").tolist(),
+            "mpjpe": np.round(mpjpe(pred, gt) * ROOT_CORRECTION, 2).tolist(),
+            "nmpjpe": np.round(nmpjpe(pred, gt) * ROOT_CORRECTION, 2).tolist(),
+            "pmpjpe": np.round(pmpjpe(pred, gt), 2).tolist()}
+
+
+def subset(images: dict, every: int) -> dict:
+    """The per-image table restricted to frames with frame % every == 0 (the paper's every 64th
+    from a dense evaluation)."""
+    keep = [i for i, f in enumerate(images["frame"]) if f % every == 0]
+    return {k: [v[i] for i in keep] for k, v in images.items()}
+
+
+def overall(images: dict) -> dict:
+    """The overall metrics of a per-image table (its means)."""
+    return {m: float(np.mean(images[m])) for m in ("mpjpe", "nmpjpe", "pmpjpe")} | {"n": len(images["row"])}
+
+
 def markdown(report: dict) -> str:
     """The report as a Markdown table, one row per action, then per subject and overall."""
     lines = [f"# Evaluation of `{report['checkpoint']}`", "",
@@ -109,7 +138,7 @@ def evaluate(ckpt: str | Path, store: str | Path, out: str | Path, pretrain: str
     report = {"checkpoint": str(ckpt), "init": cfg.init, "protocol": cfg.protocol, "freeze": cfg.freeze,
               "background": background, "finetune_background": cfg.background, "store": str(store),
               "test_subjects": test, "every": every, "root_correction": ROOT_CORRECTION, "note": ROOT_NOTE,
-              **metrics_table(store, result)}
+              **metrics_table(store, result), "per_image": per_image(store, result)}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if pretrain is None and cfg.init not in ("random",) and not cfg.init.startswith("imagenet:"):
