@@ -1,27 +1,33 @@
-"""The SSL gain over seeds against fair baselines, at CPU scale.
+"""The SSL study: does pretraining on multi-view synchronization help? Decided with intervals.
 
-    python benchmarks/ssl_study.py --store demo/store.zarr [--root runs/ssl_study] [--seeds 0 1 2]
-    nohup python benchmarks/ssl_study.py --store demo/store.zarr > ssl_study.log 2>&1 &   # about 3 h
+    nohup python benchmarks/ssl_study.py --store demo/store.zarr > ssl_study.log 2>&1 &
 
-For each seed: pretrain (`cpu` preset, that seed), then for each protocol (S1, All) fine-tune
-three arms with that seed and evaluate each on the test subjects, then draw Fig. 4 of the
-pretrained sync head (ROOT/fig4_sN; over seeds in `sync_vs_gap` and ssl_study_sync_vs_gap.png):
+For each seed (default 0-4), one folder per stage under ROOT (default runs/ssl_study):
 
-  ssl               from the pretrained backbone, the stem and 3 stages frozen (the paper's protocol)
-  random_frozen     random init, frozen the same way (the paper's protocol as it reads)
-  random_unfrozen   random init, nothing frozen (the fair baseline)
+  pretrain_sN            self-supervised pretraining, the `cpu` preset with that seed
+  ft_P_ARM_sN, eval_P_ARM_sN   fine-tuning under protocol P (S1, All) and its evaluation on every
+                         8th test frame, all cameras (the paper's every-64th row is its subset):
+                           ssl_frozen       pretrained, the stem and 3 stages frozen (the paper's protocol)
+                           ssl_unfrozen     pretrained, nothing frozen
+                           random_frozen    random init, frozen the same way
+                           random_unfrozen  random init, nothing frozen
+  probe_sN, probe_random_sN   linear probes (`sync-train probe`) of the pretrained backbone and of a
+                         random-init one: ridge to the pose (S1, All; strength chosen on the
+                         validation subject), and the mirror probe
+  fig4_sN                Fig. 4 and the keyframe-phase check of the pretrained sync head
 
-With --ablations, one seed (the first) of the Table 1 ablations that matter most (only sync,
-only flip, background kept in pretraining, single view), each fine-tuned as `ssl` under
-protocol S1 and compared with that seed's `ssl` run; `--ablations only_flip single_view` runs
-those, in that order.
+With --ablations NAME..., each named Table 1 ablation on --ablation-seeds (default 0 1 2): pretraining
+with one change, then ssl_frozen under protocol S1 and the probes, compared with the same seed's
+main run.
 
-One folder per run under ROOT. A rerun skips what is finished and resumes an interrupted
-training run from its checkpoint, so the study can be stopped at any moment (or cut into
-slices with --stop-after-stages) and continued later. After every finished evaluation it
-writes the JSON (per-seed numbers under `runs`; `summary[protocol][arm][metric] = {mean, std,
-n}`, std over seeds with ddof 1; `paired`, the gains seed by seed), then the figures, and
-prints the table.
+Every comparison is a paired difference (the arms of a seed share that seed in pretraining and
+fine-tuning; both see the same test images) with a 95 % interval from the two-way bootstrap over
+seeds and test instants (train/stats.py) and a verdict: better, no detectable difference, worse.
+The JSON keeps every run's per-image errors, so every number can be recomputed.
+
+A rerun skips what is finished and resumes an interrupted training run from its checkpoint; the
+study can be stopped at any moment (or cut into slices with --stop-after-stages) and continued.
+After every finished stage it writes the JSON and prints the tables.
 """
 from __future__ import annotations
 
@@ -34,110 +40,129 @@ from pathlib import Path
 import numpy as np
 
 from train.config import FINETUNE_PRESETS, PRETRAIN_PRESETS
-from train.evaluate import evaluate, load_sync_model, pyplot, sync_vs_gap
+from train.evaluate import evaluate, load_sync_model, phase_check, pyplot, subset, sync_vs_gap
 from train.finetune import finetune
 from train.pretrain import pretrain
+from train.probe import probe
+from train.stats import instant_ids, mean_interval, paired_bootstrap
 
-ARMS = {"ssl": "stages:3", "random_frozen": "stages:3", "random_unfrozen": "none"}
+ARMS = {"ssl_frozen": ("ssl", "stages:3"), "ssl_unfrozen": ("ssl", "none"),
+        "random_frozen": ("random", "stages:3"), "random_unfrozen": ("random", "none")}
+# (A, B): is A better than B? The first of each pair is the one whose gain is asked about.
+COMPARISONS = (("ssl_frozen", "random_frozen"),      # the features, under the paper's protocol
+               ("ssl_unfrozen", "random_unfrozen"),  # the init, nothing frozen
+               ("ssl_frozen", "random_unfrozen"),    # the paper's protocol against the fair baseline
+               ("ssl_unfrozen", "ssl_frozen"))       # what freezing costs a pretrained network
 METRICS = ("mpjpe", "nmpjpe", "pmpjpe")
+DENSITIES = {"dense": 8, "paper": 64}  # test frames with frame % every == 0
 ABLATIONS = {"only_sync": {"tasks": "sync"}, "only_flip": {"tasks": "flip"},
-             "background_kept": {"background": "kept"}, "single_view": {"views": "single"}}
+             "background_kept": {"background": "kept"},
+             "single_view": {"views": "single", "crop_jitter": True}}  # the paper's (l): crops, scales, rotations
 
 
 class Stop(Exception):
     """--stop-after-stages reached: the study stops here and a rerun continues."""
 
 
-def aggregate(runs: list[dict]) -> dict:
-    """summary[protocol][arm][metric] = {mean, std (over seeds, ddof 1; 0 for one seed), n}."""
+# --- statistics over the runs -----------------------------------------------------------------
+
+def test_table(images: dict) -> dict:
+    return {k: images[k] for k in ("row", "subject", "sequence", "camera", "frame")}
+
+
+def instants_of(table: dict) -> np.ndarray:
+    return instant_ids(table["subject"], table["sequence"], table["frame"])
+
+
+def _density(table: dict, values: np.ndarray, every: int) -> tuple[np.ndarray, np.ndarray]:
+    keep = np.array([f % every == 0 for f in table["frame"]])
+    return values[..., keep], instants_of(table)[keep]
+
+
+def arm_errors(runs: list[dict], protocol: str, arm: str, metric: str) -> dict:
+    """{seed: per-image errors [N]} of one arm."""
+    return {r["seed"]: np.asarray(r["per_image"][metric]) for r in runs
+            if r["protocol"] == protocol and r["arm"] == arm}
+
+
+def summarize(runs: list[dict], table: dict) -> dict:
+    """summary[protocol][arm][metric][density] = mean with its two-way bootstrap interval."""
     out: dict = {}
     for r in runs:
-        out.setdefault(r["protocol"], {}).setdefault(r["arm"], {m: [] for m in METRICS})
-        for m in METRICS:
-            out[r["protocol"]][r["arm"]][m].append(r[m])
-    return {p: {a: {m: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0,
-                        "n": len(v)} for m, v in arms.items()} for a, arms in protos.items()}
-            for p, protos in out.items()}
+        out.setdefault(r["protocol"], {}).setdefault(r["arm"], {})
+    for protocol, arms in out.items():
+        for arm in arms:
+            for metric in METRICS:
+                errs = arm_errors(runs, protocol, arm, metric)
+                values = np.stack([errs[s] for s in sorted(errs)])
+                arms[arm][metric] = {d: mean_interval(*_density(table, values, every)) | {"seed_ids": sorted(errs)}
+                                     for d, every in DENSITIES.items()}
+    return out
 
 
-def verdict(summary: dict, metric: str = "mpjpe") -> dict:
-    """Per protocol: the SSL gain over each random baseline (mean difference, mm) and whether it
-    exceeds the spread (the larger std of the two arms; needs n >= 2 in both)."""
+def compare(a: dict, b: dict, table: dict, every: int) -> dict | None:
+    """Paired comparison of per-seed per-image errors {seed: [N]}: A better when positive (B - A)."""
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return None
+    diff = np.stack([b[s] - a[s] for s in seeds])
+    d, inst = _density(table, diff, every)
+    return paired_bootstrap(d, inst) | {"seed_ids": seeds}
+
+
+def comparisons(runs: list[dict], table: dict) -> list[dict]:
+    out = []
+    for protocol in dict.fromkeys(r["protocol"] for r in runs):
+        for a, b in COMPARISONS:
+            for metric in METRICS:
+                for density, every in DENSITIES.items():
+                    c = compare(arm_errors(runs, protocol, a, metric), arm_errors(runs, protocol, b, metric), table, every)
+                    if c:
+                        out.append({"protocol": protocol, "a": a, "b": b, "metric": metric, "density": density, **c})
+    return out
+
+
+def probe_errors(probes: dict, init: str, protocol: str, layer: str, metric: str) -> dict:
+    return {int(s): np.asarray(p[init]["pose"][protocol]["layers"][layer]["per_image"][metric])
+            for s, p in probes.items() if init in p and protocol in p[init]["pose"]}
+
+
+def probe_summary(probes: dict) -> dict:
+    """Per protocol and layer: each init's mean error with its interval, and ssl against random."""
+    if not probes:
+        return {}
+    first = next(p for p in probes.values() if "random" in p or "ssl" in p)
+    any_init = first.get("ssl") or first.get("random")
     out = {}
-    for protocol, arms in summary.items():
-        if "ssl" not in arms:
+    for protocol, rep in any_init["pose"].items():
+        inst = instant_ids(rep["test_subject"], rep["test_sequence"], rep["test_frame"])
+        for layer in rep["layers"]:
+            cell = out.setdefault(protocol, {}).setdefault(layer, {})
+            for metric in ("mpjpe", "pmpjpe"):
+                per = {init: probe_errors(probes, init, protocol, layer, metric) for init in ("ssl", "random")}
+                for init, errs in per.items():
+                    if errs:
+                        cell.setdefault(init, {})[metric] = mean_interval(np.stack([errs[s] for s in sorted(errs)]),
+                                                                          inst) | {"seed_ids": sorted(errs)}
+                seeds = sorted(set(per["ssl"]) & set(per["random"]))
+                if seeds:
+                    diff = np.stack([per["random"][s] - per["ssl"][s] for s in seeds])
+                    cell.setdefault("ssl_vs_random", {})[metric] = paired_bootstrap(diff, inst) | {"seed_ids": seeds}
+    return out
+
+
+def mirror_summary(probes: dict) -> dict:
+    out = {}
+    for init in ("ssl", "random"):
+        reps = {s: p[init]["mirror"] for s, p in probes.items() if init in p and "mirror" in p[init]}
+        if not reps:
             continue
-        for base in ("random_unfrozen", "random_frozen"):
-            if base not in arms:
-                continue
-            s, b = arms["ssl"][metric], arms[base][metric]
-            gain, spread = b["mean"] - s["mean"], max(s["std"], b["std"])
-            out[f"{protocol}: ssl vs {base}"] = {
-                "gain_mm": gain, "spread_mm": spread, "n": min(s["n"], b["n"]),
-                "gain_exceeds_spread": bool(min(s["n"], b["n"]) >= 2 and gain > spread)}
+        first = next(iter(reps.values()))
+        inst = instant_ids(first["test_subject"], first["test_sequence"], first["test_frame"])
+        for layer in first["layers"]:
+            hits = np.stack([np.asarray(reps[s]["layers"][layer]["hits"], np.float64) for s in sorted(reps)])
+            out.setdefault(init, {})[layer] = mean_interval(hits, inst) | {"seed_ids": sorted(int(s) for s in reps)}
     return out
-
-
-def paired(runs: list[dict]) -> dict:
-    """Per metric and protocol, the SSL gain over each random baseline seed by seed (the arms of a
-    seed share that seed in pretraining and fine-tuning): `per_seed` (mm, positive = SSL better),
-    their mean and standard deviation (ddof 1), and whether every seed agrees in sign."""
-    by = {(r["protocol"], r["arm"], r["seed"]): r for r in runs}
-    out = {}
-    for metric in METRICS:
-        for protocol in dict.fromkeys(r["protocol"] for r in runs):
-            for base in ("random_unfrozen", "random_frozen"):
-                gains = {seed: by[(protocol, base, seed)][metric] - by[(protocol, "ssl", seed)][metric]
-                         for (p, arm, seed) in by if p == protocol and arm == "ssl" and (protocol, base, seed) in by}
-                if not gains:
-                    continue
-                g = np.array(list(gains.values()))
-                out.setdefault(metric, {})[f"{protocol}: ssl vs {base}"] = {
-                    "per_seed": {str(k): float(v) for k, v in gains.items()}, "mean": float(g.mean()),
-                    "std": float(g.std(ddof=1)) if len(g) > 1 else 0.0, "n": len(g),
-                    "same_sign": bool(len(g) > 1 and (np.all(g > 0) or np.all(g < 0)))}
-    return out
-
-
-def table(summary: dict) -> str:
-    lines = ["| protocol | arm | MPJPE | NMPJPE | PMPJPE | seeds |", "|---|---|---:|---:|---:|---:|"]
-    for protocol, arms in summary.items():
-        for arm, m in arms.items():
-            cells = " | ".join(f"{m[k]['mean']:.1f} +- {m[k]['std']:.1f}" for k in METRICS)
-            lines.append(f"| {protocol} | {arm} | {cells} | {m['mpjpe']['n']} |")
-    return "\n".join(lines)
-
-
-def ablation_table(ablations: dict, runs: list[dict], pretext: dict) -> str:
-    """Each ablation beside the `ssl` run of its seed (protocol S1), with the pretext accuracies."""
-    seeds = {a["seed"] for a in ablations.values()}
-    rows = [("ssl (both tasks)", r, pretext.get(str(r["seed"]), {})) for r in runs
-            if r["protocol"] == "S1" and r["arm"] == "ssl" and r["seed"] in seeds]
-    rows += [(name, a, a["pretext"]) for name, a in ablations.items()]
-    lines = ["| pretraining | seed | MPJPE | NMPJPE | PMPJPE | test sync | test flip |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    for name, r, p in rows:
-        acc = " | ".join(f"{p[k]:.3f}" if k in p else "-" for k in ("test_acc_sync", "test_acc_flip"))
-        lines.append(f"| {name} | {r['seed']} | {r['mpjpe']:.1f} | {r['nmpjpe']:.1f} | {r['pmpjpe']:.1f} | {acc} |")
-    return "\n".join(lines)
-
-
-def figure(runs: list[dict], summary: dict, path: Path) -> None:
-    plt = pyplot()
-    protocols = list(summary)
-    fig, axes = plt.subplots(1, max(1, len(protocols)), figsize=(4.2 * max(1, len(protocols)), 3.4), squeeze=False)
-    for ax, protocol in zip(axes[0], protocols):
-        arms = list(summary[protocol])
-        for i, arm in enumerate(arms):
-            m = summary[protocol][arm]["mpjpe"]
-            ax.bar(i, m["mean"], yerr=m["std"], capsize=4, color="C0" if arm == "ssl" else "C7", alpha=0.7)
-            seeds = [r["mpjpe"] for r in runs if r["protocol"] == protocol and r["arm"] == arm]
-            ax.plot([i] * len(seeds), seeds, "k.", ms=5)
-        ax.set_xticks(range(len(arms)), arms, rotation=20, fontsize=8)
-        ax.set(title=f"protocol {protocol}", ylabel="test MPJPE (mm), mean +- std over seeds")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def gap_summary(curves: dict) -> dict:
@@ -151,6 +176,86 @@ def gap_summary(curves: dict) -> dict:
                       "std": (acc.std(0, ddof=1) if len(acc) > 1 else 0 * acc[0]).tolist(), "n": len(acc),
                       "pairs": first["pairs"]}
     return out
+
+
+def phase_summary(checks: dict) -> dict:
+    """The keyframe-phase check over seeds: per phase, observed and expected accuracy summed over
+    the seeds' pairs, and the standard error of their difference."""
+    if not checks:
+        return {}
+    gop = next(iter(checks.values()))["gop"]
+    rows = []
+    for phase in range(gop):
+        cells = [c["by_phase"][phase] for c in checks.values()]
+        n = sum(c["pairs"] for c in cells)
+        acc = sum(c["accuracy"] * c["pairs"] for c in cells) / max(n, 1)
+        exp = sum(c["expected"] * c["pairs"] for c in cells) / max(n, 1)
+        rows.append({"phase": phase, "pairs": n, "accuracy": acc, "expected": exp,
+                     "stderr": float(np.sqrt(acc * (1 - acc) / max(n, 1)))})
+    return {"seeds": sorted(int(s) for s in checks), "by_phase": rows}
+
+
+# --- tables and figures ---------------------------------------------------------------------------
+
+def _ci(m: dict, digits: int = 1) -> str:
+    return f"{m['mean']:.{digits}f} [{m['low']:.{digits}f}, {m['high']:.{digits}f}]"
+
+
+def table(summary: dict, density: str = "dense") -> str:
+    lines = [f"| protocol | arm | MPJPE | NMPJPE | PMPJPE | seeds |", "|---|---|---|---|---|---:|"]
+    for protocol, arms in summary.items():
+        for arm, m in arms.items():
+            cells = " | ".join(_ci(m[k][density]) for k in METRICS)
+            lines.append(f"| {protocol} | {arm} | {cells} | {m['mpjpe'][density]['seeds']} |")
+    return "\n".join(lines)
+
+
+def comparison_table(comps: list[dict], metrics=("mpjpe", "pmpjpe"), density: str = "dense") -> str:
+    lines = ["| protocol | A vs B | metric | B - A (mm) [95 %] | verdict for A | seeds | instants |",
+             "|---|---|---|---|---|---:|---:|"]
+    for c in comps:
+        if c["metric"] in metrics and c["density"] == density:
+            lines.append(f"| {c['protocol']} | {c['a']} vs {c['b']} | {c['metric']} | {_ci(c)} | {c['verdict']} | "
+                         f"{c['seeds']} | {c['instants']} |")
+    return "\n".join(lines)
+
+
+def probe_table(summary: dict) -> str:
+    lines = ["| protocol | layer | metric | ssl | random | random - ssl [95 %] | verdict for ssl | seeds |",
+             "|---|---|---|---|---|---|---|---:|"]
+    for protocol, layers in summary.items():
+        for layer, cell in layers.items():
+            for metric in ("mpjpe", "pmpjpe"):
+                s, r, c = (cell.get(k, {}).get(metric) for k in ("ssl", "random", "ssl_vs_random"))
+                lines.append(f"| {protocol} | {layer} | {metric} | {_ci(s) if s else '-'} | {_ci(r) if r else '-'} | "
+                             f"{_ci(c) if c else '-'} | {c['verdict'] if c else '-'} | {c['seeds'] if c else '-'} |")
+    return "\n".join(lines)
+
+
+def phase_table(summary: dict) -> str:
+    lines = ["| dt mod 12 | pairs | accuracy | expected from its gaps | difference / s.e. |", "|---:|---:|---:|---:|---:|"]
+    for r in summary.get("by_phase", []):
+        z = (r["accuracy"] - r["expected"]) / max(r["stderr"], 1e-9)
+        lines.append(f"| {r['phase']} | {r['pairs']} | {r['accuracy']:.3f} | {r['expected']:.3f} | {z:+.1f} |")
+    return "\n".join(lines)
+
+
+def figure(summary: dict, path: Path, density: str = "dense") -> None:
+    plt = pyplot()
+    protocols = list(summary)
+    fig, axes = plt.subplots(1, max(1, len(protocols)), figsize=(4.6 * max(1, len(protocols)), 3.6), squeeze=False)
+    for ax, protocol in zip(axes[0], protocols):
+        arms = list(summary[protocol])
+        for i, arm in enumerate(arms):
+            m = summary[protocol][arm]["mpjpe"][density]
+            ax.errorbar(i, m["mean"], yerr=[[m["mean"] - m["low"]], [m["high"] - m["mean"]]], fmt="o", capsize=4,
+                        color="C0" if arm.startswith("ssl") else "C7")
+            ax.plot([i] * len(m["per_seed"]), m["per_seed"], "k.", ms=4)
+        ax.set_xticks(range(len(arms)), arms, rotation=20, fontsize=8)
+        ax.set(title=f"protocol {protocol}", ylabel="test MPJPE (mm): mean, 95 % interval, seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def gap_figure(summary: dict, path: Path) -> None:
@@ -168,6 +273,8 @@ def gap_figure(summary: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
+
+# --- the stages -------------------------------------------------------------------------------------
 
 class Study:
     """The stages of the study, each skipped when finished and resumed when interrupted."""
@@ -202,80 +309,137 @@ class Study:
             finetune(self.store, out, cfg, resume=(out / "checkpoint.pt").exists(), progress=self.args.progress)
         if not (rep / "report.json").exists():
             self._count()
-            evaluate(out, self.store, rep, figures=False)
-        return json.loads((rep / "report.json").read_text())["overall"]
+            evaluate(out, self.store, rep, every=DENSITIES["dense"], figures=False)
+        report = json.loads((rep / "report.json").read_text())
+        images = report["per_image"]
+        if self.table is None:
+            self.table = test_table(images)
+        elif images["row"] != self.table["row"]:
+            raise ValueError(f"{rep}: evaluated on other test images than the study's other runs; delete it to redo it")
+        return {"overall": report["overall"], "paper": _overall(subset(images, DENSITIES["paper"])),
+                "per_image": {m: images[m] for m in METRICS}}
 
-    def sync_curve(self, seed: int, pre: Path) -> dict:
-        """Fig. 4 of a pretraining run: its sync head's accuracy against the time gap."""
-        out = self.root / f"fig4_s{seed}"
-        path = out / "sync_vs_gap.json"
-        if not path.exists():
+    def probe(self, name: str, init: str, seed: int, arch: str) -> dict:
+        out = self.root / name
+        if not (out / "probe.json").exists():
             self._count()
-            print(f"Fig. 4 of {pre.name}", flush=True)
-            out.mkdir(parents=True, exist_ok=True)
-            _write_json(path, sync_vs_gap(load_sync_model(pre), self.store, out / "sync_vs_gap.png",
-                                          per_gap=self.args.gap_pairs))
-        return json.loads(path.read_text())
+            print(f"probe {name}", flush=True)
+            probe(init, self.store, out, protocols=self.args.protocols, val_subject=self.args.val_subject, arch=arch,
+                  input_size=self.pre.input_size, seed=seed, progress=False)
+        return json.loads((out / "probe.json").read_text())
 
-    def ablation(self, name: str, seed: int) -> dict:
-        """One Table 1 ablation: pretrain with its changes, then fine-tune and evaluate as `ssl` (S1)."""
+    def sync_curve(self, seed: int, pre: Path) -> tuple[dict, dict]:
+        """Fig. 4 of a pretraining run and its keyframe-phase check on the test subjects."""
+        out = self.root / f"fig4_s{seed}"
+        path, phase = out / "sync_vs_gap.json", out / "phase_check.json"
+        if not phase.exists():
+            self._count()
+            print(f"Fig. 4 and the phase check of {pre.name}", flush=True)
+            out.mkdir(parents=True, exist_ok=True)
+            sync = load_sync_model(pre)
+            curve = sync_vs_gap(sync, self.store, out / "sync_vs_gap.png", per_gap=self.args.gap_pairs)
+            _write_json(path, curve)
+            _write_json(phase, phase_check(sync, self.store, curve["test"]["subjects"], pairs=self.args.phase_pairs))
+        return json.loads(path.read_text()), json.loads(phase.read_text())
+
+    def main_seed(self, seed: int) -> None:
+        pre = self.pretrain(f"pretrain_s{seed}", seed)
+        self.pretext[str(seed)] = _brief(json.loads((pre / "metrics.json").read_text()))
+        for protocol in self.args.protocols:
+            for arm, (init, freeze) in ARMS.items():
+                m = self.finetune_eval(f"{protocol}_{arm}_s{seed}", str(pre) if init == "ssl" else "random",
+                                       protocol, freeze, seed)
+                self.runs.append({"seed": seed, "protocol": protocol, "arm": arm, **m})
+                self.write()
+        self.probes[str(seed)] = {"ssl": self.probe(f"probe_s{seed}", str(pre), seed, self.pre.arch),
+                                  "random": self.probe(f"probe_random_s{seed}", "random", seed, self.pre.arch)}
+        self.write()
+        self.curves[str(seed)], self.phases[str(seed)] = self.sync_curve(seed, pre)
+        self.write()
+
+    def ablation(self, name: str, seed: int) -> None:
+        """One Table 1 ablation on one seed: pretrain with its changes, then ssl_frozen under S1 and the probes."""
         changes = ABLATIONS[name]
         pre = self.pretrain(f"pretrain_{name}_s{seed}", seed, **changes)
-        m = self.finetune_eval(f"S1_ssl_{name}_s{seed}", str(pre), "S1", ARMS["ssl"], seed)
-        return {"seed": seed, "changes": changes, **{k: m[k] for k in METRICS},
-                "pretext": _brief(json.loads((pre / "metrics.json").read_text()))}
+        m = self.finetune_eval(f"S1_ssl_frozen_{name}_s{seed}", str(pre), "S1", ARMS["ssl_frozen"][1], seed)
+        p = self.probe(f"probe_{name}_s{seed}", str(pre), seed, self.pre.arch)
+        self.ablations.setdefault(name, {"changes": changes, "seeds": {}})["seeds"][str(seed)] = {
+            **m, "pretext": _brief(json.loads((pre / "metrics.json").read_text())), "probe": p}
 
     def run(self) -> dict:
-        self.runs, self.pretext, self.ablations, self.curves = [], {}, {}, {}
+        self.runs, self.pretext, self.probes, self.curves, self.phases, self.ablations = [], {}, {}, {}, {}, {}
+        self.table = None
         try:
             for seed in self.args.seeds:
-                pre = self.pretrain(f"pretrain_s{seed}", seed)
-                self.pretext[str(seed)] = json.loads((pre / "metrics.json").read_text())
-                for protocol in self.args.protocols:
-                    for arm, freeze in ARMS.items():
-                        init = str(pre) if arm == "ssl" else "random"
-                        m = self.finetune_eval(f"{protocol}_{arm}_s{seed}", init, protocol, freeze, seed)
-                        self.runs.append({"seed": seed, "protocol": protocol, "arm": arm,
-                                          **{k: m[k] for k in METRICS}, "n_images": m["n"]})
-                        self.write()
-                self.curves[str(seed)] = self.sync_curve(seed, pre)
-                self.write()
-            seed = self.args.seeds[0]
-            self.ablations |= {name: self.ablation(name, seed) for name in ABLATIONS  # finished by an earlier call
-                               if (self.root / f"eval_S1_ssl_{name}_s{seed}" / "report.json").exists()}
+                self.main_seed(seed)
+            done = lambda n, s: (self.root / f"probe_{n}_s{s}" / "probe.json").exists()  # noqa: E731
+            for name in ABLATIONS:  # those finished by an earlier call stay in the JSON
+                for seed in self.args.ablation_seeds:
+                    if done(name, seed) and name not in (self.args.ablations or []):
+                        self.ablation(name, seed)
             for name in [] if self.args.ablations is None else self.args.ablations or list(ABLATIONS):
-                self.ablations[name] = self.ablation(name, seed)
-                self.write()
+                for seed in self.args.ablation_seeds:
+                    self.ablation(name, seed)
+                    self.write()
         except Stop:
             print("stopped (--stop-after-stages); rerun to continue", flush=True)
         return self.write()
 
+    def ablation_comparisons(self) -> dict:
+        out = {}
+        base = {r["seed"]: r for r in self.runs if r["protocol"] == "S1" and r["arm"] == "ssl_frozen"}
+        for name, a in self.ablations.items():
+            rows = []
+            for metric in ("mpjpe", "pmpjpe"):
+                abl = {int(s): np.asarray(r["per_image"][metric]) for s, r in a["seeds"].items()}
+                ref = {s: np.asarray(base[s]["per_image"][metric]) for s in abl if s in base}
+                for density, every in DENSITIES.items():
+                    c = compare(abl, ref, self.table, every)
+                    if c:
+                        rows.append({"metric": metric, "density": density, "a": name, "b": "both tasks", **c})
+            out[name] = rows
+        return out
+
     def write(self) -> dict:
-        summary, curves = aggregate(self.runs), gap_summary(self.curves) if self.curves else {}
+        summary = summarize(self.runs, self.table) if self.runs else {}
+        comps = comparisons(self.runs, self.table) if self.runs else []
+        probes = self.probes
         doc = {"store": str(self.store), "root": str(self.root), "seeds": list(self.args.seeds),
-               "protocols": list(self.args.protocols), "arms": ARMS,
+               "protocols": list(self.args.protocols), "arms": {a: list(v) for a, v in ARMS.items()},
+               "comparisons_asked": [list(c) for c in COMPARISONS], "densities": DENSITIES,
+               "statistics": "paired two-way bootstrap over seeds and test instants (train/stats.py), 95 % "
+                             "percentile intervals, 10000 replicates; instants: (subject, sequence, frame)",
                "pretrain_config": dataclasses.asdict(self.pre), "finetune_config": dataclasses.asdict(self.ft),
-               "runs": self.runs, "summary": summary, "verdict": verdict(summary), "paired": paired(self.runs),
-               "pretext": {s: _brief(m) for s, m in self.pretext.items()},
-               "sync_vs_gap": {"per_seed": self.curves, "summary": curves},
-               "ablations": self.ablations, "written": time.strftime("%Y-%m-%d %H:%M:%S")}
+               "test_images": self.table, "runs": self.runs, "summary": summary, "comparisons": comps,
+               "probes": probes, "probe_summary": probe_summary(probes), "mirror_probe": mirror_summary(probes),
+               "pretext": self.pretext,
+               "sync_vs_gap": {"per_seed": self.curves, "summary": gap_summary(self.curves) if self.curves else {}},
+               "phase_check": {"per_seed": self.phases, "summary": phase_summary(self.phases)},
+               "ablations": self.ablations, "ablation_comparisons": self.ablation_comparisons() if self.runs else {},
+               "written": time.strftime("%Y-%m-%d %H:%M:%S")}
         out = Path(self.args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         _write_json(out, doc)
-        if self.runs:
-            figure(self.runs, summary, out.with_suffix(".png"))
-            print(table(summary), flush=True)
-        if curves:
-            gap_figure(curves, out.with_name(out.stem + "_sync_vs_gap.png"))
-        if self.ablations:
-            print(ablation_table(self.ablations, self.runs, self.pretext), flush=True)
+        if summary:
+            figure(summary, out.with_suffix(".png"))
+            print(table(summary), "", comparison_table(comps), sep="\n", flush=True)
+        if doc["probe_summary"]:
+            print(probe_table(doc["probe_summary"]), flush=True)
+        if self.curves:
+            gap_figure(doc["sync_vs_gap"]["summary"], out.with_name(out.stem + "_sync_vs_gap.png"))
+        if self.phases:
+            print(phase_table(doc["phase_check"]["summary"]), flush=True)
         return doc
+
+
+def _overall(images: dict) -> dict:
+    return {m: float(np.mean(images[m])) for m in METRICS} | {"n": len(images["row"])}
 
 
 def _write_json(path: Path, doc) -> None:
     """Write JSON atomically (a temp file, then a rename): a stopped study never leaves half a file."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
+    tmp.write_text(json.dumps(doc, indent=None, separators=(",", ":")))
     tmp.replace(path)
 
 
@@ -287,20 +451,23 @@ def _brief(metrics: dict) -> dict:
 def parse(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--store", default="demo/store.zarr")
-    ap.add_argument("--root", default="runs/ssl_study", help="one folder per run under here")
+    ap.add_argument("--root", default="runs/ssl_study", help="one folder per stage under here")
     ap.add_argument("--out", default="benchmarks/results/ssl_study.json")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--protocols", nargs="+", default=["S1", "All"])
+    ap.add_argument("--val-subject", default="S8", help="the probes choose their ridge strength on this training subject")
     ap.add_argument("--pretrain-preset", default="cpu")
     ap.add_argument("--finetune-preset", default="cpu")
     ap.add_argument("--pretrain-set", nargs="*", default=[], metavar="FIELD=VALUE",
                     help="override pretraining config fields (e.g. steps=100)")
     ap.add_argument("--finetune-set", nargs="*", default=[], metavar="FIELD=VALUE")
     ap.add_argument("--ablations", nargs="*", default=None, choices=list(ABLATIONS), metavar="NAME",
-                    help=f"also one seed of these Table 1 ablations, in this order (none named: all of "
+                    help=f"after the main seeds, these Table 1 ablations in this order (none named: all of "
                          f"{', '.join(ABLATIONS)})")
+    ap.add_argument("--ablation-seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--gap-pairs", type=int, default=320,
                     help="Fig. 4 of each pretraining seed: anchors per gap (twice as many pairs)")
+    ap.add_argument("--phase-pairs", type=int, default=4000, help="unsynchronized pairs of the keyframe-phase check")
     ap.add_argument("--stop-after-stages", type=int, default=None, help="run at most this many stages now")
     ap.add_argument("--progress", action="store_true", help="progress bars for each run")
     args = ap.parse_args(argv)

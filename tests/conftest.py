@@ -36,3 +36,15 @@ def small_store(small_raw, tmp_path_factory):
     out = tmp_path_factory.mktemp("store") / "small.zarr"
     build(small_raw, out, SMALL_BUILD, workers=1, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def probe_store(tmp_path_factory):
+    """Training subjects S1 and S8 (the validation subject), test subject S9: 1 action x 4 cameras
+    x 40 frames each, 64 px crops."""
+    root = tmp_path_factory.mktemp("probe")
+    cfg = SynthConfig(subjects=("S1", "S8", "S9"), actions=("Walking",), frames=40, scale=0.2, seed=5)
+    write_dataset(root / "raw", cfg, workers=1, progress=False)
+    build(root / "raw", root / "store.zarr", BuildConfig(crop_size=64, bg_samples=8, bg_crops=2), workers=1,
+          progress=False)
+    return root / "store.zarr"

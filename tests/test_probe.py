@@ -6,8 +6,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from h36m_prep.build import BuildConfig, build
-from h36m_prep.synth.dataset import SynthConfig, write_dataset
 from train.cli import main as cli
 from train.probe import choose_alpha, fit_ridge
 
@@ -30,17 +28,6 @@ def test_the_strength_is_chosen_on_validation_data():
     X, Y = rng.normal(size=(60, 40)), rng.normal(size=(60, 3))
     alpha, scores = choose_alpha(X[:40], Y[:40], X[40:], lambda y: np.mean((y - Y[40:]) ** 2))
     assert alpha >= 10 and scores[min(scores)] > 2 * scores[alpha]
-
-
-@pytest.fixture(scope="module")
-def probe_store(tmp_path_factory):
-    """Training subjects S1 and S8 (the validation subject), test subject S9."""
-    root = tmp_path_factory.mktemp("probe")
-    cfg = SynthConfig(subjects=("S1", "S8", "S9"), actions=("Walking",), frames=40, scale=0.2, seed=5)
-    write_dataset(root / "raw", cfg, workers=1, progress=False)
-    build(root / "raw", root / "store.zarr", BuildConfig(crop_size=64, bg_samples=8, bg_crops=2), workers=1,
-          progress=False)
-    return root / "store.zarr"
 
 
 def test_probe_command_reports_intervals_over_test_instants(probe_store, tmp_path):

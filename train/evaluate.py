@@ -375,3 +375,56 @@ def retrieval(sync: SyncModel, store, path: Path, queries: int = 4, gallery_ever
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def phase_pairs(store, subjects, pairs: int, d_min: int = 4, d_max: int = 128, seed: int = 0) -> dict:
+    """Unsynchronized pairs for the keyframe-phase check: anchors of `subjects` (any camera and
+    frame), partners in another camera |dt| frames away, |dt| uniform in [d_min, d_max), both
+    stored frames. -> {anchor, partner, dt} arrays."""
+    index = load_index(store, "train", moving_only=False)
+    g = S.open_store(store)
+    names = list(g.attrs["subjects"])
+    ok = S.done_rows(g) & np.isin(g["subject"][:], [names.index(s) for s in subjects])
+    ok &= (index.unit_start[index.row_seq] >= 0).sum(axis=1) >= 2
+    candidates = np.flatnonzero(ok)
+    rng = np.random.default_rng(seed)
+    anchor, partner, gaps = [], [], []
+    while len(anchor) < pairs:
+        r = int(rng.choice(candidates))
+        s, c, t = index.row_seq[r], index.row_cam[r], index.row_t[r]
+        dt = int(rng.integers(d_min, d_max)) * (1 if rng.random() < 0.5 else -1)
+        if not 0 <= t + dt < index.seq_len[s] or dt % int(index.seq_every[s]):
+            continue
+        c2 = int(rng.choice([k for k in np.flatnonzero(index.unit_start[s] >= 0) if k != c]))
+        anchor.append(r)
+        partner.append(index.row(s, c2, t + dt))
+        gaps.append(dt)
+    return {"anchor": np.array(anchor), "partner": np.array(partner), "dt": np.array(gaps)}
+
+
+def phase_check(sync: SyncModel, store, subjects, pairs: int = 4000, gop: int = 12, bin_width: int = 8,
+                seed: int = 0) -> dict:
+    """The sync head's accuracy on unsynchronized pairs by dt mod gop, against what its accuracy
+    by gap predicts for those same pairs. Cameras whose keyframes share one phase put every
+    synchronized pair, and every unsynchronized pair with dt % gop == 0, on the same compression
+    phase: a network that used that cue would call those unsynchronized pairs synchronized more
+    often than their gaps predict. Expected: for each pair of a class, the accuracy of the other
+    classes' pairs in its gap bin (bin_width frames); the class's expectation is the mean over its pairs.
+    -> {by_phase: [{phase, pairs, accuracy, expected, stderr}], overall, subjects}."""
+    g = S.open_store(store)
+    reader, crop = StoreReader(store), int(g.attrs["crop_size"])
+    p = phase_pairs(store, subjects, pairs, sync.cfg.d_min, sync.cfg.d_max, seed)
+    f = sync.features(reader, np.concatenate([p["anchor"], p["partner"]]), crop)
+    hit = (sync.sync_logit(f[:pairs], f[pairs:]) <= 0).numpy().astype(np.float64)
+    bins = np.abs(p["dt"]) // bin_width
+    rows = []
+    for phase in range(gop):
+        sel = p["dt"] % gop == phase
+        # the other phases' accuracy in each gap bin, at this class's gaps
+        other = {b: hit[~sel & (bins == b)].mean() for b in np.unique(bins[sel])}
+        expected = float(np.mean([other[b] for b in bins[sel]]))
+        acc = float(hit[sel].mean())
+        rows.append({"phase": phase, "pairs": int(sel.sum()), "accuracy": acc, "expected": expected,
+                     "stderr": float(np.sqrt(acc * (1 - acc) / max(sel.sum(), 1)))})
+    return {"subjects": list(subjects), "pairs": pairs, "gop": gop, "bin_width": bin_width,
+            "overall": float(hit.mean()), "by_phase": rows}

@@ -180,7 +180,9 @@ def pose_probe(init: str, store, protocol: str = "S1", val_subject: str = "S8", 
               "fit_subjects": list(subjects), "val_subject": val_subject, "fit_images": n_fit,
               "val_images": n_val, "test_images": len(test_rows), "train_every": train_every,
               "test_every": test_every, "layers": {},
-              "test_rows": test_rows.tolist(), "test_subject": [names[i] for i in subj]}
+              "test_rows": test_rows.tolist(), "test_subject": [names[i] for i in subj],
+              "test_sequence": g["sequence"].get_orthogonal_selection((test_rows,)).tolist(),
+              "test_frame": g["frame"].get_orthogonal_selection((test_rows,)).tolist()}
     for layer in LAYERS:
         X = feats[layer].astype(np.float64)
         norm = Standardizer(X[fit][choose_fit])
@@ -214,9 +216,12 @@ def mirror_probe(init: str, store, arch: str = "resnet18n", input_size: int | No
     feats = features(phi, store, rows, size)
     label = np.where(mirrored, 1.0, -1.0)
     n = 2 * len(fit_rows)
-    inst = instant_ids(*(np.tile(g[c].get_orthogonal_selection((test_rows,)), 2) for c in ("subject", "sequence", "frame")))
+    cols = {c: np.tile(g[c].get_orthogonal_selection((test_rows,)), 2) for c in ("subject", "sequence", "frame")}
+    inst = instant_ids(cols["subject"], cols["sequence"], cols["frame"])
+    names = list(g.attrs["subjects"])
     out = {"init": str(init), "arch": arch, "input_size": size, "fit_images": n, "test_images": 2 * len(test_rows),
-           "layers": {}}
+           "test_subject": [names[i] for i in cols["subject"]], "test_sequence": cols["sequence"].tolist(),
+           "test_frame": cols["frame"].tolist(), "test_mirrored": mirrored[n:].tolist(), "layers": {}}
     for layer in LAYERS:
         X = feats[layer].astype(np.float64)
         norm = Standardizer(X[:n])
@@ -227,7 +232,7 @@ def mirror_probe(init: str, store, arch: str = "resnet18n", input_size: int | No
         alpha, _ = choose_alpha(norm(X[:n])[a_idx], label[:n][a_idx, None], norm(X[:n])[b_idx], score)
         W, b = fit_ridge(norm(X[:n]), label[:n, None], alpha)
         hit = (np.sign(norm(X[n:]) @ W + b)[:, 0] == label[n:]).astype(np.float64)
-        out["layers"][layer] = {"alpha": alpha, "accuracy": mean_interval(hit[None], inst),
+        out["layers"][layer] = {"alpha": alpha, "accuracy": mean_interval(hit[None], inst), "hits": hit.astype(int).tolist(),
                                 "fit_accuracy": float(np.mean(np.sign(norm(X[:n]) @ W + b)[:, 0] == label[:n]))}
     return out
 
