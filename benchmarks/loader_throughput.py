@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from h36m_prep import store as S
+
 
 def _tree_rss_kb(pid: int) -> int:
     total, todo = 0, [pid]
@@ -116,7 +118,7 @@ def run_raw(args, direct: bool, shared: bool = False) -> dict:
     import zarr
 
     from pairloader import PairLoader
-    from pairloader.fetch import StoreReader
+    from h36m_prep.store import StoreReader
     from pairloader.loader import cpu_batches
 
     loader = PairLoader(args.store, batch_size=args.batch, seed=0, sampler=_sampler(shared))
@@ -231,7 +233,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.one:
         return child(args)
-    if not Path(args.store, "zarr.json").exists():
+    if not S.is_store(args.store):
         sys.exit(f"{args.store}: no store; run `sync-train demo` first or pass a store path")
     tmp = tempfile.mkdtemp(prefix="naive_jpeg_")
     args.jpeg_dir = tmp

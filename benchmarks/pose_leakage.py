@@ -44,7 +44,7 @@ def main() -> None:
     ap.add_argument("--out", default="benchmarks/results/pose_leakage.json")
     args = ap.parse_args()
     g = S.open_store(args.store)
-    done, split, frame, cam = S.done_rows(g), g["split"][:], g["frame"][:], g["camera"][:]
+    done, frame, cam = S.done_rows(g), g["frame"][:], g["camera"][:]
     seq = g["sequence"][:]
     first_cam = np.zeros(len(seq), bool)  # one camera per sequence: the pose is the same in all
     for s in np.unique(seq):
@@ -54,7 +54,7 @@ def main() -> None:
     gallery = done & first_cam & (frame % args.train_every == 0)
     pose = g["pose3d"][:].astype(np.float64)
     action = g["action"][:]
-    test, train = np.flatnonzero(pick & (split == 1)), np.flatnonzero(gallery & (split == 0))
+    test, train = np.flatnonzero(pick & S.row_mask(g, "test")), np.flatnonzero(gallery & S.row_mask(g, "train"))
     d = nearest(pose[test], pose[train])
     rows = {}
     for name, sel in [("all", np.ones(len(test), bool))] + [(a, action[test] == i) for i, a in enumerate(g.attrs["actions"])]:

@@ -82,7 +82,7 @@ def _one_loader(store: str, out_size: int, batches: int, uint8: bool = False) ->
 
 
 def decode_ms(store: Path, rows: np.ndarray, reduce: int = 1) -> float:
-    from pairloader.fetch import StoreReader
+    from h36m_prep.store import StoreReader
 
     reader = StoreReader(store)
     reader.image(int(rows[0]), reduce)

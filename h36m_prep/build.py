@@ -29,7 +29,9 @@ from .fingerprint import first_difference, raw_fingerprint
 from .background import plurality_background, sample_frames
 from .crops import (SILHOUETTE, crop_geometry, detect_person, detect_scale, foreground_mask, label_free_geometry,
                     moving_frames, silhouette, silhouette_threshold, smooth_track, warp)
+from .errors import ConfigError
 from .geometry import FLIP_PAIRS, FPS, JOINT_NAMES, PARENTS, crop_sampling_map, joints17
+from .options import option
 from .plan import _views, plan, plan_rig
 from .raw import RawDataError, calibration_for, iter_frames, read_poses
 from .rig import CALIBRATION, OFFSETS, is_rig, read_rig_poses
@@ -41,40 +43,53 @@ WRITE_BLOCK = 25  # frames per write of the image arrays
 
 @dataclasses.dataclass(frozen=True)
 class BuildConfig:
-    """How a store is built. margin: the joints' square grows by this fraction on each side."""
+    """How a store is built (`h36m-prep build`'s options are made from these fields)."""
 
-    crop_size: int = 256
-    margin: float = 0.25
-    bg_samples: int = 48        # frames per subject and camera for the median background
-    bg_tolerance: int = 8       # grey levels within which samples agree on the background
-    bg_crops: int = 16          # background crops per subject and camera in the bank
-    mask_threshold: float = 20.0  # grey levels, largest channel difference
-    move_threshold: float = 25.0  # mm, for the `moving` column
-    subjects: tuple[str, ...] | None = None
-    skip_bad: bool = False
-    keep_damaged: bool = False  # keep the takes public Human3.6M toolkits exclude (raw.KNOWN_DAMAGED)
-    layout: str | None = None   # "h36m", "rig", or None: detected from RAW
-    test_takes: tuple[str, ...] = ()  # rig: takes of the test split
-    calib_units: str = "m"      # rig: units of calibration.toml's translations ("m" or "mm")
-    median_per: str = "rig"     # rig: pool median backgrounds over the takes of a split ("rig") or not ("take")
-    move_silhouette: float = 0.01  # without poses: the share of the 32 x 32 silhouette that must change
-    track_seconds: float = 0.1  # without poses: the window smoothing the crop's path
-    size_seconds: float = 1.0   # without poses: the window of the crop size's running 80th percentile
-    image_codec: str = "auto"   # the crops: "lz4" (lossless), "jpeg[:QUALITY]" (one JPEG per frame), or
-    #                             "auto": jpeg:90 for real videos, lz4 for the built-in synthetic data (README)
-    every: int = 1              # store every K-th frame of the training sequences (test sequences whole)
+    crop_size: int = option(256, "side S of the S x S crops", units="px")
+    margin: float = option(0.25, "space around the joints (without poses: the person's box), per side",
+                           units="fraction of the box")
+    bg_samples: int = option(48, "frames per view sampled for its median background")
+    bg_tolerance: int = option(8, "samples within this many grey levels agree on the median background",
+                               units="grey levels")
+    bg_crops: int = option(16, "background crops per view in the background bank")
+    mask_threshold: float = option(20.0, "foreground where a channel differs from the background by more",
+                                   units="grey levels")
+    move_threshold: float = option(25.0, "a frame is `moving` when a joint moved more since the last kept one",
+                                   units="mm")
+    subjects: tuple[str, ...] | None = option(None, "subjects (a rig: sessions) to build, comma-separated [default: all in RAW]")
+    skip_bad: bool = option(False, "skip a broken sequence with a warning instead of stopping")
+    keep_damaged: bool = option(False, "keep the takes public Human3.6M toolkits exclude (S9 Greeting-2, "
+                                "SittingDown-2, Waiting-1; S11 Directions camera 54138969)")
+    layout: str | None = option(None, "the raw layout (rig: RIG/<take>/<camera>.<ext>, docs/rig.md); one of h36m, "
+                                "rig [default: detected from RAW]", choices=LAYOUTS)
+    test_takes: tuple[str, ...] = option((), "rig: the takes of the test split")
+    calib_units: str = option("m", "rig: units of the translations in calibration.toml", choices=("m", "mm"))
+    median_per: str = option("rig", "rig: median backgrounds pooled over the takes of a split, or per take (a rig "
+                             "moved between takes)", choices=("rig", "take"))
+    move_silhouette: float = option(0.01, "without poses: the share of the 32 x 32 silhouette that must change for "
+                                    "the `moving` column", units="fraction")
+    track_seconds: float = option(0.1, "without poses: the window that smooths the crop's path", units="s")
+    size_seconds: float = option(1.0, "without poses: the window of the crop size's running 80th percentile",
+                                 units="s")
+    image_codec: str = option("auto", "the crops: lz4 (lossless), jpeg[:QUALITY] (one JPEG per frame, quality 90 "
+                              "by default), or auto: jpeg:90 for real videos, lz4 for the built-in synthetic data")
+    every: int = option(1, "store every K-th frame of the training sequences (test sequences whole, for the "
+                        "evaluation); d_min and d_max stay in frames of the videos")
 
     def __post_init__(self):
         if self.layout not in (None, *LAYOUTS):
-            raise ValueError(f"layout {self.layout!r}: expected one of {', '.join(LAYOUTS)}")
+            raise ConfigError(f"--layout {self.layout}: expected one of {', '.join(LAYOUTS)}")
         if self.calib_units not in ("m", "mm"):
-            raise ValueError(f"calibration units {self.calib_units!r}: expected m or mm")
+            raise ConfigError(f"--calib-units {self.calib_units}: expected m or mm")
         if self.median_per not in ("rig", "take"):
-            raise ValueError(f"median_per {self.median_per!r}: expected rig or take")
+            raise ConfigError(f"--median-per {self.median_per}: expected rig or take")
         if self.image_codec != "auto":
-            S.parse_image_codec(self.image_codec)
+            try:
+                S.parse_image_codec(self.image_codec)
+            except ValueError as e:
+                raise ConfigError(f"--image-codec: {e}") from None
         if int(self.every) < 1:
-            raise ValueError(f"every {self.every}: expected a whole number >= 1")
+            raise ConfigError(f"--every {self.every}: expected a whole number >= 1")
 
 
 def code_version() -> str:
@@ -356,7 +371,7 @@ def _finish_unit(g, units, i, fut, cfg, skipped, args=None) -> int:
     g["camera"][rows] = np.full(n, attrs["cameras"].index(u["camera"]))
     g["frame"][rows] = np.arange(n) * u.get("every", 1)
     g["sequence"][rows] = np.full(n, u["sequence"])
-    g["split"][rows] = np.full(n, 1 if seq["split"] == "test" else 0)
+    g["split"][rows] = np.full(n, S.split_code(seq["split"]))
     g["unit_status"][i] = S.DONE
     return n
 

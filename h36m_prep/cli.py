@@ -1,11 +1,14 @@
-"""`h36m-prep`: make a synthetic dataset, preview raw data, (later) build and inspect the store."""
+"""`h36m-prep`: make a synthetic dataset, preview raw data, build the store and inspect it."""
 from __future__ import annotations
 
 import sys
 
 import click
 
+from .build import BuildConfig
+from .errors import ToolkitError
 from .geometry import SUBJECTS
+from .options import Commands, config_options, from_options
 
 
 def _fail(e: Exception) -> None:
@@ -13,7 +16,7 @@ def _fail(e: Exception) -> None:
     sys.exit(2)
 
 
-@click.group()
+@click.group(cls=Commands)
 def main() -> None:
     """Prepare Human3.6M-layout data (real or synthetic) for multiview-sync."""
 
@@ -28,15 +31,15 @@ def main() -> None:
               help="comma-separated: Directions, Greeting, Posing, Walking, WalkTogether "
                    "(a take number may follow, 'Walking 1')")
 @click.option("--frames", default=None, type=int,
-              help="frames per sequence [h36m: 250 at 50 fps; rig: 300 at 60 fps]")
+              help="frames per sequence [default: h36m 250 at 50 fps; rig 300 at 60 fps]")
 @click.option("--scale", default=0.5, show_default=True, help="resolution relative to the 1000 px cameras")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--workers", default=0, help="processes (0: one per core)")
+@click.option("--seed", default=0, show_default=True, help="seed of every random choice (same seed, same files)")
+@click.option("--workers", default=0, show_default=True, help="processes (0: one per core)")
 @click.option("--keyframes", type=click.Choice(["per_camera", "aligned"]), default="per_camera", show_default=True,
               help="h36m: per_camera gives each camera its own keyframe phase (cameras started at their own "
                    "moments); aligned puts every camera's keyframes at the same frames (a shortcut for the sync task)")
 @click.option("--preview", "preview_png", type=click.Path(dir_okay=False), default=None,
-              help="also write this PNG: one frame of every camera with the 2D skeleton")
+              help="also write this PNG: one frame of every camera with the 2D skeleton [default: none]")
 def synth(raw, layout, subjects, actions, frames, scale, seed, workers, keyframes, preview_png):
     """Write a synthetic dataset under RAW (resumable): Human3.6M's layout, or a rig's."""
     from .preview import preview_grid
@@ -75,74 +78,16 @@ def synth(raw, layout, subjects, actions, frames, scale, seed, workers, keyframe
 
 @main.command()
 @click.argument("raw", type=click.Path(exists=True, file_okay=False))
-@click.argument("out", type=click.Path(dir_okay=False))
-@click.option("--subject", default=None)
-@click.option("--action", default=None, help="as the files spell it, e.g. 'Walking 1'")
-@click.option("--frame", default=None, type=int, help="default: the middle frame")
-def preview(raw, out, subject, action, frame):
-    """Write a PNG grid: one frame from every camera with the projected 2D skeleton."""
-    from .preview import preview_grid
-    from .raw import RawDataError
-
-    try:
-        click.echo(preview_grid(raw, out, subject, action, frame))
-    except (RawDataError, ValueError) as e:
-        _fail(e)
-
-
-@main.command()
-@click.argument("raw", type=click.Path(exists=True, file_okay=False))
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--subjects", default=None, help="comma-separated (default: all in RAW)")
-@click.option("--crop-size", default=256, show_default=True, help="S of the S x S crops")
-@click.option("--margin", default=0.25, show_default=True,
-              help="space around the joints (without poses: the person's box), fraction per side")
-@click.option("--bg-samples", default=48, show_default=True, help="frames per view for the median background")
-@click.option("--bg-tolerance", default=8, show_default=True,
-              help="grey levels within which samples agree on the median background")
-@click.option("--bg-crops", default=16, show_default=True, help="background crops per view in the bank")
-@click.option("--mask-threshold", default=20.0, show_default=True, help="grey levels")
-@click.option("--move-threshold", default=25.0, show_default=True, help="mm, for the `moving` column")
-@click.option("--workers", default=0, help="processes (0: one per core)")
-@click.option("--skip-bad", is_flag=True, help="skip a broken sequence with a warning instead of stopping")
-@click.option("--keep-damaged", is_flag=True,
-              help="keep the takes public Human3.6M toolkits exclude (S9 Greeting-2, SittingDown-2, "
-                   "Waiting-1; S11 Directions camera 54138969)")
-@click.option("--layout", type=click.Choice(["h36m", "rig"]), default=None,
-              help="the raw layout (default: detected; rig: RIG/<take>/<camera>.<ext>, see the README)")
-@click.option("--test-takes", default="", help="rig: comma-separated takes of the test split (default: none)")
-@click.option("--calib-units", type=click.Choice(["m", "mm"]), default="m", show_default=True,
-              help="rig: units of the translations in calibration.toml")
-@click.option("--median-per", type=click.Choice(["rig", "take"]), default="rig", show_default=True,
-              help="rig: median backgrounds pooled over the takes of a split, or per take (a rig moved between takes)")
-@click.option("--image-codec", default="auto", show_default=True,
-              help="the crops: lz4 (lossless), jpeg[:QUALITY] (one JPEG per frame, default quality 90), or auto: "
-                   "jpeg:90 for real videos, lz4 for the built-in synthetic data (see the README's measurements)")
-@click.option("--every", default=1, show_default=True, type=click.IntRange(1),
-              help="store every K-th frame of the training sequences (test sequences whole, for the evaluation); "
-                   "d_min and d_max stay in frames of the videos")
-@click.option("--move-silhouette", default=0.01, show_default=True,
-              help="without poses: share of the 32 x 32 silhouette that must change for the `moving` column")
-def build(raw, out, subjects, crop_size, margin, bg_samples, bg_tolerance, bg_crops, mask_threshold, move_threshold,
-          workers, skip_bad, keep_damaged, layout, test_takes, calib_units, median_per, image_codec, every,
-          move_silhouette):
+@click.option("--workers", default=0, show_default=True, help="worker processes (0: one per core)")
+@config_options(BuildConfig)
+def build(raw, out, workers, **options):
     """Decode RAW once into the Zarr store OUT (resumable: rerun to finish)."""
-    from .build import BuildConfig
     from .build import build as run_build
-    from .raw import RawDataError
-    from .store import StoreError
 
     try:
-        cfg = BuildConfig(crop_size=crop_size, margin=margin, bg_samples=bg_samples, bg_tolerance=bg_tolerance,
-                          bg_crops=bg_crops,
-                          mask_threshold=mask_threshold, move_threshold=move_threshold,
-                          subjects=tuple(s.strip() for s in subjects.split(",")) if subjects else None,
-                          skip_bad=skip_bad, keep_damaged=keep_damaged, layout=layout,
-                          test_takes=tuple(t.strip() for t in test_takes.split(",") if t.strip()),
-                          calib_units=calib_units, median_per=median_per, move_silhouette=move_silhouette,
-                          image_codec=image_codec, every=every)
-        r = run_build(raw, out, cfg, workers=workers)
-    except (RawDataError, StoreError, ValueError, OSError) as e:  # each names its file and the fix
+        r = run_build(raw, out, from_options(BuildConfig, BuildConfig(), options), workers=workers)
+    except (ToolkitError, ValueError, OSError) as e:  # each names its file or option and the fix
         _fail(e)
     click.echo(f"{r['store']}: {r['rows']} rows, {r['units_done']} (sequence, camera) units done, "
                f"{r['units_skipped']} skipped, {r['frames_written']} frames written in {r['seconds']} s, "

@@ -58,7 +58,7 @@ def damaged_chunks(path: str | Path, rows: np.ndarray | None = None, progress: b
     chunk, every chunk of the per-frame metadata and every median background, each read and
     decoded: [{array, row, error}] for each one absent or undecodable (the error starts with
     the chunk file; a metadata chunk also gives its `rows`)."""
-    from pairloader.fetch import StoreReader, StoreReadError
+    from h36m_prep.store import StoreReader, StoreReadError
     from tqdm import tqdm
 
     g = S.open_store(path)

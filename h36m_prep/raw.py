@@ -17,6 +17,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from .errors import ToolkitError
 from .geometry import Camera, load_calibration
 
 # The dataset's 15 actions, and the other spellings its files use for two of them.
@@ -28,7 +29,7 @@ ACTION_ALIASES: dict[str, str] = {"TakingPhoto": "Photo", "WalkingDog": "WalkDog
 _NAME = re.compile(r"^(?P<base>.*?)(?: (?P<sub>\d+))?$")
 
 
-class RawDataError(ValueError):
+class RawDataError(ToolkitError, ValueError):
     """Bad raw input; the message names the file and the fix."""
 
 

@@ -1,4 +1,4 @@
-"""Reading a plan's pixels from the store: the only I/O of the loader.
+"""Reading a plan's pixels from the store (through h36m_prep.store's reader): the only I/O of the loader.
 
 For every image of a plan: the crop (uint8 [S, S, 3]), the foreground weight (uint8 [S, S, 1],
 0/1) and what shows where the weight is 0 (uint8 [S, S, 3]): the image itself when the
@@ -9,17 +9,9 @@ its own, independently drawn mirror state).
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-import cv2
 import numpy as np
-import zarr
-from numcodecs import blosc
 
-from h36m_prep import store as S
-from h36m_prep.jpeg_codec import NAME as JPEG
-from h36m_prep.jpeg_codec import decode_jpeg
+from h36m_prep.store import StoreReader, StoreReadError, reduce_area  # noqa: F401  (re-exported)
 
 from .sampler import KEPT, REMOVED
 
@@ -27,153 +19,17 @@ MEAN = np.array([0.485, 0.456, 0.406]) * 255.0
 STD = np.array([0.229, 0.224, 0.225]) * 255.0
 
 
-class StoreReadError(RuntimeError):
-    """A chunk of the store is damaged."""
+def mean_fill(shape: tuple[int, ...]) -> np.ndarray:
+    """uint8 [S, S, 3] filled with the normalisation mean (made once per shape; never written to)."""
+    fill = _FILLS.get(shape)
+    if fill is None:
+        fill = np.empty(shape, np.uint8)
+        fill[:] = np.round(MEAN).astype(np.uint8)
+        _FILLS[shape] = fill  # published once filled: threads may ask at the same time
+    return fill
 
 
-class StoreReader:
-    """Lazy reads of one row of a store's per-frame arrays (safe to share between threads and to
-    pickle into worker processes).
-
-    The store's image arrays are local files with one frame per chunk and Blosc compression (or,
-    for `images`, one JPEG file per chunk); such a chunk is read by opening its file and decoding
-    it, about 8x faster than through Zarr's general machinery (see the README). Any other layout
-    reads through Zarr.
-    """
-
-    def __init__(self, store: str | Path):
-        self.path = str(store)
-        self._g = None
-        self._direct: dict[str, tuple | None] = {}
-        self._bank: dict[tuple[int, bool], np.ndarray] = {}
-        self._fill = None
-        self._written: dict[str, np.ndarray] = {}
-
-    def __getstate__(self):
-        return {"path": self.path, "_g": None, "_direct": {}, "_bank": {}, "_fill": None, "_written": {}}
-
-    def written(self, name: str) -> np.ndarray:
-        """[rows] bool: the rows of `name` that the store says were written (a unit marked done;
-        every background of a complete store)."""
-        if name not in self._written:
-            rows = S.done_rows(self.g) if name in S.PIXEL_ARRAYS else np.full(self.g[name].shape[0], True)
-            self._written[name] = rows  # published once made: threads may ask at the same time
-        return self._written[name]
-
-    @property
-    def g(self) -> zarr.Group:
-        if self._g is None:
-            self._g = zarr.open_group(self.path, mode="r")
-        return self._g
-
-    def _layout(self, name: str):
-        """(chunk-file prefix, row shape, dtype, fill) when `name` can be read directly, else None."""
-        if name not in self._direct:
-            layout = None  # set once complete: threads may ask at the same time
-            meta_path = Path(self.path, name, "zarr.json")
-            if meta_path.exists():
-                meta = json.loads(meta_path.read_text())
-                codecs = [c["name"] for c in meta.get("codecs", [])]
-                key = meta.get("chunk_key_encoding", {})
-                chunk = meta["chunk_grid"]["configuration"]["chunk_shape"]
-                if (codecs in (["bytes", "blosc"], [JPEG]) and key.get("name") == "default"
-                        and key.get("configuration", {}).get("separator", "/") == "/"
-                        and chunk[0] == 1 and list(chunk[1:]) == list(meta["shape"][1:])):
-                    suffix = "/".join("0" * (len(chunk) - 1))
-                    layout = (str(Path(self.path, name, "c")), suffix, tuple(chunk[1:]),
-                              np.dtype(meta["data_type"]), meta.get("fill_value", 0), codecs == [JPEG])
-            self._direct[name] = layout
-        return self._direct[name]
-
-    def _chunk(self, name: str, row: int) -> tuple[str, bytes | None]:
-        """(chunk file, its bytes) of a directly readable row; None for a row never written. A
-        written row whose chunk file is absent is damage: StoreReadError."""
-        prefix, suffix = self._layout(name)[:2]
-        chunk = f"{prefix}/{int(row)}/{suffix}"
-        try:
-            with open(chunk, "rb") as f:
-                return chunk, f.read()
-        except FileNotFoundError:
-            if self.written(name)[int(row)]:  # every written chunk is stored: its absence is damage
-                raise StoreReadError(f"{chunk}: row {row} of '{name}' is missing, though the store says it was "
-                                     f"written; find every damaged row with `h36m-prep verify {self.path}`, mark "
-                                     "them with `--mark-damaged` and rerun `h36m-prep build` to re-render them") from None
-            return chunk, None
-
-    @property
-    def jpeg(self) -> bool:
-        """Whether the store's crops are JPEG files (so a reduced decode is possible)."""
-        layout = self._layout("images")
-        return bool(layout and layout[5])
-
-    def row(self, name: str, row: int, reduce: int = 1) -> np.ndarray:
-        """Row `row` of array `name`; reduce 2, 4 or 8: a JPEG image decoded at that fraction of its size."""
-        layout = self._layout(name)
-        if layout is None:
-            return self.g[name][int(row)]
-        _, _, shape, dtype, fill, jpeg = layout
-        chunk, data = self._chunk(name, row)
-        if data is None:  # a row never written holds the fill value
-            full = np.full(shape, fill, dtype)
-            return full if reduce == 1 else np.ascontiguousarray(full[::reduce, ::reduce])
-        try:
-            if jpeg:
-                return decode_jpeg(data, reduce)
-            out = np.empty(shape, dtype)
-            blosc.decompress(data, out)  # into a writable array, no extra copy
-            return out
-        except (RuntimeError, ValueError) as e:
-            raise StoreReadError(f"{chunk}: row {row} of '{name}' cannot be decoded ({e}); find every damaged "
-                                 f"row with `h36m-prep verify {self.path}`, mark them with `--mark-damaged` and "
-                                 "rerun `h36m-prep build` to re-render them") from None
-
-    def image(self, row: int, reduce: int = 1) -> np.ndarray:
-        return self.row("images", row, reduce)
-
-    def encoded_image(self, row: int) -> np.ndarray:
-        """uint8 [bytes]: a JPEG crop's file as it is, for a decoder elsewhere (DALI's nvJPEG);
-        checked for its start and end markers like a decode here."""
-        chunk, raw = self._chunk("images", row)
-        if raw is None:  # a row never written: the fill value, encoded
-            from h36m_prep.jpeg_codec import encode_jpeg
-
-            return np.frombuffer(encode_jpeg(np.zeros(self._layout("images")[2], np.uint8), 90), np.uint8)
-        data = np.frombuffer(raw, np.uint8)
-        if len(data) < 4 or bytes(data[:2]) != b"\xff\xd8" or bytes(data[-2:]) != b"\xff\xd9":
-            raise StoreReadError(f"{chunk}: row {row} of 'images' is not a complete JPEG image (truncated?); find "
-                                 f"every damaged row with `h36m-prep verify {self.path}`, mark them with "
-                                 "`--mark-damaged` and rerun `h36m-prep build` to re-render them")
-        return data
-
-    def mask(self, row: int, reduce: int = 1) -> np.ndarray:
-        mask = self.row("masks", row)
-        return mask if reduce == 1 else reduce_area(mask, reduce)
-
-    def mean_fill(self, shape: tuple[int, ...]) -> np.ndarray:
-        """uint8 [S, S, 3] filled with the normalisation mean (made once; never written to)."""
-        fill = self._fill
-        if fill is None or fill.shape != shape:
-            fill = np.empty(shape, np.uint8)
-            fill[:] = np.round(MEAN).astype(np.uint8)
-            self._fill = fill  # published once filled: threads may ask at the same time
-        return fill
-
-    def background(self, index: int, mirrored: bool = False, reduce: int = 1) -> np.ndarray:
-        """Background-bank crop `index`, left-right mirrored if asked, at 1/reduce of its size
-        (area average); never written to."""
-        key = (int(index), bool(mirrored), int(reduce))
-        if key not in self._bank:  # the bank is small and hit often: keep what was read
-            crop = self.row("backgrounds", index)
-            crop = np.ascontiguousarray(crop[:, ::-1]) if mirrored else crop
-            self._bank[key] = crop if reduce == 1 else reduce_area(crop, reduce)
-        return self._bank[key]
-
-
-def reduce_area(image: np.ndarray, reduce: int) -> np.ndarray:
-    """An image at 1/reduce of its size (rounded up, as libjpeg's scaled decode), area average;
-    a 0/1 mask stays 0/1 (a pixel is 1 where most of its area was)."""
-    h, w = image.shape[:2]
-    return cv2.resize(image, (-(-w // reduce), -(-h // reduce)), interpolation=cv2.INTER_AREA)
+_FILLS: dict[tuple, np.ndarray] = {}
 
 
 def reduction(affine: np.ndarray, reader: StoreReader, allowed: tuple[int, ...] = (8, 4, 2)) -> int:
@@ -205,7 +61,7 @@ def fetch_image(reader: StoreReader, row: int, bg_mode: int, bg_index: int,
     if bg_mode == KEPT:
         return image, np.ones(image.shape[:2] + (1,), np.uint8), image
     weight = reader.mask(row, reduce)[..., None]
-    behind = reader.mean_fill(image.shape) if bg_mode == REMOVED else reader.background(bg_index, bg_flip, reduce)
+    behind = mean_fill(image.shape) if bg_mode == REMOVED else reader.background(bg_index, bg_flip, reduce)
     return image, weight, behind
 
 
@@ -216,9 +72,9 @@ def fetch_encoded(reader: StoreReader, row: int, bg_mode: int, bg_index: int,
     data = reader.encoded_image(row)
     size = reader.g["images"].shape[1:]
     if bg_mode == KEPT:
-        return data, np.ones(size[:2] + (1,), np.uint8), reader.mean_fill(tuple(size))
+        return data, np.ones(size[:2] + (1,), np.uint8), mean_fill(tuple(size))
     weight = reader.mask(row)[..., None]
-    behind = reader.mean_fill(tuple(size)) if bg_mode == REMOVED else reader.background(bg_index, bg_flip)
+    behind = mean_fill(tuple(size)) if bg_mode == REMOVED else reader.background(bg_index, bg_flip)
     return data, weight, behind
 
 

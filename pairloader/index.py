@@ -30,7 +30,6 @@ class FrameIndex:
     row_seq: np.ndarray
     row_cam: np.ndarray
     row_t: np.ndarray
-    row_split: np.ndarray
     bg_subject: np.ndarray
     bg_camera: np.ndarray
     bg_pool: np.ndarray
@@ -68,16 +67,10 @@ def load_index(store: str | Path, split: str = "train", moving_only: bool = True
         if st == S.DONE:
             unit_start[u["sequence"], cams.index(u["camera"])] = u["start"]
     row_seq, row_cam, row_t = g["sequence"][:], g["camera"][:], g["frame"][:]
-    row_split = g["split"][:]
-    done = S.done_rows(g)
     multi_view = (unit_start >= 0).sum(axis=1) >= 2
-    want = {"train": 0, "test": 1}[split]
-    ok = done & (row_split == want) & multi_view[row_seq]
-    if moving_only:
-        ok &= g["moving"][:]
+    ok = S.row_mask(g, split, moving=True if moving_only else None) & multi_view[row_seq]
     bg_subject = g["bg_subject"][:].astype(np.int64)
-    train_subjects = {q["subject"] for q in a["sequences"] if q["split"] == "train"}
-    bg_pool = np.flatnonzero(np.isin(bg_subject, [a["subjects"].index(s) for s in train_subjects]))
+    bg_pool = np.flatnonzero(np.isin(bg_subject, [a["subjects"].index(s) for s in S.subjects_of(g, "train")]))
     if S.has_poses(g):
         seq_pose, pose_start = sequence_poses(g, unit_start, seq_len, every=seq_every)
         threshold = float(a["build"].get("move_threshold", 25.0))
@@ -87,7 +80,7 @@ def load_index(store: str | Path, split: str = "train", moving_only: bool = True
         seq_pose, pose_start = sequence_poses(g, unit_start, seq_len, "silhouette", seq_every)
         threshold = silhouette_threshold(a["build"]["move_silhouette"])
     return FrameIndex(unit_start, seq_len, np.flatnonzero(ok).astype(np.int64), row_seq.astype(np.int64),
-                      row_cam.astype(np.int64), row_t.astype(np.int64), row_split, bg_subject,
+                      row_cam.astype(np.int64), row_t.astype(np.int64), bg_subject,
                       g["bg_camera"][:].astype(np.int64), bg_pool.astype(np.int64), seq_pose, pose_start,
                       threshold, int(a["crop_size"]), split, seq_every)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .fetch import StoreReader
+from h36m_prep.store import StoreReader
 from .index import load_index
 from .render import render_pairs
 from .sampler import PairSampler, Plan, SamplerConfig

@@ -23,24 +23,12 @@ from numba import njit
 from h36m_prep import store as S
 from h36m_prep.geometry import mirror_pose
 
-from .fetch import StoreReader
+from h36m_prep.store import StoreReader
 from .loader import cpu_batches, resolve_backend, step_range
 from .render import render_cpu
 from .sampler import KEPT, REMOVED, VIEW, _affine, _key, _permute, _uniform
 
 BACKGROUNDS = {"kept": KEPT, "removed": REMOVED}
-
-
-def subject_rows(g, subjects) -> np.ndarray:
-    """bool [N]: rows of the named subjects (None: all); an unknown name is an error."""
-    if subjects is None:
-        return np.ones(g["subject"].shape[0], bool)
-    names = list(g.attrs["subjects"])
-    unknown = [s for s in subjects if s not in names]
-    if unknown:
-        raise ValueError(f"subjects {unknown} are not in the store (it has {' '.join(names)}); train on "
-                         "subjects it has (sync-train finetune --protocol S1 needs only S1)")
-    return np.isin(g["subject"][:], [names.index(s) for s in subjects])
 
 
 def require_poses(g, store) -> None:
@@ -55,7 +43,7 @@ def pose_stats(store: str | Path, subjects=None) -> tuple[np.ndarray, np.ndarray
     targets too)."""
     g = S.open_store(store)
     require_poses(g, store)
-    rows = S.done_rows(g) & (g["split"][:] == 0) & subject_rows(g, subjects)
+    rows = S.row_mask(g, "train", subjects)
     pose = g["pose3d"][:][rows].astype(np.float64)
     both = np.concatenate([pose, mirror_pose(pose)])
     mean, std = both.mean(axis=0), both.std(axis=0)
@@ -137,11 +125,7 @@ class PoseLoader:
         S.require_complete(g, store)
         require_poses(g, store)
         self.uint8 = uint8
-        ok = S.done_rows(g) & (g["split"][:] == (0 if split == "train" else 1)) & subject_rows(g, subjects)
-        if split == "train":
-            ok &= g["moving"][:]
-        ok &= g["frame"][:] % every == 0
-        rows = np.flatnonzero(ok).astype(np.int64)
+        rows = S.rows(g, split, subjects, moving=True if split == "train" else None, every=every)
         if not len(rows):
             raise ValueError(f"{store}: no {split} rows (every={every}, subjects={subjects or 'all'})")
         train = split == "train"

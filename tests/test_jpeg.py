@@ -13,9 +13,10 @@ import zarr
 from h36m_prep import store as S
 from h36m_prep.build import build
 from h36m_prep.inspect_store import info, verify
-from h36m_prep.jpeg_codec import JpegError, decode_jpeg, encode_jpeg
+from h36m_prep.store import JpegError, decode_jpeg, encode_jpeg
 from pairloader import PairLoader
-from pairloader.fetch import StoreReader, StoreReadError, reduction
+from h36m_prep.store import StoreReader, StoreReadError
+from pairloader.fetch import reduction
 from pairloader.sampler import SamplerConfig
 
 PSNR_MIN = 35.0          # dB: JPEG-90 crops against the lossless crops of the same frames

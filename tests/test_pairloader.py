@@ -142,7 +142,7 @@ def test_a_substituted_background_is_mirrored_independently_of_the_person(index,
 def test_rendered_backgrounds_follow_bg_mirrored(small_store):
     """Each substituted background shows in the output unmirrored or mirrored as bg_mirrored
     says, whatever the person's mirror: checked on the pixels where the warped mask is 0."""
-    from pairloader.fetch import StoreReader
+    from h36m_prep.store import StoreReader
     from pairloader.reference import compose
     from pairloader.sampler import _affine
 
@@ -344,7 +344,7 @@ def test_dali_gpu_pipeline_agrees_with_the_torch_reference(small_store):
 def test_direct_chunk_reads_equal_zarr_reads(small_store, tmp_path):
     import zarr
 
-    from pairloader.fetch import StoreReader
+    from h36m_prep.store import StoreReader
 
     g = zarr.open_group(str(small_store), mode="r")
     reader = StoreReader(small_store)
@@ -375,7 +375,7 @@ def test_a_damaged_chunk_stops_the_loader_with_an_error_naming_the_file(small_st
     import re
     import shutil
 
-    from pairloader.fetch import StoreReadError
+    from h36m_prep.store import StoreReadError
 
     store = tmp_path / "damaged.zarr"
     shutil.copytree(small_store, store)

@@ -74,7 +74,7 @@ def test_opencv_pose_images_agree_with_the_reference(small_store):
 def test_background_removal_fills_outside_the_mask_and_keeps_the_person(small_store, backend):
     """As in pretraining: where the (warped) store mask is 0 the image is the mean fill, which
     normalizes to 0; where it is 1 the pixels equal those of the image with the background kept."""
-    from pairloader.fetch import StoreReader
+    from h36m_prep.store import StoreReader
     from pairloader.reference import compose
 
     args = dict(batch_size=8, seed=1, backend=backend, workers=0, steps=1, out_size=64)

@@ -252,7 +252,7 @@ def test_a_damaged_camera_removes_that_view_only_and_takes_are_counted_from_the_
 
 def test_a_missing_or_damaged_chunk_is_an_error_verify_names_it_and_a_repair_equals_a_fresh_build(
         small_store, small_raw, small_build_cfg, tmp_path):
-    from pairloader.fetch import StoreReader, StoreReadError
+    from h36m_prep.store import StoreReader, StoreReadError
 
     g0 = S.open_store(small_store)
     rows = int(S.done_rows(g0).sum())

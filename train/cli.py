@@ -10,10 +10,13 @@ from pathlib import Path
 
 import click
 
+from h36m_prep.errors import ToolkitError
+from h36m_prep.options import Commands, config_options, describe, from_options
+
 from .config import FINETUNE_PRESETS, HARMLESS, PRETRAIN_PRESETS, FinetuneConfig, PretrainConfig
 
 
-@click.group()
+@click.group(cls=Commands)
 def main() -> None:
     """Self-supervised multi-view synchronization learning for 3D human pose."""
 
@@ -23,7 +26,7 @@ def main() -> None:
               help="everything the demo makes goes here")
 @click.option("--frames", default=250, show_default=True, help="frames per synthetic sequence")
 @click.option("--scale", default=0.5, show_default=True, help="video resolution relative to 1000 px")
-@click.option("--workers", default=0, help="processes (0: one per core)")
+@click.option("--workers", default=0, show_default=True, help="processes (0: one per core)")
 @click.option("--data-only", is_flag=True, help="stop after the store (synth, previews, build)")
 @click.option("--pretrain-steps", type=int, default=None, help="default: the demo preset's")
 @click.option("--finetune-steps", type=int, default=None, help="default: the cpu preset's")
@@ -120,31 +123,19 @@ def results_table(reports: dict, pretext: dict) -> str:
             "baseline; compare with the unfrozen one, and see the README for results over seeds.\n")
 
 
-def _config_options(cls):
-    """One --option per config field (default: the preset's value), so every field can be set."""
-    def wrap(fn):
-        for f in reversed(dataclasses.fields(cls)):
-            kind = {"int": int, "float": float, "bool": bool}.get(str(f.type).replace("'", ""), str)
-            name = "--" + f.name.replace("_", "-")
-            if kind is bool:
-                fn = click.option(f"{name}/--no-{f.name.replace('_', '-')}", f.name, default=None)(fn)
-            else:
-                fn = click.option(name, f.name, type=kind, default=None, help=f"default: the preset's")(fn)
-        return fn
-    return wrap
-
-
-def _training_command(cls):
+def _training_command(cls, presets: dict):
     """The options every training command shares, then one --option per field of its config."""
     def wrap(fn):
-        fn = _config_options(cls)(fn)
+        fn = config_options(cls, presets)(fn)
         for option in reversed([
-            click.option("--store", required=True, type=click.Path(exists=True, file_okay=False)),
+            click.option("--store", required=True, type=click.Path(exists=True, file_okay=False),
+                         help="the store (h36m-prep build)"),
             click.option("--out", required=True, type=click.Path(file_okay=False), help="the run folder"),
-            click.option("--preset", type=click.Choice(list(PRETRAIN_PRESETS)), default="paper", show_default=True),
+            click.option("--preset", type=click.Choice(list(presets)), default="paper", show_default=True,
+                         help="the values of every option not given (sync-train presets shows them)"),
             click.option("--resume", is_flag=True, help="continue the run in --out from its checkpoint"),
             click.option("--stop-after", type=int, default=None,
-                         help="stop with a checkpoint after this many steps")]):
+                         help="stop with a checkpoint after this many steps [default: run to the end]")]):
             fn = option(fn)
         return main.command()(fn)
     return wrap
@@ -170,14 +161,14 @@ def _train(run, cls, presets, store, out, preset, resume, stop_after, overrides)
                 click.echo(f"resume: {k} {old} -> {new} (does not change the result)")
             cfg = dataclasses.replace(saved, **{k: new for k, (_, new) in changed.items()})
         else:
-            cfg = dataclasses.replace(presets[preset], **given)
+            cfg = from_options(cls, presets[preset], given)
         return run(store, out, cfg, resume=resume, stop_after=stop_after)
-    except (ValueError, OSError) as e:
+    except (ToolkitError, ValueError, OSError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
 
 
-@_training_command(PretrainConfig)
+@_training_command(PretrainConfig, PRETRAIN_PRESETS)
 def pretrain(store, out, preset, resume, stop_after, **overrides):
     """Self-supervised pretraining: synchronized / flipped pair classification (loss (1)).
 
@@ -195,7 +186,7 @@ def pretrain(store, out, preset, resume, stop_after, **overrides):
                    f"flip {metrics['train_acc_flip']:.3f} ({out}/metrics.json)")
 
 
-@_training_command(FinetuneConfig)
+@_training_command(FinetuneConfig, FINETUNE_PRESETS)
 def finetune(store, out, preset, resume, stop_after, **overrides):
     """Transfer to 3D pose: a linear layer on the backbone, from --init RUN | random | imagenet:PATH,
     supervised by the subjects of --protocol S1 | All."""
@@ -208,12 +199,12 @@ def finetune(store, out, preset, resume, stop_after, **overrides):
 
 @main.command("eval")
 @click.option("--ckpt", required=True, type=click.Path(exists=True, file_okay=False), help="a finetune run folder")
-@click.option("--store", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--store", required=True, type=click.Path(exists=True, file_okay=False), help="a labelled store")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="the report folder")
 @click.option("--pretrain", type=click.Path(exists=True, file_okay=False), default=None,
               help="pretrain run for the synchronization figures (default: the finetune's --init)")
 @click.option("--every", default=64, show_default=True, help="test frames with frame % every == 0")
-@click.option("--batch", default=32, show_default=True)
+@click.option("--batch", default=32, show_default=True, help="test images per forward pass")
 @click.option("--background", type=click.Choice(["removed", "kept"]), default=None,
               help="test images with the background removed or kept (default: what the fine-tuning run used)")
 def evaluate(ckpt, store, out, pretrain, every, batch, background):
@@ -260,6 +251,24 @@ def probe(init, store, out, protocols, val_subject, arch, input_size, seed, mirr
     from .probe import markdown
 
     click.echo(markdown(report))
+
+
+@main.command()
+@click.argument("command", type=click.Choice(["pretrain", "finetune"]), required=False)
+@click.argument("name", required=False)
+def presets(command, name):
+    """The presets of pretrain and finetune; with COMMAND and NAME, every value of that preset
+    (as options: any of them can be given on the command line)."""
+    table = {"pretrain": PRETRAIN_PRESETS, "finetune": FINETUNE_PRESETS}
+    if command is None or name is None:
+        for cmd, ps in table.items():
+            if command in (None, cmd):
+                click.echo(f"{cmd}: {', '.join(ps)}  (sync-train presets {cmd} NAME shows one)")
+        return
+    if name not in table[command]:
+        click.echo(f"error: {command} has no preset {name!r}; it has {', '.join(table[command])}", err=True)
+        sys.exit(2)
+    click.echo(describe(table[command][name]))
 
 
 if __name__ == "__main__":

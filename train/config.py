@@ -9,6 +9,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from h36m_prep.errors import ConfigError
+from h36m_prep.options import option
 from pairloader import SamplerConfig
 from pairloader.sampler import JITTER
 
@@ -31,43 +33,67 @@ class JsonConfig:
         return cls(**json.loads(Path(path).read_text()))
 
 
+ARCHS = ("resnet18", "resnet18n", "resnet34", "resnet50")
+BACKENDS = ("auto", "dali", "opencv", "torch")
+
+
 @dataclasses.dataclass(frozen=True)
-class PretrainConfig(JsonConfig):
-    arch: str = "resnet18"
-    fusion: str = "mult"             # mult | concat | add | diff
-    tasks: str = "both"              # sync | flip | both
-    background: str = "mixed"        # kept | removed | substituted | mixed (removed:substituted 50:50)
-    views: str = "multi"             # multi | single (pairs from one camera, augmentations only)
-    share_anchor: bool = False       # a triplet's three pairs show one anchor image (rendered once)
-    crop_jitter: bool = False        # window scale and shift jitter (ours; the paper augments with flips only)
-    input_size: int = 224
-    batch: int = 16                  # anchors per step (3 pairs each)
-    steps: int = 200_000
-    lr: float = 1e-4
-    lr_min: float = 1e-7
-    warmup: int = 0                  # steps of linear lr warm-up (not in the paper)
-    weight_decay: float = 1e-4
-    d_min: int = 4
-    d_max: int = 128
-    seed: int = 0
-    weights: str | None = None       # local state-dict file for the backbone
-    backend: str = "auto"            # loader backend: auto | dali | opencv | torch
-    workers: int = 2                 # loader: DALI reader processes, or render threads of the CPU backends
-    uint8_batches: bool = False      # OpenCV backend: uint8 batches, normalized on the device after the transfer
-    checkpoint_every: int = 5000
-    log_every: int = 50
-    eval_batches: int = 100          # pretext accuracy on the test (and training) subjects at the end
-    eval_every: int = 0              # also every this many steps, on a quarter as many batches (eval.jsonl)
-    bf16: bool = True                # on a GPU
-    channels_last: bool = True       # on a GPU
-    compile: bool = False
+class TrainConfig(JsonConfig):
+    """The fields pretraining and fine-tuning share (declared once)."""
+
+    arch: str = option("resnet18", "backbone: torchvision's ResNet, or resnet18n (ResNet-18 at half width)",
+                       choices=ARCHS)
+    input_size: int = option(224, "side of the network's input images", units="px")
+    batch: int = option(16, "per step: anchors (pretraining; 3 pairs each) or images (fine-tuning)")
+    steps: int = option(200_000, "optimizer steps")
+    lr: float = option(1e-4, "peak learning rate of AdamW (cosine schedule)")
+    lr_min: float = option(1e-7, "learning rate at the last step")
+    warmup: int = option(0, "steps of linear learning-rate warm-up (not in the paper)")
+    weight_decay: float = option(1e-4, "AdamW weight decay")
+    seed: int = option(0, "seed of the initialisation and of every batch")
+    backend: str = option("auto", "loader backend (auto: DALI on a GPU, else OpenCV)", choices=BACKENDS)
+    workers: int = option(2, "loader: DALI reader processes, or render threads of the CPU backends")
+    uint8_batches: bool = option(False, "OpenCV backend: uint8 batches, normalized on the device after the transfer")
+    checkpoint_every: int = option(5000, "steps between checkpoints (and on SIGINT or SIGTERM)")
+    log_every: int = option(50, "steps between log lines (log.jsonl, TensorBoard)")
+    bf16: bool = option(True, "bfloat16 autocast on a GPU")
+    channels_last: bool = option(True, "channels-last memory format on a GPU")
+    compile: bool = option(False, "torch.compile the network")
+
+    def _check(self, choices: dict) -> None:
+        for field, allowed in {"arch": ARCHS, "backend": BACKENDS, **choices}.items():
+            if getattr(self, field) not in allowed:
+                raise ConfigError(f"--{field.replace('_', '-')} {getattr(self, field)}: choose one of "
+                                  f"{', '.join(allowed)}")
+        for field in ("input_size", "batch"):
+            if int(getattr(self, field)) < 1:
+                raise ConfigError(f"--{field.replace('_', '-')} {getattr(self, field)}: must be at least 1")
+        if int(self.steps) < 1:
+            raise ConfigError(f"--steps {self.steps}: must be at least 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig(TrainConfig):
+    """Self-supervised pretraining (paper, section 3.3); Table 1's ablations are switches here."""
+
+    fusion: str = option("mult", "how the two views' features are fused, (h)-(k)",
+                         choices=("mult", "concat", "add", "diff"))
+    tasks: str = option("both", "the pretext tasks trained, (a)-(g)", choices=("sync", "flip", "both"))
+    background: str = option("mixed", "the images' background (mixed: removed and substituted 50:50)",
+                             choices=tuple(BACKGROUNDS))
+    views: str = option("multi", "pairs from two cameras, or from one (single: augmentations only), (l)-(m)",
+                        choices=("multi", "single"))
+    share_anchor: bool = option(False, "a triplet's three pairs show one anchor image (rendered once)")
+    crop_jitter: bool = option(False, "window scale and shift jitter (the paper augments with flips only)")
+    d_min: int = option(4, "unsynchronized pairs are more than this many frames apart", units="frames")
+    d_max: int = option(128, "and less than this many", units="frames")
+    weights: str | None = option(None, "a local state-dict file to start the backbone from [default: random init]")
+    eval_batches: int = option(100, "batches of the pretext accuracy on test (and training) subjects at the end")
+    eval_every: int = option(0, "also every this many steps, on a quarter as many batches (eval.jsonl); 0: never")
 
     def __post_init__(self):
-        choices = {"fusion": ("mult", "concat", "add", "diff"), "tasks": ("sync", "flip", "both"),
-                   "background": tuple(BACKGROUNDS), "views": ("multi", "single")}
-        for field, allowed in choices.items():
-            if getattr(self, field) not in allowed:
-                raise ValueError(f"{field}={getattr(self, field)!r}: choose one of {', '.join(allowed)}")
+        self._check({"fusion": ("mult", "concat", "add", "diff"), "tasks": ("sync", "flip", "both"),
+                     "background": tuple(BACKGROUNDS), "views": ("multi", "single")})
 
     def sampler_config(self) -> SamplerConfig:
         single = self.views == "single"
@@ -121,45 +147,28 @@ PROTOCOLS = {"S1": ("S1",), "All": ("S1", "S5", "S6", "S7", "S8")}
 
 
 @dataclasses.dataclass(frozen=True)
-class FinetuneConfig(JsonConfig):
+class FinetuneConfig(TrainConfig):
     """Transfer to 3D pose (paper, section 3.4): a linear layer on the pooled features of Phi,
-    what `freeze` names frozen (none | stages:N | blocks:N, see frozen_modules),
-    MSE on standardized targets, flip augmentation, images with the background removed (the
-    paper's main rows) or kept ("with background")."""
+    what `freeze` names frozen (see frozen_modules), MSE on standardized targets, flip
+    augmentation, images with the background removed (the paper's main rows) or kept."""
 
-    init: str = "random"             # a pretrain run folder | random | imagenet:PATH (local state dict)
-    protocol: str = "All"            # S1 | All: the training subjects that give supervision
-    arch: str = "resnet18"
-    freeze: str = "stages:3"         # none | stages:N | blocks:N (each with the stem)
-    background: str = "removed"      # removed | kept
-    flip: bool = True
-    input_size: int = 224
-    batch: int = 16
-    steps: int = 200_000
-    lr: float = 1e-4
-    lr_min: float = 1e-7
-    warmup: int = 0                  # steps of linear lr warm-up (not in the paper)
-    weight_decay: float = 1e-4
-    seed: int = 0
-    backend: str = "auto"
-    workers: int = 2                 # loader: DALI reader processes, or render threads of the CPU backends
-    uint8_batches: bool = False      # OpenCV backend: uint8 batches, normalized on the device after the transfer
-    checkpoint_every: int = 5000
-    log_every: int = 50
-    bf16: bool = True
-    channels_last: bool = True
-    compile: bool = False
+    init: str = option("random", "the backbone's start: a pretrain run folder, random, or imagenet:PATH (a local "
+                       "state dict)")
+    protocol: str = option("All", "the training subjects that give supervision: S1, or All (S1 S5 S6 S7 S8)",
+                           choices=("S1", "All"))
+    freeze: str = option("stages:3", "frozen: none, stages:N (the stem and the first N stages) or blocks:N (the stem "
+                         "and the first N residual blocks)")
+    background: str = option("removed", "the images' background", choices=("removed", "kept"))
+    flip: bool = option(True, "random horizontal flips (left and right joints swapped)")
 
     def __post_init__(self):
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"protocol={self.protocol!r}: choose one of {', '.join(PROTOCOLS)}")
         if isinstance(self.freeze, int):  # configs saved before the two readings: stages
             object.__setattr__(self, "freeze", f"stages:{self.freeze}")
-        if self.arch not in BLOCKS:
-            raise ValueError(f"arch={self.arch!r}: choose one of {', '.join(BLOCKS)}")
-        frozen_modules(self.arch, self.freeze)  # a clear error for a bad spec
-        if self.background not in ("removed", "kept"):
-            raise ValueError(f"background={self.background!r}: choose removed or kept")
+        self._check({"protocol": tuple(PROTOCOLS), "background": ("removed", "kept")})
+        try:
+            frozen_modules(self.arch, self.freeze)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
 
     @property
     def subjects(self) -> tuple[str, ...]:

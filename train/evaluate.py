@@ -23,7 +23,8 @@ import torch
 from h36m_prep import store as S
 from models import SiameseSync
 from pairloader import PoseLoader, unstandardize
-from pairloader.fetch import StoreReader, fetch_image
+from h36m_prep.store import StoreReader
+from pairloader.fetch import fetch_image
 from pairloader.index import load_index
 from pairloader.reference import compose
 from pairloader.sampler import KEPT, REMOVED, _affine
@@ -134,7 +135,7 @@ def evaluate(ckpt: str | Path, store: str | Path, out: str | Path, pretrain: str
     background = background or cfg.background
     result = predict(model, store, cfg.input_size, mean, std, every=every, batch=batch, background=background)
     g = S.open_store(store)
-    test = [s for s in g.attrs["subjects"] if s in {q["subject"] for q in g.attrs["sequences"] if q["split"] == "test"}]
+    test = S.subjects_of(g, "test")
     report = {"checkpoint": str(ckpt), "init": cfg.init, "protocol": cfg.protocol, "freeze": cfg.freeze,
               "background": background, "finetune_background": cfg.background, "store": str(store),
               "test_subjects": test, "every": every, "root_correction": ROOT_CORRECTION, "note": ROOT_NOTE,
@@ -308,9 +309,8 @@ def sync_vs_gap(sync: SyncModel, store, path: Path, per_gap: int = 320, seed: in
     plt = pyplot()
     g = S.open_store(store)
     reader, crop = StoreReader(store), int(g.attrs["crop_size"])
-    split = {q["subject"]: q["split"] for q in g.attrs["sequences"]}
-    groups = {"test": [s for s, sp in split.items() if sp == "test"],
-              "train": [s for s in FIG_TRAIN_SUBJECTS if s in split] or [s for s, sp in split.items() if sp == "train"][:2]}
+    train = S.subjects_of(g, "train")
+    groups = {"test": S.subjects_of(g, "test"), "train": [s for s in FIG_TRAIN_SUBJECTS if s in train] or train[:2]}
     fig, ax = plt.subplots(figsize=(5, 3.4))
     data = {"background": sync.background, "pretrain_background": sync.cfg.background}
     for label, subjects in groups.items():
@@ -344,20 +344,17 @@ def retrieval(sync: SyncModel, store, path: Path, queries: int = 4, gallery_ever
     plt = pyplot()
     g = S.open_store(store)
     reader, crop = StoreReader(store), int(g.attrs["crop_size"])
-    done, split, frame = S.done_rows(g), g["split"][:], g["frame"][:]
-    subjects, cameras = list(g.attrs["subjects"]), g.attrs["cameras"]
-    subj, cam = g["subject"][:], g["camera"][:]
-    test_subjects = [s for s in subjects if (done & (split == 1) & (subj == subjects.index(s))).any()]
-    train_subjects = [s for s in subjects if (done & (split == 0) & (subj == subjects.index(s))).any()]
+    frame, cameras, cam = g["frame"][:], g.attrs["cameras"], g["camera"][:]
+    test_subjects, train_subjects = S.subjects_of(g, "test"), S.subjects_of(g, "train")
     if not test_subjects or not train_subjects:
         raise ValueError(f"{store}: retrieval needs test and training subjects")
     qs = query_subject if query_subject in test_subjects else test_subjects[0]
-    test = np.flatnonzero(done & (subj == subjects.index(qs)) & (frame % 64 == 0))
+    test = S.rows(g, subjects=[qs], every=64)
     query = test[_spread(len(test), queries)]
     fq = sync.features(reader, query, crop)
     best = {}
     for s in train_subjects:
-        gallery = np.flatnonzero(done & (split == 0) & (subj == subjects.index(s)) & (frame % gallery_every == 0))
+        gallery = S.rows(g, "train", [s], every=gallery_every)
         fg = sync.features(reader, gallery, crop)
         best[s] = [gallery[int(sync.sync_logit(q[None].expand_as(fg), fg).argmax())] for q in fq]
     columns = 1 + len(train_subjects)

@@ -101,7 +101,7 @@ def rate_note(store, cfg: PretrainConfig) -> str | None:
 def has_split(store, split: str) -> bool:
     """Whether the store has written rows of `split` ('train' or 'test')."""
     g = S.open_store(store)
-    return bool((S.done_rows(g) & (g["split"][:] == (1 if split == "test" else 0))).any())
+    return bool(S.row_mask(g, split).any())
 
 
 GAP_BINS = (4, 8, 16, 32, 64, 128)  # |dt| bins of unsynchronized pairs: [4, 8), [8, 16), ...

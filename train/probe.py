@@ -25,8 +25,8 @@ import torch
 from h36m_prep import store as S
 from models.backbone import backbone
 from pairloader import pose_stats
-from pairloader.fetch import StoreReader
-from pairloader.pose import PosePlan, require_poses, subject_rows
+from h36m_prep.store import StoreReader
+from pairloader.pose import PosePlan, require_poses
 from pairloader.render import render_cpu
 from pairloader.sampler import REMOVED, VIEW, _affine
 
@@ -128,13 +128,6 @@ def features(phi, store, rows, input_size: int, mirrored=None, batch: int = 256,
 
 # --- the probes ----------------------------------------------------------------------------
 
-def probe_rows(g, subjects, split: int, every: int, moving: bool) -> np.ndarray:
-    ok = S.done_rows(g) & (g["split"][:] == split) & subject_rows(g, subjects) & (g["frame"][:] % every == 0)
-    if moving:
-        ok &= g["moving"][:]
-    return np.flatnonzero(ok)
-
-
 def pose_probe(init: str, store, protocol: str = "S1", val_subject: str = "S8", arch: str = "resnet18n",
                input_size: int | None = None, seed: int = 0, train_every: int = 4, test_every: int = 8,
                progress: bool = False) -> dict:
@@ -144,17 +137,16 @@ def pose_probe(init: str, store, protocol: str = "S1", val_subject: str = "S8", 
     phi, arch, run_size = load_backbone(init, arch, seed)
     size = input_size or run_size or 64
     subjects = PROTOCOLS[protocol]
-    train_subjects = [s for s in g.attrs["subjects"] if (S.done_rows(g) & (g["split"][:] == 0)
-                                                         & subject_rows(g, [s])).any()]
+    train_subjects = S.subjects_of(g, "train")
     if val_subject not in train_subjects:
         raise ValueError(f"--val-subject {val_subject}: not a training subject of {store} "
                          f"(it has {' '.join(train_subjects)})")
     if set(subjects) <= {val_subject}:
         raise ValueError(f"--val-subject {val_subject} is protocol {protocol}'s only subject; choose another "
                          "training subject to choose the ridge strength on")
-    fit_rows = probe_rows(g, subjects, 0, train_every, True)
-    val_rows = probe_rows(g, [val_subject], 0, test_every, False)
-    test_rows = probe_rows(g, None, 1, test_every, False)
+    fit_rows = S.rows(g, "train", subjects, moving=True, every=train_every)
+    val_rows = S.rows(g, "train", [val_subject], every=test_every)
+    test_rows = S.rows(g, "test", every=test_every)
     rows = np.concatenate([fit_rows, val_rows, test_rows])
     tell = (lambda n, total: print(f"\rprobe features {n}/{total}", end="", flush=True)) if progress else None
     feats = features(phi, store, rows, size, progress=tell)
@@ -209,7 +201,7 @@ def mirror_probe(init: str, store, arch: str = "resnet18n", input_size: int | No
     g = S.open_store(store)
     phi, arch, run_size = load_backbone(init, arch, seed)
     size = input_size or run_size or 64
-    fit_rows, test_rows = probe_rows(g, None, 0, every, False), probe_rows(g, None, 1, every, False)
+    fit_rows, test_rows = S.rows(g, "train", every=every), S.rows(g, "test", every=every)
     rows = np.concatenate([fit_rows, fit_rows, test_rows, test_rows])
     mirrored = np.concatenate([np.zeros(len(fit_rows), bool), np.ones(len(fit_rows), bool),
                                np.zeros(len(test_rows), bool), np.ones(len(test_rows), bool)])

@@ -22,12 +22,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..errors import ToolkitError
 from .camera import Camera
 
 UNITS = {"m": 1000.0, "mm": 1.0}
 
 
-class CalibrationError(ValueError):
+class CalibrationError(ToolkitError, ValueError):
     """A calibration file that cannot be used; the message names the file and the fix."""
 
 

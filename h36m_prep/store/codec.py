@@ -4,7 +4,7 @@ The store's `images` array has one frame per chunk ([1, S, S, 3] uint8), so with
 chunk file *is* a JPEG file: any JPEG decoder (DALI's nvJPEG, libjpeg through OpenCV, a browser)
 reads it as it is, and a plain Zarr client reads the array as uint8 once the codec is registered:
 
-    import h36m_prep.jpeg_codec   # or any import of h36m_prep.store; also registered as a
+    import h36m_prep.store        # registers it; also registered as a
     import zarr                   # `zarr.codecs` entry point when multiview-sync is installed
     zarr.open_group("store.zarr")["images"][0]      # uint8 [S, S, 3], decoded
 
@@ -19,11 +19,13 @@ import numpy as np
 from zarr.abc.codec import ArrayBytesCodec
 from zarr.registry import register_codec
 
+from ..errors import ToolkitError
+
 NAME = "multiview_sync.jpeg"
 SOI, EOI = b"\xff\xd8", b"\xff\xd9"
 
 
-class JpegError(ValueError):
+class JpegError(ToolkitError, ValueError):
     """Bytes that are not one complete JPEG image."""
 
 

@@ -1,7 +1,7 @@
-"""The Zarr store: one group per build, every per-frame array sharing the row index.
+"""The store's format: one Zarr v3 group per build, every per-frame array sharing the row index.
 
     images      uint8   [N, S, S, 3]  crop of the virtual camera (RGB); Blosc-LZ4, or one JPEG per
-                                      frame (attrs["image_codec"], jpeg_codec.py)
+                                      frame (attrs["image_codec"], codec.py)
     masks       uint8   [N, S, S]     foreground, 0/1
     pose3d      float32 [N, 17, 3]    mm, virtual-camera frame, root-relative
     pose2d      float32 [N, 17, 2]    crop pixels
@@ -11,7 +11,7 @@
     subject, action, subaction, camera  int16 [N]  indices into the attribute lists
     frame, sequence                     int32 [N]  t in the sequence; row of attrs["sequences"]
     moving      bool    [N]           significant motion since the last kept frame
-    split       uint8   [N]           0 train, 1 test
+    split       uint8   [N]           SPLITS: 0 train, 1 test (query.py asks by name)
     backgrounds uint8   [B, S, S, 3]  crops of median backgrounds (substitution, removal)
     bg_subject, bg_camera int16 [B]
     medians/<subject>/<camera> uint8 [H, W, 3]  the full median backgrounds
@@ -33,10 +33,12 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BloscShuffle
 
-from . import jpeg_codec  # noqa: F401  registers the JPEG codec, so every reader of a store knows it
+from ..errors import ToolkitError
+from . import codec  # noqa: F401  registers the JPEG codec, so every reader of a store knows it
 
 FORMAT_VERSION = 2  # 2: every written image, mask and background chunk is stored, empty or not
 PENDING, DONE, SKIPPED = 0, 1, 2
+SPLITS = {"train": 0, "test": 1}  # the values of the `split` column
 SMALL_CHUNK = 4096  # rows per chunk of the per-frame metadata arrays
 
 
@@ -51,7 +53,7 @@ def writing():
     return zarr.config.set({"array.write_empty_chunks": True})
 
 
-class StoreError(ValueError):
+class StoreError(ToolkitError, ValueError):
     """A store that cannot be used; the message names it and the fix."""
 
 
@@ -80,12 +82,10 @@ def parse_image_codec(spec: str) -> tuple[str, int | None]:
 
 def images_codec(spec: str = "lz4") -> list:
     """The codec of the `images` array: Blosc-LZ4 (lossless), or one JPEG per frame
-    (jpeg_codec.JpegCodec, an array-to-bytes codec: every chunk file is a JPEG file)."""
+    (codec.JpegCodec, an array-to-bytes codec: every chunk file is a JPEG file)."""
     name, quality = parse_image_codec(spec)
     if name == "jpeg":
-        from .jpeg_codec import JpegCodec
-
-        return [JpegCodec(quality=quality)]
+        return [codec.JpegCodec(quality=quality)]
     return image_codec()
 
 
@@ -154,6 +154,12 @@ def _ours(path: Path) -> bool:
         return bool(zarr.open_group(str(path), mode="r").attrs.get("h36m_prep_store"))
     except Exception:  # not a Zarr group at all
         return False
+
+
+def is_store(path: str | Path) -> bool:
+    """Whether `path` holds a store of this toolkit (finished or not)."""
+    path = Path(path)
+    return (path / "zarr.json").exists() and _ours(path)
 
 
 def is_started(path: str | Path) -> bool:

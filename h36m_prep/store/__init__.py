@@ -1,0 +1,32 @@
+"""The store: the format every other part of the toolkit reads and the build writes.
+
+This package owns it whole, and nothing outside it parses a `zarr.json` or spells a split as a
+number:
+
+  schema   the arrays, their chunks and codecs, the format version; create and open a store
+  codec    the JPEG codec of the `images` array (a registered Zarr v3 codec)
+  reader   StoreReader: one row of a per-frame array, read straight from its chunk file
+  query    rows by split, subjects, motion and frame step; the subjects of a split
+
+    from h36m_prep import store as S
+    g = S.open_store("store.zarr")
+    test = S.rows(g, split="test", every=64)      # the paper's test frames
+    S.subjects_of(g, "test")                      # ['S9', 'S11']
+"""
+from .codec import JpegCodec, JpegError, decode_jpeg, encode_jpeg
+from .query import row_mask, rows, split_code, split_of_rows, subject_mask, subjects_of
+from .reader import StoreReader, StoreReadError, reduce_area
+from .schema import (DONE, FORMAT_VERSION, IMAGE_CODECS, PENDING, PIXEL_ARRAYS, SKIPPED, SMALL_CHUNK, SPLITS,
+                     StoreError, create, done_rows, has_poses, image_codec, images_codec, is_started, is_store,
+                     mask_codec, open_store, parse_image_codec, per_frame_arrays, require_complete, subject_order,
+                     writing)
+
+__all__ = [
+    "JpegCodec", "JpegError", "decode_jpeg", "encode_jpeg",
+    "row_mask", "rows", "split_code", "split_of_rows", "subject_mask", "subjects_of",
+    "StoreReader", "StoreReadError", "reduce_area",
+    "DONE", "FORMAT_VERSION", "IMAGE_CODECS", "PENDING", "PIXEL_ARRAYS", "SKIPPED", "SMALL_CHUNK", "SPLITS",
+    "StoreError", "create", "done_rows", "has_poses", "image_codec", "images_codec", "is_started", "is_store",
+    "mask_codec", "open_store", "parse_image_codec", "per_frame_arrays", "require_complete", "subject_order",
+    "writing",
+]
