@@ -1,5 +1,8 @@
 """Mask quality of a store built from the synthetic dataset: IoU of the stored masks against
-the renderer's true silhouettes, warped with each row's own crop camera.
+the renderer's true silhouettes, warped with each row's own crop camera, and the two kinds of
+error: the false-positive share (mask pixels the person does not cover: background that a
+removed-background image keeps, the edge that would mirror with the person) and the
+false-negative share (person pixels the mask misses).
 
     python benchmarks/mask_quality.py demo/store.zarr [--units 12] [--every 10]
 
@@ -40,7 +43,7 @@ def main() -> None:
     for u in pick:
         seq = g.attrs["sequences"][u["sequence"]]
         cam = cams[seq["subject"]][u["camera"]]
-        ious = []
+        ious, fp, fn = [], [], []
         for t, (_, truth) in enumerate(render_video(cfg, seq["subject"], seq["name"], u["camera"], with_masks=True)):
             if t >= u["length"]:
                 break
@@ -51,14 +54,20 @@ def main() -> None:
             true = cv2.remap(truth.astype(np.uint8), mx, my, cv2.INTER_NEAREST).astype(bool)
             mask = g["masks"][r].astype(bool)
             ious.append((mask & true).sum() / max((mask | true).sum(), 1))
+            fp.append((mask & ~true).sum() / max(mask.sum(), 1))
+            fn.append((true & ~mask).sum() / max(true.sum(), 1))
         rows.append({"subject": seq["subject"], "sequence": seq["name"], "camera": u["camera"],
-                     "frames": len(ious), "mean_iou": float(np.mean(ious)), "min_iou": float(np.min(ious))})
+                     "frames": len(ious), "mean_iou": float(np.mean(ious)), "min_iou": float(np.min(ious)),
+                     "false_positive_share": float(np.mean(fp)), "false_negative_share": float(np.mean(fn))})
         print(f"{seq['subject']:<5}{seq['name']:<14}{u['camera']:<10}{len(ious):>5}  IoU mean "
-              f"{rows[-1]['mean_iou']:.3f}  min {rows[-1]['min_iou']:.3f}")
-    overall = float(np.mean([r["mean_iou"] for r in rows]))
-    print(f"mean IoU over {len(rows)} units: {overall:.3f}")
+              f"{rows[-1]['mean_iou']:.3f}  min {rows[-1]['min_iou']:.3f}  false positives "
+              f"{rows[-1]['false_positive_share']:.3f}  false negatives {rows[-1]['false_negative_share']:.3f}")
+    overall = {k: float(np.mean([r[k] for r in rows])) for k in ("mean_iou", "false_positive_share",
+                                                                  "false_negative_share")}
+    print(f"over {len(rows)} units: IoU {overall['mean_iou']:.3f}, false-positive share "
+          f"{overall['false_positive_share']:.3f}, false-negative share {overall['false_negative_share']:.3f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"store": args.store, "mean_iou": overall, "units": rows}, indent=1))
+    Path(args.out).write_text(json.dumps({"store": args.store, **overall, "units": rows}, indent=1))
     print(f"wrote {args.out}")
 
 
