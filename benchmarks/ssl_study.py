@@ -27,18 +27,24 @@ The JSON keeps every run's per-image errors, so every number can be recomputed.
 
 A rerun skips what is finished and resumes an interrupted training run from its checkpoint; the
 study can be stopped at any moment (or cut into slices with --stop-after-stages) and continued.
-After every finished stage it writes the JSON and prints the tables.
+After every finished stage it writes the JSON and prints the tables. The JSON records every
+finished stage's result (`stages`), with the store's fingerprint and both configs: a later run
+with the same store and settings takes those results from it, so the study continues on another
+machine from the committed JSON alone (a seed whose pretraining checkpoint is gone is pretrained
+again only if some of its stages are still to do).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 
+from h36m_prep import store as S
 from train.config import FINETUNE_PRESETS, PRETRAIN_PRESETS
 from train.evaluate import evaluate, load_sync_model, phase_check, pyplot, subset, sync_vs_gap
 from train.finetune import finetune
@@ -57,7 +63,8 @@ METRICS = ("mpjpe", "nmpjpe", "pmpjpe")
 DENSITIES = {"dense": 8, "paper": 64}  # test frames with frame % every == 0
 ABLATIONS = {"only_sync": {"tasks": "sync"}, "only_flip": {"tasks": "flip"},
              "background_kept": {"background": "kept"},
-             "single_view": {"views": "single", "crop_jitter": True}}  # the paper's (l): crops, scales, rotations
+             "single_view": {"views": "single", "crop_jitter": True},  # the paper's (l): crops, scales, rotations
+             "signed_fusion": {"signed": True}}  # mult + ReLU on signed features, as the paper describes
 
 
 class Stop(Exception):
@@ -284,6 +291,29 @@ class Study:
         self.pre = dataclasses.replace(PRETRAIN_PRESETS[args.pretrain_preset], **args.pretrain_overrides)
         self.ft = dataclasses.replace(FINETUNE_PRESETS[args.finetune_preset], **args.finetune_overrides)
         self.stages_left = args.stop_after_stages
+        self.fingerprint = store_fingerprint(self.store)
+        self.cache = self._earlier_stages()
+
+    def _earlier_stages(self) -> dict:
+        """The finished stages of an earlier run of this study with the same store and settings."""
+        out = Path(self.args.out)
+        if not out.exists():
+            return {}
+        doc = json.loads(out.read_text())
+        same = (doc.get("store_fingerprint") == self.fingerprint
+                and doc.get("pretrain_config") == json.loads(json.dumps(dataclasses.asdict(self.pre)))
+                and doc.get("finetune_config") == json.loads(json.dumps(dataclasses.asdict(self.ft))))
+        if not same:
+            print(f"note: {out} was made with another store or other settings; its results are not reused "
+                  "(it is overwritten)", flush=True)
+            return {}
+        return doc.get("stages", {})
+
+    def _stage(self, name: str, work) -> dict:
+        """The result of stage `name`: recorded earlier, or computed now by work() and recorded."""
+        if name not in self.cache:
+            self.cache[name] = work()
+        return self.cache[name]
 
     def _count(self) -> None:
         if self.stages_left is not None:
@@ -292,6 +322,7 @@ class Study:
             self.stages_left -= 1
 
     def pretrain(self, name: str, seed: int, **changes) -> Path:
+        """The run folder of a pretraining, trained (or resumed) when a stage that needs it is to do."""
         out = self.root / name
         if not (out / "metrics.json").exists():
             self._count()
@@ -300,8 +331,23 @@ class Study:
             pretrain(self.store, out, cfg, resume=(out / "checkpoint.pt").exists(), progress=self.args.progress)
         return out
 
-    def finetune_eval(self, name: str, init: str, protocol: str, freeze: str, seed: int) -> dict:
+    def pretext_of(self, name: str, seed: int, **changes) -> dict:
+        return self._stage(name, lambda: _brief(json.loads((self.pretrain(name, seed, **changes) / "metrics.json")
+                                                           .read_text())))
+
+    def finetune_eval(self, name: str, init, protocol: str, freeze: str, seed: int) -> dict:
+        """init: 'random' or a callable giving the pretraining run folder (called only when needed)."""
+        m = self._stage(f"eval_{name}", lambda: self._finetune_eval(name, init, protocol, freeze, seed))
+        if self.table is None:
+            self.table = m["test_images"]
+        elif m["test_images"]["row"] != self.table["row"]:
+            raise ValueError(f"eval_{name}: evaluated on other test images than the study's other runs; delete its "
+                             "folder and its entry in the JSON's stages to redo it")
+        return {k: m[k] for k in ("overall", "paper", "per_image")}
+
+    def _finetune_eval(self, name: str, init, protocol: str, freeze: str, seed: int) -> dict:
         out, rep = self.root / f"ft_{name}", self.root / f"eval_{name}"
+        init = init if init == "random" else str(init())
         if not (out / "metrics.json").exists():
             self._count()
             cfg = dataclasses.replace(self.ft, init=init, protocol=protocol, freeze=freeze, seed=seed)
@@ -312,46 +358,52 @@ class Study:
             evaluate(out, self.store, rep, every=DENSITIES["dense"], figures=False)
         report = json.loads((rep / "report.json").read_text())
         images = report["per_image"]
-        if self.table is None:
-            self.table = test_table(images)
-        elif images["row"] != self.table["row"]:
-            raise ValueError(f"{rep}: evaluated on other test images than the study's other runs; delete it to redo it")
         return {"overall": report["overall"], "paper": _overall(subset(images, DENSITIES["paper"])),
-                "per_image": {m: images[m] for m in METRICS}}
+                "per_image": {m: images[m] for m in METRICS}, "test_images": test_table(images)}
 
-    def probe(self, name: str, init: str, seed: int, arch: str) -> dict:
-        out = self.root / name
-        if not (out / "probe.json").exists():
-            self._count()
-            print(f"probe {name}", flush=True)
-            probe(init, self.store, out, protocols=self.args.protocols, val_subject=self.args.val_subject, arch=arch,
-                  input_size=self.pre.input_size, seed=seed, progress=False)
-        return json.loads((out / "probe.json").read_text())
+    def probe(self, name: str, init, seed: int, arch: str) -> dict:
+        """init: 'random' or a callable giving the pretraining run folder (called only when needed)."""
+        def work():
+            out = self.root / name
+            if not (out / "probe.json").exists():
+                self._count()
+                print(f"probe {name}", flush=True)
+                probe(init if init == "random" else str(init()), self.store, out, protocols=self.args.protocols,
+                      val_subject=self.args.val_subject, arch=arch, input_size=self.pre.input_size, seed=seed,
+                      progress=False)
+            return json.loads((out / "probe.json").read_text())
+        return self._stage(name, work)
 
-    def sync_curve(self, seed: int, pre: Path) -> tuple[dict, dict]:
-        """Fig. 4 of a pretraining run and its keyframe-phase check on the test subjects."""
-        out = self.root / f"fig4_s{seed}"
-        path, phase = out / "sync_vs_gap.json", out / "phase_check.json"
-        if not phase.exists():
-            self._count()
-            print(f"Fig. 4 and the phase check of {pre.name}", flush=True)
-            out.mkdir(parents=True, exist_ok=True)
-            sync = load_sync_model(pre)
-            curve = sync_vs_gap(sync, self.store, out / "sync_vs_gap.png", per_gap=self.args.gap_pairs)
-            _write_json(path, curve)
-            _write_json(phase, phase_check(sync, self.store, curve["test"]["subjects"], pairs=self.args.phase_pairs))
-        return json.loads(path.read_text()), json.loads(phase.read_text())
+    def sync_curve(self, seed: int, pre) -> tuple[dict, dict]:
+        """Fig. 4 of a pretraining run (pre: a callable giving its folder) and its keyframe-phase
+        check on the test subjects."""
+        def work():
+            out = self.root / f"fig4_s{seed}"
+            path, phase = out / "sync_vs_gap.json", out / "phase_check.json"
+            if not phase.exists():
+                run = pre()
+                self._count()
+                print(f"Fig. 4 and the phase check of {run.name}", flush=True)
+                out.mkdir(parents=True, exist_ok=True)
+                sync = load_sync_model(run)
+                curve = sync_vs_gap(sync, self.store, out / "sync_vs_gap.png", per_gap=self.args.gap_pairs)
+                _write_json(path, curve)
+                _write_json(phase, phase_check(sync, self.store, curve["test"]["subjects"],
+                                               pairs=self.args.phase_pairs))
+            return {"curve": json.loads(path.read_text()), "phase": json.loads(phase.read_text())}
+        r = self._stage(f"fig4_s{seed}", work)
+        return r["curve"], r["phase"]
 
     def main_seed(self, seed: int) -> None:
-        pre = self.pretrain(f"pretrain_s{seed}", seed)
-        self.pretext[str(seed)] = _brief(json.loads((pre / "metrics.json").read_text()))
+        pre = lambda: self.pretrain(f"pretrain_s{seed}", seed)  # noqa: E731  (only when a stage needs it)
+        self.pretext[str(seed)] = self.pretext_of(f"pretrain_s{seed}", seed)
         for protocol in self.args.protocols:
             for arm, (init, freeze) in ARMS.items():
-                m = self.finetune_eval(f"{protocol}_{arm}_s{seed}", str(pre) if init == "ssl" else "random",
+                m = self.finetune_eval(f"{protocol}_{arm}_s{seed}", pre if init == "ssl" else "random",
                                        protocol, freeze, seed)
                 self.runs.append({"seed": seed, "protocol": protocol, "arm": arm, **m})
                 self.write()
-        self.probes[str(seed)] = {"ssl": self.probe(f"probe_s{seed}", str(pre), seed, self.pre.arch),
+        self.probes[str(seed)] = {"ssl": self.probe(f"probe_s{seed}", pre, seed, self.pre.arch),
                                   "random": self.probe(f"probe_random_s{seed}", "random", seed, self.pre.arch)}
         self.write()
         self.curves[str(seed)], self.phases[str(seed)] = self.sync_curve(seed, pre)
@@ -360,11 +412,12 @@ class Study:
     def ablation(self, name: str, seed: int) -> None:
         """One Table 1 ablation on one seed: pretrain with its changes, then ssl_frozen under S1 and the probes."""
         changes = ABLATIONS[name]
-        pre = self.pretrain(f"pretrain_{name}_s{seed}", seed, **changes)
-        m = self.finetune_eval(f"S1_ssl_frozen_{name}_s{seed}", str(pre), "S1", ARMS["ssl_frozen"][1], seed)
-        p = self.probe(f"probe_{name}_s{seed}", str(pre), seed, self.pre.arch)
+        pre = lambda: self.pretrain(f"pretrain_{name}_s{seed}", seed, **changes)  # noqa: E731
+        pretext = self.pretext_of(f"pretrain_{name}_s{seed}", seed, **changes)
+        m = self.finetune_eval(f"S1_ssl_frozen_{name}_s{seed}", pre, "S1", ARMS["ssl_frozen"][1], seed)
+        p = self.probe(f"probe_{name}_s{seed}", pre, seed, self.pre.arch)
         self.ablations.setdefault(name, {"changes": changes, "seeds": {}})["seeds"][str(seed)] = {
-            **m, "pretext": _brief(json.loads((pre / "metrics.json").read_text())), "probe": p}
+            **m, "pretext": pretext, "probe": p}
 
     def run(self) -> dict:
         self.runs, self.pretext, self.probes, self.curves, self.phases, self.ablations = [], {}, {}, {}, {}, {}
@@ -372,7 +425,7 @@ class Study:
         try:
             for seed in self.args.seeds:
                 self.main_seed(seed)
-            done = lambda n, s: (self.root / f"probe_{n}_s{s}" / "probe.json").exists()  # noqa: E731
+            done = lambda n, s: f"probe_{n}_s{s}" in self.cache or (self.root / f"probe_{n}_s{s}" / "probe.json").exists()  # noqa: E731
             for name in ABLATIONS:  # those finished by an earlier call stay in the JSON
                 for seed in self.args.ablation_seeds:
                     if done(name, seed) and name not in (self.args.ablations or []):
@@ -404,19 +457,21 @@ class Study:
         summary = summarize(self.runs, self.table) if self.runs else {}
         comps = comparisons(self.runs, self.table) if self.runs else []
         probes = self.probes
-        doc = {"store": str(self.store), "root": str(self.root), "seeds": list(self.args.seeds),
+        doc = {"store": str(self.store), "store_fingerprint": self.fingerprint, "root": str(self.root),
+               "seeds": list(self.args.seeds),
                "protocols": list(self.args.protocols), "arms": {a: list(v) for a, v in ARMS.items()},
                "comparisons_asked": [list(c) for c in COMPARISONS], "densities": DENSITIES,
                "statistics": "paired two-way bootstrap over seeds and test instants (train/stats.py), 95 % "
                              "percentile intervals, 10000 replicates; instants: (subject, sequence, frame)",
                "pretrain_config": dataclasses.asdict(self.pre), "finetune_config": dataclasses.asdict(self.ft),
-               "test_images": self.table, "runs": self.runs, "summary": summary, "comparisons": comps,
+               "test_images": self.table, "summary": summary, "comparisons": comps,
+               "runs": [{k: v for k, v in r.items() if k != "per_image"} for r in self.runs],  # per image: stages
                "probes": probes, "probe_summary": probe_summary(probes), "mirror_probe": mirror_summary(probes),
                "pretext": self.pretext,
                "sync_vs_gap": {"per_seed": self.curves, "summary": gap_summary(self.curves) if self.curves else {}},
                "phase_check": {"per_seed": self.phases, "summary": phase_summary(self.phases)},
                "ablations": self.ablations, "ablation_comparisons": self.ablation_comparisons() if self.runs else {},
-               "written": time.strftime("%Y-%m-%d %H:%M:%S")}
+               "stages": self.cache, "written": time.strftime("%Y-%m-%d %H:%M:%S")}
         out = Path(self.args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         _write_json(out, doc)
@@ -430,6 +485,13 @@ class Study:
         if self.phases:
             print(phase_table(doc["phase_check"]["summary"]), flush=True)
         return doc
+
+
+def store_fingerprint(store) -> str:
+    """What the study's results depend on in the store: its raw files, build options, rows and format."""
+    a = S.open_store(store).attrs
+    doc = {k: a.get(k) for k in ("raw_fingerprint", "build", "sequences", "units", "format_version", "image_codec")}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _overall(images: dict) -> dict:

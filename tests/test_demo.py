@@ -27,6 +27,10 @@ def test_demo_makes_dataset_previews_store_runs_reports_and_the_table(tmp_path):
     table = (out / "results.md").read_text()
     assert "| ssl | stages:3 |" in table and "| random | stages:3 |" in table and table in r.output
     assert "| random_unfrozen | none |" in table and "background removed" in table
+    assert "| ssl | layer4 |" in table and "| random | layer3 |" in table and "interval over test instants" in table
+    for name in ("ssl", "random"):
+        probe = (out / f"probe_{name}" / "probe.json").read_text()
+        assert '"val_subject": "S8"' in probe
     logs = {run: (out / run / "log.jsonl").read_text() for run in runs}
     # a second run finds everything done and redoes nothing
     again = CliRunner().invoke(sync_train, args)

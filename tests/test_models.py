@@ -93,3 +93,21 @@ def test_weights_load_from_a_local_file_and_bad_files_are_named(tmp_path):
         backbone("resnet18", tmp_path / "missing.pth")
     with pytest.raises(ValueError, match="not a resnet50 state dict"):
         backbone("resnet50", path)
+
+
+def test_signed_features_are_the_pooled_features_before_the_last_relu():
+    """ReLU of the pre-activation map is layer4's output, whose pooling is the usual feature; the
+    signed features (its pooling without the ReLU) take negative values, the usual ones never."""
+    from models.siamese import pre_activation
+
+    torch.manual_seed(0)
+    for arch in ("resnet18n", "resnet50"):
+        net = SiameseSync(arch, "mult", signed=True).eval()
+        x = torch.randn(2, 3, 64, 64)
+        with torch.no_grad():
+            pre, usual, signed = pre_activation(net.phi, x), net.phi(x), net.features(x)
+            assert torch.allclose(torch.relu(pre).mean((2, 3)), usual, atol=1e-5)
+            assert torch.allclose(pre.mean((2, 3)), signed)
+            assert (signed < 0).any() and (usual >= 0).all()
+            sync, flip = net(x[:1], x[1:])
+        assert sync.shape == flip.shape == (1,)

@@ -70,7 +70,7 @@ def test_a_stopped_study_resumes_where_it_stopped_and_ends_as_an_uninterrupted_o
     written = json.loads((tmp_path / "cut.json").read_text())
     assert written["summary"] == done["summary"] and (tmp_path / "cut.png").stat().st_size > 1000
     # per-image errors: every number can be recomputed from the JSON
-    run = written["runs"][0]
+    run = written["stages"]["eval_S1_ssl_frozen_s0"]
     assert len(run["per_image"]["mpjpe"]) == len(written["test_images"]["row"]) == 4 * 5  # S9, frames 0..32 by 8
     assert np.mean(run["per_image"]["mpjpe"]) == pytest.approx(run["overall"]["mpjpe"], abs=0.01)
     assert run["paper"]["n"] == 4  # frame 0 of the 4 cameras
@@ -83,6 +83,16 @@ def test_a_stopped_study_resumes_where_it_stopped_and_ends_as_an_uninterrupted_o
     assert curves["summary"]["test"]["subjects"] == ["S9"]
     phases = written["phase_check"]["summary"]["by_phase"]
     assert len(phases) == 12 and sum(p["pairs"] for p in phases) == 2 * 48
+    # the JSON alone continues the study elsewhere: with the run folders gone, nothing is trained again
+    import shutil
+
+    shutil.rmtree(tmp_path / "cut")
+    again = study("cut")
+    assert not (tmp_path / "cut").exists() or not any((tmp_path / "cut").iterdir())
+    assert again["comparisons"] == done["comparisons"] and again["summary"] == done["summary"]
+    # another setting does not reuse them
+    other = study("cut", "--finetune-set", "steps=3")
+    assert (tmp_path / "cut" / "ft_S1_random_frozen_s0" / "metrics.json").exists() and "stages" in other
 
 
 def test_ablations_run_as_named_and_a_later_call_keeps_the_finished_ones(probe_store, tmp_path):

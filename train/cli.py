@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import click
+import numpy as np
 
 from h36m_prep.errors import ToolkitError
 from h36m_prep.options import Commands, config_options, describe, from_options
@@ -42,7 +43,7 @@ def demo(out, frames, scale, workers, data_only, pretrain_steps, finetune_steps)
 
     out = Path(out)
     t0 = time.perf_counter()
-    stages = 3 if data_only else 7
+    stages = 3 if data_only else 8
     click.echo(f"[1/{stages}] synthetic dataset -> {out / 'raw'}")
     try:
         report = write_dataset(out / "raw", SynthConfig(frames=frames, scale=scale), workers=workers)
@@ -70,10 +71,11 @@ def demo(out, frames, scale, workers, data_only, pretrain_steps, finetune_steps)
 
 
 def _demo_training(out: Path, store: Path, pretrain_steps: int | None, finetune_steps: int | None) -> None:
-    """Stages 4-7 of the demo, each kept when finished and resumed when interrupted."""
+    """Stages 4-8 of the demo, each kept when finished and resumed when interrupted."""
     from .evaluate import evaluate
     from .finetune import finetune
     from .pretrain import pretrain
+    from .probe import probe
 
     def stage(fn, run: Path, cfg):
         if (run / "metrics.json").exists():
@@ -83,44 +85,72 @@ def _demo_training(out: Path, store: Path, pretrain_steps: int | None, finetune_
     pre = PRETRAIN_PRESETS["demo"]
     if pretrain_steps:
         pre = dataclasses.replace(pre, steps=pretrain_steps, warmup=min(pre.warmup, pretrain_steps // 6))
-    click.echo(f"[4/7] self-supervised pretraining ({pre.arch}, {pre.steps} steps, {pre.input_size} px) "
+    click.echo(f"[4/8] self-supervised pretraining ({pre.arch}, {pre.steps} steps, {pre.input_size} px) "
                f"-> {out / 'pretrain'}")
     m = stage(pretrain, out / "pretrain", pre)
     click.echo(f"      pretext accuracy on the test subjects: sync {m['test_acc_sync']:.3f}, flip {m['test_acc_flip']:.3f}")
     ft = FINETUNE_PRESETS["cpu"]
     arms = {"ssl": (str(out / "pretrain"), ft.freeze), "random": ("random", ft.freeze),
             "random_unfrozen": ("random", "none")}
-    click.echo(f"[5/7] finetune from ssl init, from random init frozen the same way ({ft.freeze}), and "
+    click.echo(f"[5/8] finetune from ssl init, from random init frozen the same way ({ft.freeze}), and "
                "from random init unfrozen")
     for name, (init, frozen) in arms.items():
         cfg = dataclasses.replace(ft, init=init, freeze=frozen, steps=finetune_steps or ft.steps)
         click.echo(f"      {name}: {cfg.steps} steps, protocol {cfg.protocol}, frozen {cfg.freeze}, background "
                    f"{cfg.background} -> {out / f'finetune_{name}'}")
         stage(finetune, out / f"finetune_{name}", cfg)
-    click.echo(f"[6/7] evaluation on the test subjects -> {', '.join(str(out / f'eval_{n}') for n in arms)}")
+    click.echo(f"[6/8] evaluation on the test subjects -> {', '.join(str(out / f'eval_{n}') for n in arms)}")
     reports = {name: evaluate(out / f"finetune_{name}", store, out / f"eval_{name}") for name in arms}
-    click.echo(f"[7/7] results -> {out / 'results.md'}")
-    table = results_table(reports, m)
+    click.echo(f"[7/8] linear probes of the frozen ssl and random-init backbones (protocol {ft.protocol}) -> "
+               f"{out / 'probe_ssl'}, {out / 'probe_random'}")
+    probes = {}
+    for name, init in (("ssl", out / "pretrain"), ("random", "random")):
+        path = out / f"probe_{name}" / "probe.json"
+        probes[name] = json.loads(path.read_text()) if path.exists() else probe(
+            str(init), store, path.parent, protocols=(ft.protocol,), arch=pre.arch, input_size=pre.input_size,
+            seed=ft.seed, mirror=False, progress=False)
+    click.echo(f"[8/8] results -> {out / 'results.md'}")
+    table = results_table(reports, m, probes)
     (out / "results.md").write_text(table)
     click.echo(table)
 
 
-def results_table(reports: dict, pretext: dict) -> str:
-    """The demo's Markdown table: the test metrics of each initialisation, and what it can show."""
+def results_table(reports: dict, pretext: dict, probes: dict) -> str:
+    """The demo's Markdown table: the test metrics of each initialisation with 95 % intervals over
+    test instants, the linear probes beside them, and what it can and cannot show."""
+    from .stats import instant_ids, mean_interval
+
+    def cell(values, inst):
+        m = mean_interval(np.asarray(values)[None], inst)
+        return f"{m['mean']:.1f} [{m['low']:.1f}, {m['high']:.1f}]"
+
     any_report = next(iter(reports.values()))
-    lines = ["| init | frozen | MPJPE | NMPJPE | PMPJPE |", "|---|---|---:|---:|---:|"]
+    lines = ["| init | frozen | MPJPE | NMPJPE | PMPJPE |", "|---|---|---|---|---|"]
     for name, rep in reports.items():
-        m = rep["overall"]
-        lines.append(f"| {name} | {rep['freeze']} | {m['mpjpe']:.1f} | {m['nmpjpe']:.1f} | {m['pmpjpe']:.1f} |")
-    return ("\n".join(lines) + f"\n\nmm on {any_report['overall']['n']} test images (S9, S11, every "
-            f"{any_report['every']}th frame), protocol {any_report['protocol']}, background "
-            f"{any_report['background']} in fine-tuning and test, MPJPE and NMPJPE x 17/16 (root fixed). "
-            f"Pretext accuracy of the SSL model after {pretext.get('steps', '?')} steps, on the test subjects "
-            f"(chance 0.5): sync {pretext['test_acc_sync']:.3f}, flip {pretext['test_acc_flip']:.3f}.\n\n"
-            "One seed of each, at demo size: this table shows that the line runs end to end, not that the "
-            "pretext task helps; the demo's pretraining stops long before the task is learned (the `cpu` "
-            "preset's 6000 steps learn it). A random network with frozen random layers is a handicapped "
-            "baseline; compare with the unfrozen one, and see the README for results over seeds.\n")
+        im = rep["per_image"]
+        inst = instant_ids(im["subject"], im["sequence"], im["frame"])
+        lines.append(f"| {name} | {rep['freeze']} | " + " | ".join(cell(im[k], inst) for k in ("mpjpe", "nmpjpe", "pmpjpe"))
+                     + " |")
+    lines += ["", "| linear probe (frozen features, ridge) | layer | MPJPE | PMPJPE | test images |", "|---|---|---|---|---:|"]
+    for name, rep in probes.items():
+        for protocol, r in rep["pose"].items():
+            for layer, m in r["layers"].items():
+                ci = lambda k: f"{m[k]['mean']:.1f} [{m[k]['low']:.1f}, {m[k]['high']:.1f}]"  # noqa: E731
+                lines.append(f"| {name} | {layer} | {ci('mpjpe')} | {ci('pmpjpe')} | {r['test_images']} |")
+    probe = next(iter(next(iter(probes.values()))["pose"].values()))
+    return ("\n".join(lines) + f"\n\nmm, mean [95 % interval over test instants]. Fine-tuning rows: "
+            f"{any_report['overall']['n']} test images (S9, S11, every {any_report['every']}th frame, all cameras), "
+            f"protocol {any_report['protocol']}, background {any_report['background']} in fine-tuning and test, "
+            f"MPJPE and NMPJPE x 17/16 (root fixed). Probes: ridge from the frozen pooled features, fitted on "
+            f"protocol {probe['protocol']}'s frames, strength chosen on {probe['val_subject']}, tested on every "
+            f"{probe['test_every']}th test frame. Pretext accuracy of the SSL model after {pretext.get('steps', '?')} "
+            f"steps, on the test subjects (chance 0.5): sync {pretext['test_acc_sync']:.3f}, flip "
+            f"{pretext['test_acc_flip']:.3f}.\n\n"
+            "What this can show: the whole line runs end to end. What it cannot: whether the pretext task helps. "
+            "One seed of each at demo size, and the intervals cover the test instants only, not the training "
+            "seed; the demo's pretraining stops long before the task is learned (the `cpu` preset's 6000 steps "
+            "learn it). Random init with frozen random layers is a handicapped baseline; compare with the unfrozen "
+            "one. The answer over seeds, with its intervals, is the SSL study's (docs/results.md).\n")
 
 
 def _training_command(cls, presets: dict):

@@ -78,6 +78,8 @@ class PretrainConfig(TrainConfig):
 
     fusion: str = option("mult", "how the two views' features are fused, (h)-(k)",
                          choices=("mult", "concat", "add", "diff"))
+    signed: bool = option(False, "fuse the features before the backbone's last ReLU (signed), so that the product "
+                          "and ReLU zero the entries whose signs disagree, as the paper describes")
     tasks: str = option("both", "the pretext tasks trained, (a)-(g)", choices=("sync", "flip", "both"))
     background: str = option("mixed", "the images' background (mixed: removed and substituted 50:50)",
                              choices=tuple(BACKGROUNDS))

@@ -241,7 +241,7 @@ class SyncModel:
     def features(self, reader, rows, crop: int, batch: int = 128) -> torch.Tensor:
         """[len(rows), F]; each distinct row is computed once."""
         unique, inverse = np.unique(np.asarray(rows, np.int64), return_inverse=True)
-        out = [self.model.phi(self.images(reader, unique[i:i + batch], crop).to(self.device)).float().cpu()
+        out = [self.model.features(self.images(reader, unique[i:i + batch], crop).to(self.device)).float().cpu()
                for i in range(0, len(unique), batch)]
         return torch.cat(out)[torch.from_numpy(inverse.reshape(-1))] if out else torch.zeros(0, 1)
 
@@ -259,7 +259,7 @@ def load_sync_model(run: str | Path) -> SyncModel:
         state = checkpoint.load(run / "checkpoint.pt")
     except (OSError, TypeError, ValueError):
         raise ValueError(f"{run}: not a pretrain run folder; pass the --out of sync-train pretrain") from None
-    model = SiameseSync(cfg.arch, cfg.fusion)
+    model = SiameseSync(cfg.arch, cfg.fusion, signed=cfg.signed)
     model.load_state_dict(state["model"])
     return SyncModel(model, cfg)
 

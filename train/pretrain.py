@@ -37,7 +37,7 @@ def pretrain(store: str | Path, out: str | Path, cfg: PretrainConfig, resume: bo
     in slices of the same schedule; --resume continues it).
     """
     torch.manual_seed(cfg.seed)
-    run = Run(out, cfg, SiameseSync(cfg.arch, cfg.fusion, cfg.weights), "pretrain", resume, progress)
+    run = Run(out, cfg, SiameseSync(cfg.arch, cfg.fusion, cfg.weights, cfg.signed), "pretrain", resume, progress)
     device, gpu = run.device, run.gpu
     loader = PairLoader(store, batch_size=cfg.batch, seed=cfg.seed, backend=cfg.backend, workers=cfg.workers,
                         start_step=run.start, steps=min(cfg.steps, stop_after or cfg.steps) - run.start,
