@@ -1,8 +1,9 @@
 """`h36m-prep build RAW OUT.zarr`: decode every video once into the store.
 
-Two layouts: Human3.6M's (raw.py) and a user's rig (rig.py), detected from RAW or named. With
-poses, a crop is centred on the joints; without (a rig without poses3d.npy), on the person found
-in the foreground (crops.detect_person, smoothed over time), with the same store arrays.
+The raw layout is a source (sources.py: Human3.6M's, a user's rig), detected from RAW or named; the
+build knows it only through the source's plan. With poses, a crop is centred on the joints;
+without (a rig without poses3d.npy), on the person found in the foreground (crops.detect_person,
+smoothed over time), with the same store arrays.
 
 Stages: plan the rows (every sequence x camera is a unit with a fixed row range), median
 backgrounds per subject (a rig: per session) and camera, the units in parallel worker processes, then the
@@ -25,71 +26,17 @@ import zarr
 from tqdm import tqdm
 
 from . import store as S
-from .fingerprint import first_difference, raw_fingerprint
 from .background import plurality_background, sample_frames
 from .crops import (SILHOUETTE, crop_geometry, detect_person, detect_scale, foreground_mask, label_free_geometry,
                     moving_frames, silhouette, silhouette_threshold, smooth_track, warp)
-from .errors import ConfigError
-from .geometry import FLIP_PAIRS, FPS, JOINT_NAMES, PARENTS, crop_sampling_map, joints17
-from .options import option
-from .plan import _views, plan, plan_rig
-from .raw import RawDataError, calibration_for, iter_frames, read_poses
-from .rig import CALIBRATION, OFFSETS, is_rig, read_rig_poses
-
-LAYOUTS = ("h36m", "rig")
+from .geometry import FLIP_PAIRS, FPS, JOINT_NAMES, PARENTS, crop_sampling_map
+from .plan import _views
+from .raw import RawDataError, iter_frames
+from .config import BuildConfig
+from .fingerprint import first_difference, raw_fingerprint
+from .sources import SOURCES, source_for
 
 WRITE_BLOCK = 25  # frames per write of the image arrays
-
-
-@dataclasses.dataclass(frozen=True)
-class BuildConfig:
-    """How a store is built (`h36m-prep build`'s options are made from these fields)."""
-
-    crop_size: int = option(256, "side S of the S x S crops", units="px")
-    margin: float = option(0.25, "space around the joints (without poses: the person's box), per side",
-                           units="fraction of the box")
-    bg_samples: int = option(48, "frames per view sampled for its median background")
-    bg_tolerance: int = option(8, "samples within this many grey levels agree on the median background",
-                               units="grey levels")
-    bg_crops: int = option(16, "background crops per view in the background bank")
-    mask_threshold: float = option(20.0, "foreground where a channel differs from the background by more",
-                                   units="grey levels")
-    move_threshold: float = option(25.0, "a frame is `moving` when a joint moved more since the last kept one",
-                                   units="mm")
-    subjects: tuple[str, ...] | None = option(None, "subjects (a rig: sessions) to build, comma-separated [default: all in RAW]")
-    skip_bad: bool = option(False, "skip a broken sequence with a warning instead of stopping")
-    keep_damaged: bool = option(False, "keep the takes public Human3.6M toolkits exclude (S9 Greeting-2, "
-                                "SittingDown-2, Waiting-1; S11 Directions camera 54138969)")
-    layout: str | None = option(None, "the raw layout (rig: RIG/<take>/<camera>.<ext>, docs/rig.md); one of h36m, "
-                                "rig [default: detected from RAW]", choices=LAYOUTS)
-    test_takes: tuple[str, ...] = option((), "rig: the takes of the test split")
-    calib_units: str = option("m", "rig: units of the translations in calibration.toml", choices=("m", "mm"))
-    median_per: str = option("rig", "rig: median backgrounds pooled over the takes of a split, or per take (a rig "
-                             "moved between takes)", choices=("rig", "take"))
-    move_silhouette: float = option(0.01, "without poses: the share of the 32 x 32 silhouette that must change for "
-                                    "the `moving` column", units="fraction")
-    track_seconds: float = option(0.1, "without poses: the window that smooths the crop's path", units="s")
-    size_seconds: float = option(1.0, "without poses: the window of the crop size's running 80th percentile",
-                                 units="s")
-    image_codec: str = option("auto", "the crops: lz4 (lossless), jpeg[:QUALITY] (one JPEG per frame, quality 90 "
-                              "by default), or auto: jpeg:90 for real videos, lz4 for the built-in synthetic data")
-    every: int = option(1, "store every K-th frame of the training sequences (test sequences whole, for the "
-                        "evaluation); d_min and d_max stay in frames of the videos")
-
-    def __post_init__(self):
-        if self.layout not in (None, *LAYOUTS):
-            raise ConfigError(f"--layout {self.layout}: expected one of {', '.join(LAYOUTS)}")
-        if self.calib_units not in ("m", "mm"):
-            raise ConfigError(f"--calib-units {self.calib_units}: expected m or mm")
-        if self.median_per not in ("rig", "take"):
-            raise ConfigError(f"--median-per {self.median_per}: expected rig or take")
-        if self.image_codec != "auto":
-            try:
-                S.parse_image_codec(self.image_codec)
-            except ValueError as e:
-                raise ConfigError(f"--image-codec: {e}") from None
-        if int(self.every) < 1:
-            raise ConfigError(f"--every {self.every}: expected a whole number >= 1")
 
 
 def code_version() -> str:
@@ -126,15 +73,15 @@ def _median_job(videos: list[tuple[str, int]], samples: int, tolerance: int, ski
 def _unit_job(store_path: str, video: str, poses: tuple[str, str] | None, cam_json: dict, unit: dict,
               subject: str, cfg: BuildConfig, calibrated: bool = True, fps: float = FPS) -> dict:
     """Crop, mask and write one (sequence, camera); return its per-frame metadata.
-    poses: (kind, path), kind "cdf" (Human3.6M, 32 joints) or "npy" (a rig's poses3d.npy), or None:
-    label-free crops centred on the person found in the foreground."""
+    poses: (source name, pose file), read by that source; or None: label-free crops centred on
+    the person found in the foreground."""
     with S.writing():
         return _unit_rows(store_path, video, poses, cam_json, unit, subject, cfg, calibrated, fps)
 
 
 def _load_poses(poses: tuple[str, str]) -> np.ndarray:
-    kind, path = poses
-    return joints17(read_poses(path)).astype(np.float64) if kind == "cdf" else read_rig_poses(path)
+    source, path = poses
+    return SOURCES[source].load_poses(path)
 
 
 def _person_track(video: str, median: np.ndarray, n: int, offset: int, cfg: BuildConfig, fps: float, every: int = 1):
@@ -230,24 +177,16 @@ def _space_needed(out: Path) -> str:
 
 def _build(raw: Path, out: Path, cfg: BuildConfig, workers: int, progress: bool) -> dict:
     t0 = time.perf_counter()
-    layout = cfg.layout or ("rig" if is_rig(raw) else "h36m")
-    if layout == "rig":
-        sequences, units, skipped, seq_objs, facts = plan_rig(raw, cfg)
-        cams, excluded, fps = facts["cams"], [], facts["fps"]
-        poses = ("npy" if facts["poses"] else None)
-        extra = [raw / name for name in (CALIBRATION, OFFSETS) if (raw / name).exists()]
-    else:
-        cams = calibration_for(raw)
-        sequences, units, skipped, seq_objs, excluded = plan(raw, cfg, cams)
-        facts, fps, poses = {"poses": True, "calibrated": True}, FPS, "cdf"
-        extra = [raw / "cameras.json"] if (raw / "cameras.json").exists() else []
+    p = source_for(raw, cfg.layout, cfg).plan(raw, cfg)
+    sequences, units, skipped, seq_objs, excluded = p.sequences, p.units, p.skipped, p.takes, p.excluded
+    cams, fps, extra = p.cams, p.fps, p.extra_files
     stages = {"plan": time.perf_counter() - t0}
     if not units:
         raise RawDataError(f"{raw}: no usable sequences to build from")
     attrs = {
         "joint_names": list(JOINT_NAMES), "parents": list(PARENTS), "flip_pairs": [list(p) for p in FLIP_PAIRS],
-        "crop_size": cfg.crop_size, "fps": fps, "layout": layout, "poses": facts["poses"],
-        "calibrated": facts["calibrated"],
+        "crop_size": cfg.crop_size, "fps": fps, "layout": p.layout, "poses": p.poses,
+        "calibrated": p.calibrated,
         "source": "synthetic" if (raw / ".synth").exists() else "real",
         "build": _build_attrs(cfg),
         "code_version": code_version(), "raw": str(raw.resolve()),
@@ -279,7 +218,7 @@ def _build(raw: Path, out: Path, cfg: BuildConfig, workers: int, progress: bool)
     else:  # new, or killed while its arrays were being created
         g = S.create(out, units[-1]["start"] + units[-1]["length"], cfg.crop_size,
                      cfg.bg_crops * len(views), len(units), attrs | {"image_codec": codec},
-                     silhouettes=not facts["poses"], codec=codec)
+                     silhouettes=not p.poses, codec=codec)
     status = g["unit_status"][:]
     by_key = {(sequences[u["sequence"]]["subject"], u["camera"]): [] for u in units}
     for u in units:
@@ -311,9 +250,9 @@ def _build(raw: Path, out: Path, cfg: BuildConfig, workers: int, progress: bool)
             stages["medians"] = time.perf_counter() - t0 - stages["plan"]
             pending = [i for i, s in enumerate(status) if s == S.PENDING]
             args = {i: (str(out), str(seq_objs[units[i]["sequence"]].videos[units[i]["camera"]]),
-                        (poses, str(seq_objs[units[i]["sequence"]].poses_path)) if poses else None,
+                        (p.layout, str(seq_objs[units[i]["sequence"]].poses_path)) if p.poses else None,
                         cams[sequences[units[i]["sequence"]]["subject"]][units[i]["camera"]].to_json(),
-                        units[i], sequences[units[i]["sequence"]]["subject"], cfg, facts["calibrated"], fps)
+                        units[i], sequences[units[i]["sequence"]]["subject"], cfg, p.calibrated, fps)
                     for i in pending}
             if pool:
                 futs = {pool.submit(_unit_job, *args[i]): i for i in pending}

@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from .build import BuildConfig
+from .config import BuildConfig
 from .errors import ToolkitError
 from .geometry import SUBJECTS
 from .options import Commands, config_options, from_options
@@ -118,14 +118,12 @@ def info(store, as_json):
         return
     click.echo(f"{i['store']} ({i['source']}, format {i['format_version']}, code {i['code_version']}"
                f"{'' if i['complete'] else ', INCOMPLETE'})")
-    if i["layout"] == "rig":
-        click.echo(f"  layout    rig, {i['fps']:g} fps, {'with' if i['poses'] else 'without'} poses, "
-                   f"{'calibrated' if i['calibrated'] else 'uncalibrated (square image crops)'}")
-        for t in i["takes"]:
-            click.echo(f"  take      {t['take']}: {t['frames']} frames, {t['split']} (backgrounds of {t['session']})")
-    else:
-        click.echo(f"  subjects  {' '.join(i['subjects'])}")
-        click.echo(f"  actions   {' '.join(i['actions'])}")
+    click.echo(f"  layout    {i['layout']}, {i['fps']:g} fps, {'with' if i['poses'] else 'without'} poses, "
+               f"{'calibrated' if i['calibrated'] else 'uncalibrated (square image crops)'}")
+    click.echo(f"  subjects  {' '.join(i['subjects'])}")
+    click.echo(f"  actions   {' '.join(i['actions'])}")
+    for t in i["takes"]:
+        click.echo(f"  take      {t['take']}: {t['frames']} frames, {t['split']} (backgrounds of {t['session']})")
     click.echo(f"  cameras   {' '.join(i['cameras'])}")
     if i["build"].get("every", 1) > 1:
         click.echo(f"  every     {i['build']['every']}th frame of the training sequences stored")

@@ -35,7 +35,7 @@ def info(path: str | Path) -> dict:
         "store": str(path), "source": a["source"], "complete": a["complete"], "layout": a.get("layout", "h36m"),
         "fps": a.get("fps"), "poses": S.has_poses(g), "calibrated": a.get("calibrated", True),
         "takes": [{"take": q["name"], "session": q["subject"], "split": q["split"], "frames": q["frames"]}
-                  for q in seqs] if a.get("layout") == "rig" else None,
+                  for q in seqs],
         "format_version": a["format_version"], "code_version": a["code_version"],
         "crop_size": a["crop_size"], "rows": int(g["images"].shape[0]),
         "subjects": a["subjects"], "actions": a["actions"], "cameras": a["cameras"],

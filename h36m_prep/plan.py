@@ -11,21 +11,18 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
 from . import store as S
+from .config import BuildConfig
 from .geometry import TEST_SUBJECTS
 from .raw import RawDataError, Sequence, discover, exclude_known_damaged, sequence_length
 from .rig import discover_rig, pixel_camera, rig_calibration, take_length
 
-if TYPE_CHECKING:
-    from .build import BuildConfig
 
-
-def plan(raw: Path, cfg: "BuildConfig", cams: dict) -> tuple[list[dict], list[dict], list[dict], list[Sequence], list[dict]]:
+def plan(raw: Path, cfg: BuildConfig, cams: dict) -> tuple[list[dict], list[dict], list[dict], list[Sequence], list[dict]]:
     """(sequences, units, skipped, Sequence objects, excluded) with every unit's row range fixed;
     cams: the raw data's calibration, {subject: {camera id: Camera}}."""
     seqs, skipped, rows = [], [], []
@@ -42,7 +39,7 @@ def plan(raw: Path, cfg: "BuildConfig", cams: dict) -> tuple[list[dict], list[di
     return sequences, units, skipped, seqs, excluded
 
 
-def _checked(seq: Sequence, check, cfg: "BuildConfig", skipped: list):
+def _checked(seq: Sequence, check, cfg: BuildConfig, skipped: list):
     """check() of one sequence, its warnings printed; None when it is broken and --skip-bad skips it
     (recorded in `skipped`), else its error."""
     try:
@@ -78,7 +75,7 @@ def _rows(seqs: list[Sequence], rows: list[int], split, every: int = 1) -> tuple
     return sequences, units
 
 
-def plan_rig(raw: Path, cfg: "BuildConfig") -> tuple[list[dict], list[dict], list[dict], list[Sequence], dict]:
+def plan_rig(raw: Path, cfg: BuildConfig) -> tuple[list[dict], list[dict], list[dict], list[Sequence], dict]:
     """The rig layout's (sequences, units, skipped, takes, facts): facts holds the cameras
     ({session: {camera: Camera}}), fps, and whether the store has poses and a calibration."""
     calib = rig_calibration(raw, cfg.calib_units)

@@ -1,6 +1,6 @@
 """A picture to check geometry by eye: one frame from every camera with the 2D skeleton.
 
-Reads through the raw reader and the calibration file, exactly as the store build will.
+Reads through the raw data's source (sources.py) and its calibration, exactly as the store build will.
 """
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .geometry import PARENTS, joints17, project
-from .raw import Sequence, calibration_for, discover, iter_frames, read_poses, sequence_length
+from .geometry import PARENTS
 
 _LEFT = (4, 5, 6, 11, 12, 13)
 _RIGHT = (1, 2, 3, 14, 15, 16)
@@ -37,10 +36,10 @@ def preview_grid(raw: str | Path, out: str | Path, subject: str | None = None,
                  action: str | None = None, frame: int | None = None) -> Path:
     """Write a PNG grid: frame `frame` of one sequence (a rig: one take, `action`) from every
     camera, with the skeleton projected where there are poses."""
-    from .rig import is_rig
+    from .sources import source_for
 
     raw = Path(raw)
-    tiles = _rig_tiles(raw, action, frame) if is_rig(raw) else _h36m_tiles(raw, subject, action, frame)
+    tiles = source_for(raw).preview_tiles(raw, subject, action, frame)
     h = max(t.shape[0] for t in tiles)
     w = max(t.shape[1] for t in tiles)
     tiles = [cv2.copyMakeBorder(t, 0, h - t.shape[0], 0, w - t.shape[1], cv2.BORDER_CONSTANT) for t in tiles]
@@ -57,43 +56,6 @@ def preview_grid(raw: str | Path, out: str | Path, subject: str | None = None,
 def _label(img: np.ndarray, text: str) -> np.ndarray:
     cv2.putText(img, text, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
     return img
-
-
-def _h36m_tiles(raw: Path, subject: str | None, action: str | None, frame: int | None) -> list[np.ndarray]:
-    seqs = discover(raw, (subject,) if subject else None)
-    seq: Sequence = next((s for s in seqs if action in (None, s.name, s.action)), None)
-    if seq is None:
-        raise ValueError(f"{raw}: no sequence named {action!r} for {subject or 'any subject'}")
-    n = sequence_length(seq)
-    frame = n // 2 if frame is None else frame
-    if not 0 <= frame < n:
-        raise ValueError(f"{seq.key}: frame {frame} out of range (0..{n - 1})")
-    pose = joints17(read_poses(seq.poses_path)[frame])
-    cams = calibration_for(raw)[seq.subject]
-    return [_label(draw_skeleton(next(iter_frames(path, 1, frame)), project(pose, cams[cam_id])),
-                   f"{seq.key} cam {cam_id} t={frame}") for cam_id, path in seq.videos.items()]
-
-
-def _rig_tiles(raw: Path, take: str | None, frame: int | None) -> list[np.ndarray]:
-    from .rig import discover_rig, read_rig_poses, rig_calibration, take_length
-
-    calib = rig_calibration(raw)
-    takes = discover_rig(raw, calib)
-    seq = next((t for t in takes if take in (None, t.name)), None)
-    if seq is None:
-        raise ValueError(f"{raw}: no take named {take!r} (takes: {', '.join(t.name for t in takes)})")
-    n = take_length(seq, calib)[0]
-    frame = n // 2 if frame is None else frame
-    if not 0 <= frame < n:
-        raise ValueError(f"{seq.key}: frame {frame} out of range (0..{n - 1})")
-    pose = read_rig_poses(seq.poses_path)[frame] if seq.poses_path is not None and calib is not None else None
-    tiles = []
-    for cam_id, path in seq.videos.items():
-        img = next(iter_frames(path, 1, frame + seq.offsets.get(cam_id, 0)))
-        if pose is not None:
-            img = draw_skeleton(img, project(pose, calib[cam_id]))
-        tiles.append(_label(img, f"{seq.name} {cam_id} t={frame}"))
-    return tiles
 
 
 def store_preview(store: str | Path, out: str | Path, count: int = 6, seed: int = 0) -> Path:

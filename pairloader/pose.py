@@ -26,7 +26,8 @@ from h36m_prep.geometry import mirror_pose
 from h36m_prep.store import StoreReader
 from .loader import cpu_batches, resolve_backend, step_range
 from .render import render_cpu
-from .sampler import KEPT, REMOVED, VIEW, _affine, _key, _permute, _uniform
+from .draws import key, permute, uniform, view_affine
+from .sampler import KEPT, REMOVED, VIEW
 
 BACKGROUNDS = {"kept": KEPT, "removed": REMOVED}
 
@@ -78,14 +79,14 @@ def _plan_poses(seed, rank, world_size, step, batch, rows, shuffle, flip, crop, 
     for i in range(batch):
         pos = (np.int64(step) * world_size + rank) * batch + i
         if shuffle:
-            out_rows[i] = rows[_permute(pos % n, n, _key(seed, 0x9053, pos // n))]
+            out_rows[i] = rows[permute(pos % n, n, key(seed, 0x9053, pos // n))]
         else:
             valid[i] = pos < n
             out_rows[i] = rows[min(pos, n - 1)]
         if flip:
-            u, _ = _uniform(_key(seed, 0xF11B, pos))
+            u, _ = uniform(key(seed, 0xF11B, pos))
             mirrored[i] = u < 0.5
-        _affine(affine[i], 0.5, 0.5, 0.5, 0.5, mirrored[i], crop, out_size, window, window, 0.0, 0.0)
+        view_affine(affine[i], 0.5, 0.5, 0.5, 0.5, mirrored[i], crop, out_size, window, window, 0.0, 0.0)
     return out_rows, mirrored, affine, valid
 
 

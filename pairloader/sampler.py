@@ -26,15 +26,19 @@ disjoint anchors and the plan of a step does not depend on anything but its argu
 from __future__ import annotations
 
 import dataclasses
-import math
+from collections import namedtuple
 
 import numpy as np
 from numba import njit
 
+from .draws import view_affine as _affine
+from .draws import key as _key
+from .draws import permute as _permute
+from .draws import uniform as _uniform
+
 KEPT, REMOVED, SUBSTITUTED = 0, 1, 2
 VIEW = 0.875   # the side of the crop every output shows by default: the paper's 224 of 256
 JITTER = {"window": (0.7875, 0.9625), "shift": 0.0625}  # the optional crop jitter
-_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,44 +99,6 @@ class Plan:
 
 
 @njit(cache=True)
-def _mix(x):
-    x = (x + np.uint64(0x9E3779B97F4A7C15)) & _M64
-    x = ((x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)) & _M64
-    x = ((x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)) & _M64
-    return x ^ (x >> np.uint64(31))
-
-
-@njit(cache=True)
-def _key(a, b, c):
-    return _mix(_mix(_mix(np.uint64(a)) ^ np.uint64(b)) ^ np.uint64(c))
-
-
-@njit(cache=True)
-def _uniform(state):
-    """-> (uniform in [0, 1), next state)."""
-    state = _mix(state)
-    return float(state >> np.uint64(11)) * (1.0 / 9007199254740992.0), state
-
-
-@njit(cache=True)
-def _permute(p, n, key):
-    """A keyed bijection of [0, n): 4-round Feistel network with cycle walking."""
-    bits = 2
-    while (np.uint64(1) << np.uint64(bits)) < np.uint64(n):
-        bits += 2
-    half = np.uint64(bits // 2)
-    mask = (np.uint64(1) << half) - np.uint64(1)
-    x = np.uint64(p)
-    while True:
-        left, right = x >> half, x & mask
-        for r in range(4):
-            left, right = right, left ^ (_mix(right ^ _mix(key + np.uint64(r))) & mask)
-        x = (left << half) | right
-        if x < np.uint64(n):
-            return np.int64(x)
-
-
-@njit(cache=True)
 def _moved(seq_pose, base, t, t2, threshold):
     """Whether some joint moved more than `threshold` mm between frames t and t2 of a sequence
     whose poses start at row `base` of seq_pose [F, 17, 3] (mm, one camera's frame); for a store
@@ -185,29 +151,88 @@ def moving_partner_exists(anchors, row_seq, row_t, seq_len, seq_pose, pose_start
     return out
 
 
-@njit(cache=True)
-def _affine(out, u_scale, u_shift_x, u_shift_y, u_rot, mirror, crop, out_size, win_lo, win_hi, shift, rot_deg):
-    """Output pixel -> store-crop pixel for a window of side crop * (win_lo..win_hi) centred
-    within shift * crop of the crop centre, turned by up to rot_deg, mirrored if asked."""
-    w = crop * (win_lo + (win_hi - win_lo) * u_scale)
-    k = w / out_size
-    cx = (crop - 1) / 2.0 + shift * crop * (2 * u_shift_x - 1)
-    cy = (crop - 1) / 2.0 + shift * crop * (2 * u_shift_y - 1)
-    th = math.radians(rot_deg * (2 * u_rot - 1))
-    c, s = math.cos(th), math.sin(th)
-    sgn = -1.0 if mirror else 1.0
-    co = (out_size - 1) / 2.0
-    a, b = c * sgn * k, -s * k
-    cc, d = s * sgn * k, c * k
-    out[0, 0], out[0, 1], out[0, 2] = a, b, cx - a * co - b * co
-    out[1, 0], out[1, 1], out[1, 2] = cc, d, cy - cc * co - d * co
+# The kernel's inputs, grouped and named (numba takes named tuples of numbers and arrays).
+Frames = namedtuple("Frames", "anchors row_seq row_cam row_t unit_start seq_len seq_every bg_pool seq_pose pose_start")
+View = namedtuple("View", "crop out_size win_lo win_hi shift rot_deg")
+Draws = namedtuple("Draws", "d_min d_max p_kept p_removed single_view share_anchor move_threshold")
 
 
 @njit(cache=True)
-def plan_batch(seed, rank, world_size, step, batch, anchors, row_seq, row_cam, row_t, unit_start,
-               seq_len, bg_pool, d_min, d_max, crop, out_size, win_lo, win_hi, shift, rot_deg,
-               p_kept, p_removed, single_view, share_anchor, seq_pose, pose_start, move_threshold, seq_every):
-    """The plan of one batch; see the module docstring. Pure function of its arguments."""
+def _partner_views(state, seq, v1, unit_start, single_view):
+    """(v2, v2u, state): the synchronized and the unsynchronized partner's cameras, each uniform
+    over the sequence's other cameras (v1 itself in the single-view ablation)."""
+    v2, v2u = v1, v1
+    if single_view:
+        return v2, v2u, state
+    n_other = 0
+    for c in range(unit_start.shape[1]):
+        if c != v1 and unit_start[seq, c] >= 0:
+            n_other += 1
+    for which in range(2):
+        u, state = _uniform(state)
+        pick = int(u * n_other)
+        for c in range(unit_start.shape[1]):
+            if c != v1 and unit_start[seq, c] >= 0:
+                if pick == 0:
+                    if which == 0:
+                        v2 = c
+                    else:
+                        v2u = c
+                    break
+                pick -= 1
+    return v2, v2u, state
+
+
+@njit(cache=True)
+def _unsync_gap(state, seq, t, fr, d, gaps):
+    """(dt, state): the unsynchronized partner's gap, uniform over d_min < |dt| < d_max inside the
+    sequence among the stored frames where the pose moved (footnote 1; every anchor has one).
+    gaps: scratch space for the candidates."""
+    n_pos, n_neg = _gap_counts(t, fr.seq_len[seq], d.d_min, d.d_max)
+    check = d.move_threshold >= 0 and fr.pose_start[seq] >= 0
+    e = fr.seq_every[seq]  # a subsampled sequence: only frames t = 0, e, 2e, ... are stored, at row t // e
+    n_ok = 0
+    for k in range(n_pos + n_neg):
+        gap = _unsync_offset(k, n_pos, d.d_min)
+        if gap % e != 0:
+            continue
+        if not check or _moved(fr.seq_pose, fr.pose_start[seq], t // e, (t + gap) // e, d.move_threshold):
+            gaps[n_ok] = gap
+            n_ok += 1
+    u, state = _uniform(state)
+    return gaps[min(int(u * n_ok), n_ok - 1)], state
+
+
+@njit(cache=True)
+def _draw_view(state, out, mirror, view):
+    """Draw one image's crop window (scale, shift, rotation) into out [2, 3]; -> (u1, u2, u3, u4, state)."""
+    u1, state = _uniform(state)
+    u2, state = _uniform(state)
+    u3, state = _uniform(state)
+    u4, state = _uniform(state)
+    _affine(out, u1, u2, u3, u4, mirror, view.crop, view.out_size, view.win_lo, view.win_hi, view.shift, view.rot_deg)
+    return u1, u2, u3, u4, state
+
+
+@njit(cache=True)
+def _draw_background(state, mirror, bg_pool, d):
+    """One image's background: (mode, bank index or -1, shown mirrored, state). Kept: the image's
+    own, mirrored with it; removed; substituted: a bank crop of a training view with its own mirror."""
+    u, state = _uniform(state)
+    if u < d.p_kept:
+        return KEPT, -1, mirror, state
+    if u < d.p_kept + d.p_removed:
+        return REMOVED, -1, False, state
+    u, state = _uniform(state)
+    index = bg_pool[min(int(u * bg_pool.shape[0]), bg_pool.shape[0] - 1)]
+    u, state = _uniform(state)
+    return SUBSTITUTED, index, u < 0.5, state  # its own mirror, not the person's
+
+
+@njit(cache=True)
+def plan_batch(seed, rank, world_size, step, batch, fr, view, d):
+    """The plan of one batch (see the module docstring); fr: Frames, view: View, d: Draws. A pure
+    function of its arguments."""
     P = 3 * batch
     rows = np.empty((P, 2), np.int64)
     mirrored = np.zeros((P, 2), np.bool_)
@@ -218,59 +243,25 @@ def plan_batch(seed, rank, world_size, step, batch, anchors, row_seq, row_cam, r
     bg_index = np.full((P, 2), -1, np.int64)
     bg_mirrored = np.zeros((P, 2), np.bool_)
     same_as = np.full((P, 2), -1, np.int64)
-    n_bg = bg_pool.shape[0]
-    gaps = np.empty(2 * max(d_max, 1), np.int64)  # the candidate gaps of one anchor
-    n = anchors.shape[0]
-    n_cams = unit_start.shape[1]
+    gaps = np.empty(2 * max(d.d_max, 1), np.int64)
+    n = fr.anchors.shape[0]
     for i in range(batch):
         pos = (np.int64(step) * world_size + rank) * batch + i
         epoch, within = pos // n, pos % n
-        a = anchors[_permute(within, n, _key(seed, 0x5EED, epoch))]
+        a = fr.anchors[_permute(within, n, _key(seed, 0x5EED, epoch))]
         state = _key(seed, 0xA11CE, pos)
-        seq, v1, t = row_seq[a], row_cam[a], row_t[a]
-        T = seq_len[seq]
-        # partner views: a different camera of the same sequence (the same one if single-view)
-        v2, v2u = v1, v1
-        if not single_view:
-            n_other = 0
-            for c in range(n_cams):
-                if c != v1 and unit_start[seq, c] >= 0:
-                    n_other += 1
-            for which in range(2):
-                u, state = _uniform(state)
-                pick = int(u * n_other)
-                for c in range(n_cams):
-                    if c != v1 and unit_start[seq, c] >= 0:
-                        if pick == 0:
-                            if which == 0:
-                                v2 = c
-                            else:
-                                v2u = c
-                            break
-                        pick -= 1
-        # the unsynchronized frame: uniform over d_min < |dt| < d_max inside the sequence, among
-        # the frames where the pose moved (footnote 1; the anchors all have one)
-        n_pos, n_neg = _gap_counts(t, T, d_min, d_max)
-        check = move_threshold >= 0 and pose_start[seq] >= 0
-        e = seq_every[seq]  # a subsampled sequence: only frames t = 0, e, 2e, ... are stored, at row t // e
-        n_ok = 0
-        for k in range(n_pos + n_neg):
-            gap = _unsync_offset(k, n_pos, d_min)
-            if gap % e != 0:
-                continue
-            if not check or _moved(seq_pose, pose_start[seq], t // e, (t + gap) // e, move_threshold):
-                gaps[n_ok] = gap
-                n_ok += 1
-        u, state = _uniform(state)
-        dt = gaps[min(int(u * n_ok), n_ok - 1)]
-        anchor_row = unit_start[seq, v1] + t // e
-        rows[3 * i, 0], rows[3 * i, 1] = anchor_row, unit_start[seq, v2] + t // e
-        rows[3 * i + 1, 0], rows[3 * i + 1, 1] = anchor_row, unit_start[seq, v2u] + (t + dt) // e
-        rows[3 * i + 2, 0], rows[3 * i + 2, 1] = anchor_row, unit_start[seq, v2] + t // e
+        seq, v1, t = fr.row_seq[a], fr.row_cam[a], fr.row_t[a]
+        v2, v2u, state = _partner_views(state, seq, v1, fr.unit_start, d.single_view)
+        dt, state = _unsync_gap(state, seq, t, fr, d, gaps)
+        e = fr.seq_every[seq]
+        anchor_row = fr.unit_start[seq, v1] + t // e
+        rows[3 * i, 0], rows[3 * i, 1] = anchor_row, fr.unit_start[seq, v2] + t // e
+        rows[3 * i + 1, 0], rows[3 * i + 1, 1] = anchor_row, fr.unit_start[seq, v2u] + (t + dt) // e
+        rows[3 * i + 2, 0], rows[3 * i + 2, 1] = anchor_row, fr.unit_start[seq, v2] + t // e
         sync[3 * i], flip[3 * i] = 1, 0
         sync[3 * i + 1], flip[3 * i + 1] = 0, -1
         sync[3 * i + 2], flip[3 * i + 2] = -1, 1
-        a1 = a2 = a3 = a4 = 0.0  # the anchor image's crop jitter
+        a1 = a2 = a3 = a4 = 0.0  # the anchor image's crop window
         for k in range(3):
             pair = 3 * i + k
             u, state = _uniform(state)
@@ -281,34 +272,19 @@ def plan_batch(seed, rank, world_size, step, batch, anchors, row_seq, row_cam, r
                 side = 0 if u < 0.5 else 1
                 mirrored[pair, side] = not mirrored[pair, side]
             for j in range(2):
-                if share_anchor and j == 0 and k > 0:  # the triplet's anchor image, mirrored or not
-                    _affine(affine[pair, 0], a1, a2, a3, a4, mirrored[pair, 0], crop, out_size,
-                            win_lo, win_hi, shift, rot_deg)
+                if d.share_anchor and j == 0 and k > 0:  # the triplet's anchor image, mirrored or not
+                    _affine(affine[pair, 0], a1, a2, a3, a4, mirrored[pair, 0], view.crop, view.out_size,
+                            view.win_lo, view.win_hi, view.shift, view.rot_deg)
                     bg_mode[pair, 0], bg_index[pair, 0] = bg_mode[3 * i, 0], bg_index[3 * i, 0]
                     # the copy is the anchor image mirrored or not, its background with it
                     bg_mirrored[pair, 0] = bg_mirrored[3 * i, 0] != (mirrored[pair, 0] != mirrored[3 * i, 0])
                     same_as[pair, 0] = 6 * i
                     continue
-                u1, state = _uniform(state)
-                u2, state = _uniform(state)
-                u3, state = _uniform(state)
-                u4, state = _uniform(state)
+                u1, u2, u3, u4, state = _draw_view(state, affine[pair, j], mirrored[pair, j], view)
                 if k == 0 and j == 0:
                     a1, a2, a3, a4 = u1, u2, u3, u4
-                _affine(affine[pair, j], u1, u2, u3, u4, mirrored[pair, j], crop, out_size,
-                        win_lo, win_hi, shift, rot_deg)
-                u, state = _uniform(state)
-                if u < p_kept:
-                    bg_mode[pair, j] = KEPT
-                    bg_mirrored[pair, j] = mirrored[pair, j]  # the image's own background
-                elif u < p_kept + p_removed:
-                    bg_mode[pair, j] = REMOVED
-                else:
-                    bg_mode[pair, j] = SUBSTITUTED
-                    u, state = _uniform(state)
-                    bg_index[pair, j] = bg_pool[min(int(u * n_bg), n_bg - 1)]
-                    u, state = _uniform(state)
-                    bg_mirrored[pair, j] = u < 0.5  # its own mirror, not the person's
+                mode, index, shown, state = _draw_background(state, mirrored[pair, j], fr.bg_pool, d)
+                bg_mode[pair, j], bg_index[pair, j], bg_mirrored[pair, j] = mode, index, shown
     return rows, mirrored, sync, flip, affine, bg_mode, bg_index, bg_mirrored, same_as
 
 
@@ -337,12 +313,13 @@ class PairSampler:
         if cfg.bg_mix[2] > 0 and not len(index.bg_pool):
             raise ValueError("background substitution needs training views in the background bank, and "
                              "this store has none; choose another background mode")
+        ix = index
+        self.frames = Frames(self.anchors, ix.row_seq, ix.row_cam, ix.row_t, ix.unit_start, ix.seq_len, ix.seq_every,
+                             ix.bg_pool, ix.seq_pose, ix.pose_start)
+        self.view = View(int(ix.crop_size), int(cfg.out_size), float(cfg.window[0]), float(cfg.window[1]),
+                         float(cfg.shift), float(cfg.rotation))
+        self.draws = Draws(int(cfg.d_min), int(cfg.d_max), float(cfg.bg_mix[0]), float(cfg.bg_mix[1]),
+                           bool(cfg.single_view), bool(cfg.share_anchor), float(self.threshold))
 
     def plan(self, seed: int, step: int, rank: int = 0, world_size: int = 1) -> Plan:
-        c, ix = self.cfg, self.index
-        out = plan_batch(seed, rank, world_size, step, c.batch, self.anchors, ix.row_seq, ix.row_cam,
-                         ix.row_t, ix.unit_start, ix.seq_len, ix.bg_pool, c.d_min, c.d_max,
-                         ix.crop_size, c.out_size, c.window[0], c.window[1], c.shift, c.rotation,
-                         c.bg_mix[0], c.bg_mix[1], c.single_view, c.share_anchor, ix.seq_pose,
-                         ix.pose_start, self.threshold, ix.seq_every)
-        return Plan(*out)
+        return Plan(*plan_batch(seed, rank, world_size, step, self.cfg.batch, self.frames, self.view, self.draws))

@@ -144,7 +144,7 @@ def test_rendered_backgrounds_follow_bg_mirrored(small_store):
     says, whatever the person's mirror: checked on the pixels where the warped mask is 0."""
     from h36m_prep.store import StoreReader
     from pairloader.reference import compose
-    from pairloader.sampler import _affine
+    from pairloader.draws import view_affine as _affine
 
     cfg = SamplerConfig(batch=4, out_size=80, d_min=4, d_max=20, bg_mix=(0.0, 0.0, 1.0))
     reader = StoreReader(small_store)
@@ -273,7 +273,7 @@ def test_a_restarted_loader_yields_the_same_batch(small_store):
 def test_batch_carries_its_plan_and_mirroring_flips_the_image(small_store):
     from pairloader.fetch import MEAN, StoreReader, fetch_image
     from pairloader.reference import compose
-    from pairloader.sampler import _affine
+    from pairloader.draws import view_affine as _affine
 
     batch = _batches(small_store, steps=1)[0]
     plan = PairLoader(small_store, batch_size=4, seed=5, backend="torch", sampler=CFG).plan(0)

@@ -14,7 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from h36m_prep import store as S
-from h36m_prep.build import BuildConfig, build, plan_rig
+from h36m_prep.build import BuildConfig, build
+from h36m_prep.plan import plan_rig
 from h36m_prep.cli import main as h36m_prep
 from h36m_prep.geometry import (Camera, CalibrationError, crop_sampling_map, distort, load_rig_calibration, pixel_rays,
                                 project, save_rig_calibration, undistort)

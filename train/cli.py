@@ -36,7 +36,8 @@ def demo(out, frames, scale, workers, data_only, pretrain_steps, finetune_steps)
     from the self-supervised model and from random init (frozen as the SSL model is, and
     unfrozen) -> eval all three -> a table comparing them.
     Rerun resumes: finished stages are kept, an interrupted run continues from its checkpoint."""
-    from h36m_prep.build import BuildConfig, build
+    from h36m_prep.build import build
+    from h36m_prep.config import BuildConfig
     from h36m_prep.inspect_store import verify
     from h36m_prep.preview import preview_grid, store_preview
     from h36m_prep.synth.dataset import SynthConfig, write_dataset

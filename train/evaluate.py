@@ -27,7 +27,8 @@ from h36m_prep.store import StoreReader
 from pairloader.fetch import fetch_image
 from pairloader.index import load_index
 from pairloader.reference import compose
-from pairloader.sampler import KEPT, REMOVED, _affine
+from pairloader.draws import view_affine
+from pairloader.sampler import KEPT, REMOVED
 
 from . import checkpoint
 from .config import PretrainConfig
@@ -233,7 +234,7 @@ class SyncModel:
 
     def images(self, reader: StoreReader, rows, crop: int) -> torch.Tensor:
         a = np.empty((2, 3))
-        _affine(a, 0.5, 0.5, 0.5, 0.5, False, crop, self.cfg.input_size, self.window, self.window, 0.0, 0.0)
+        view_affine(a, 0.5, 0.5, 0.5, 0.5, False, crop, self.cfg.input_size, self.window, self.window, 0.0, 0.0)
         return torch.stack([compose(*fetch_image(reader, int(r), self.bg_mode, -1), a, self.cfg.input_size)
                             for r in rows])
 

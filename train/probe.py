@@ -28,7 +28,8 @@ from pairloader import pose_stats
 from h36m_prep.store import StoreReader
 from pairloader.pose import PosePlan, require_poses
 from pairloader.render import render_cpu
-from pairloader.sampler import REMOVED, VIEW, _affine
+from pairloader.draws import view_affine
+from pairloader.sampler import REMOVED, VIEW
 
 from . import checkpoint
 from .config import PROTOCOLS, PretrainConfig
@@ -105,7 +106,7 @@ def plan_rows(rows: np.ndarray, mirrored: np.ndarray, crop: int, out_size: int, 
     """The centred view of each row as fine-tuning and evaluation show it (mirrored where asked)."""
     affine = np.empty((len(rows), 2, 3))
     for i, m in enumerate(mirrored):
-        _affine(affine[i], 0.5, 0.5, 0.5, 0.5, bool(m), crop, out_size, window, window, 0.0, 0.0)
+        view_affine(affine[i], 0.5, 0.5, 0.5, 0.5, bool(m), crop, out_size, window, window, 0.0, 0.0)
     return PosePlan(np.asarray(rows, np.int64), np.asarray(mirrored, bool), affine, np.ones(len(rows), bool), bg_mode)
 
 
