@@ -78,6 +78,23 @@ def synth(raw, layout, subjects, actions, frames, scale, seed, workers, keyframe
 
 @main.command()
 @click.argument("raw", type=click.Path(exists=True, file_okay=False))
+@click.argument("out", type=click.Path(dir_okay=False))
+@click.option("--subject", default=None, help="the subject (a rig: ignored) [default: the first]")
+@click.option("--action", default=None,
+              help="the sequence as the files spell it, e.g. 'Walking 1' (a rig: the take) [default: the first]")
+@click.option("--frame", default=None, type=int, help="the frame [default: the middle frame]")
+def preview(raw, out, subject, action, frame):
+    """Write a PNG grid: one frame from every camera with the projected 2D skeleton."""
+    from .preview import preview_grid
+
+    try:
+        click.echo(preview_grid(raw, out, subject, action, frame))
+    except (ToolkitError, ValueError) as e:
+        _fail(e)
+
+
+@main.command()
+@click.argument("raw", type=click.Path(exists=True, file_okay=False))
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option("--workers", default=0, show_default=True, help="worker processes (0: one per core)")
 @config_options(BuildConfig)
