@@ -52,8 +52,10 @@ class FrameIndex:
         return start + frame // every
 
 
-def load_index(store: str | Path, split: str = "train", moving_only: bool = True) -> FrameIndex:
-    """Read the index of a complete store. split: 'train' or 'test' (which rows are anchors)."""
+def load_index(store: str | Path, split: str = "train", moving_only: bool = True, subjects=None) -> FrameIndex:
+    """Read the index of a complete store. split: 'train' or 'test' (which rows are anchors);
+    subjects: only these subjects' rows are anchors, and only their views' backgrounds are
+    substituted (a validation subject held out of training; None: every subject of the split)."""
     g = S.open_store(store)
     S.require_complete(g, store)
     a = g.attrs
@@ -68,9 +70,10 @@ def load_index(store: str | Path, split: str = "train", moving_only: bool = True
             unit_start[u["sequence"], cams.index(u["camera"])] = u["start"]
     row_seq, row_cam, row_t = g["sequence"][:], g["camera"][:], g["frame"][:]
     multi_view = (unit_start >= 0).sum(axis=1) >= 2
-    ok = S.row_mask(g, split, moving=True if moving_only else None) & multi_view[row_seq]
+    ok = S.row_mask(g, split, subjects, moving=True if moving_only else None) & multi_view[row_seq]
     bg_subject = g["bg_subject"][:].astype(np.int64)
-    bg_pool = np.flatnonzero(np.isin(bg_subject, [a["subjects"].index(s) for s in S.subjects_of(g, "train")]))
+    pool = [s for s in S.subjects_of(g, "train") if subjects is None or s in subjects]
+    bg_pool = np.flatnonzero(np.isin(bg_subject, [a["subjects"].index(s) for s in pool]))
     if S.has_poses(g):
         seq_pose, pose_start = sequence_poses(g, unit_start, seq_len, every=seq_every)
         threshold = float(a["build"].get("move_threshold", 25.0))

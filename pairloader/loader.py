@@ -104,7 +104,7 @@ class PairLoader:
     def __init__(self, store: str | Path, batch_size: int = 16, seed: int = 0, backend: str = "auto",
                  workers: int = 2, start_step: int = 0, steps: int | None = None, rank: int = 0,
                  world_size: int = 1, sampler: SamplerConfig | None = None, threads: int = 2,
-                 device_id: int | None = None, split: str = "train", uint8: bool = False):
+                 device_id: int | None = None, split: str = "train", uint8: bool = False, subjects=None):
         backend = resolve_backend(backend, device_id)
         if uint8 and backend != "opencv":
             raise ValueError(f"uint8 batches come from the OpenCV backend, not {backend!r}")
@@ -113,7 +113,7 @@ class PairLoader:
             raise ValueError(f"rank {rank} outside world_size {world_size}")
         cfg = sampler or SamplerConfig()
         cfg = SamplerConfig(**{**cfg.__dict__, "batch": batch_size})
-        self.sampler = PairSampler(load_index(store, split), cfg)
+        self.sampler = PairSampler(load_index(store, split, subjects=subjects), cfg)
         self.reader = StoreReader(store)
         self.backend, self.seed, self.workers, self.threads = backend, seed, workers, threads
         self.start_step, self.steps, self.rank, self.world_size = start_step, steps, rank, world_size

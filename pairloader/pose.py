@@ -7,9 +7,9 @@ Targets are the
 16 non-root joints of `pose3d` (mm, virtual-camera frame, root at zero), standardized per joint
 and axis by the mean and standard deviation of the training set (paper, section 3.4). A random
 horizontal flip mirrors the image and the pose together: x negated, left and right swapped.
-The train split visits `moving` frames in a keyed random order per epoch; the test split visits
-every `every`-th frame (frame % every == 0) once, in store order, the last batch padded and
-marked by `valid`.
+The train split visits `moving` frames in a keyed random order per epoch; the test split (or
+any split with evaluation=True: a validation subject's training frames) visits every `every`-th
+frame (frame % every == 0) once, in store order, the last batch padded and marked by `valid`.
 """
 from __future__ import annotations
 
@@ -117,7 +117,7 @@ class PoseLoader:
                  steps: int | None = None, flip: bool | None = None, out_size: int = 224,
                  stats: tuple[np.ndarray, np.ndarray] | None = None, rank: int = 0, world_size: int = 1,
                  threads: int = 2, device_id: int | None = None, subjects=None, background: str = "removed",
-                 window: float = VIEW, uint8: bool = False):
+                 window: float = VIEW, uint8: bool = False, evaluation: bool | None = None):
         if split not in ("train", "test"):
             raise ValueError(f"split {split!r}: choose 'train' or 'test'")
         if background not in BACKGROUNDS:
@@ -126,10 +126,11 @@ class PoseLoader:
         S.require_complete(g, store)
         require_poses(g, store)
         self.uint8 = uint8
-        rows = S.rows(g, split, subjects, moving=True if split == "train" else None, every=every)
+        evaluation = split == "test" if evaluation is None else evaluation
+        rows = S.rows(g, split, subjects, moving=None if evaluation else True, every=every)
         if not len(rows):
             raise ValueError(f"{store}: no {split} rows (every={every}, subjects={subjects or 'all'})")
-        train = split == "train"
+        train = not evaluation
         self.sampler = PoseSampler(rows, batch_size, int(g.attrs["crop_size"]), out_size, train,
                                    train if flip is None else flip, window, BACKGROUNDS[background])
         self.pose3d = g["pose3d"]

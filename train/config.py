@@ -59,8 +59,12 @@ class TrainConfig(JsonConfig):
     bf16: bool = option(True, "bfloat16 autocast on a GPU")
     channels_last: bool = option(True, "channels-last memory format on a GPU")
     compile: bool = option(False, "torch.compile the network")
+    holdout: tuple[str, ...] = option((), "training subjects held out of this run (validation subjects, on which "
+                                      "presets and options are chosen; the test subjects never are): not trained "
+                                      "on, and reported as val_* in metrics.json [default: none]")
 
     def _check(self, choices: dict) -> None:
+        object.__setattr__(self, "holdout", tuple(self.holdout))  # JSON gives a list
         for field, allowed in {"arch": ARCHS, "backend": BACKENDS, **choices}.items():
             if getattr(self, field) not in allowed:
                 raise ConfigError(f"--{field.replace('_', '-')} {getattr(self, field)}: choose one of "
@@ -171,10 +175,13 @@ class FinetuneConfig(TrainConfig):
             frozen_modules(self.arch, self.freeze)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        if set(self.subjects) <= set(self.holdout):
+            raise ConfigError(f"--holdout {','.join(self.holdout)} leaves protocol {self.protocol} no subject to train on")
 
     @property
     def subjects(self) -> tuple[str, ...]:
-        return PROTOCOLS[self.protocol]
+        """The protocol's training subjects, without the held-out ones."""
+        return tuple(s for s in PROTOCOLS[self.protocol] if s not in self.holdout)
 
 
 FINETUNE_PRESETS = {

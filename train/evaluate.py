@@ -48,12 +48,16 @@ def _device() -> torch.device:
 
 @torch.no_grad()
 def predict(model, store, input_size: int, mean, std, every: int = 64, batch: int = 32,
-            backend: str = "torch", workers: int = 0, background: str = "removed") -> dict:
-    """Predictions on the test frames with frame % every == 0: rows [N], pred and gt [N, 17, 3] mm."""
+            backend: str = "torch", workers: int = 0, background: str = "removed", split: str = "test",
+            subjects=None) -> dict:
+    """Predictions on the frames of `split` (of `subjects`: a validation subject's training frames)
+    with frame % every == 0: rows [N], pred and gt [N, 17, 3] mm."""
     device = _device()
+    was_training = model.training
     model = model.to(device).eval()
-    loader = PoseLoader(store, batch_size=batch, split="test", every=every, backend=backend, workers=workers,
-                        flip=False, out_size=input_size, stats=(mean, std), background=background)
+    loader = PoseLoader(store, batch_size=batch, split=split, every=every, backend=backend, workers=workers,
+                        flip=False, out_size=input_size, stats=(mean, std), background=background,
+                        subjects=subjects, evaluation=True)
     rows, pred, gt = [], [], []
     for b in loader:
         v = b["valid"]
@@ -61,6 +65,7 @@ def predict(model, store, input_size: int, mean, std, every: int = 64, batch: in
         rows.append(b["row"][v])
         pred.append(out[v])
         gt.append(b["pose"][v])
+    model.train(was_training)
     return {"rows": torch.cat(rows).numpy(), "pred": torch.cat(pred).double().numpy(),
             "gt": torch.cat(gt).double().numpy()}
 

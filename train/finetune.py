@@ -82,7 +82,15 @@ def finetune(store: str | Path, out: str | Path, cfg: FinetuneConfig, resume: bo
                 errors = []
     if not run.finish() or run.rank != 0:
         return {}
-    return run.write_metrics({"train_subjects": list(cfg.subjects)})
+    metrics = {"train_subjects": list(cfg.subjects)}
+    if cfg.holdout:  # the validation subjects' every 8th frame: what presets and options are chosen on
+        from .evaluate import predict
+        from .metrics import summary
+
+        r = predict(run.model, store, cfg.input_size, mean, std, every=8, background=cfg.background, split="train",
+                    subjects=cfg.holdout)
+        metrics["val"] = summary(r["pred"], r["gt"]) | {"subjects": list(cfg.holdout)}
+    return run.write_metrics(metrics)
 
 
 def load_pose_model(run: str | Path) -> tuple[PoseRegressor, FinetuneConfig, np.ndarray, np.ndarray]:

@@ -37,13 +37,14 @@ def pretrain(store: str | Path, out: str | Path, cfg: PretrainConfig, resume: bo
     in slices of the same schedule; --resume continues it).
     """
     torch.manual_seed(cfg.seed)
+    trained = training_subjects(store, cfg.holdout)
     run = Run(out, cfg, SiameseSync(cfg.arch, cfg.fusion, cfg.weights, cfg.signed), "pretrain", resume, progress)
     device, gpu = run.device, run.gpu
     loader = PairLoader(store, batch_size=cfg.batch, seed=cfg.seed, backend=cfg.backend, workers=cfg.workers,
                         start_step=run.start, steps=min(cfg.steps, stop_after or cfg.steps) - run.start,
                         rank=run.rank, world_size=run.world, sampler=cfg.sampler_config(),
                         device_id=run.local if gpu and cfg.backend in ("dali", "auto") else None,
-                        uint8=cfg.uint8_batches)
+                        uint8=cfg.uint8_batches, subjects=trained)
     hits = {"sync": [0, 0], "flip": [0, 0]}
     splits = [sp for sp in ("train", "test") if has_split(store, sp)]
     if "test" not in splits and run.rank == 0:
@@ -70,14 +71,34 @@ def pretrain(store: str | Path, out: str | Path, cfg: PretrainConfig, resume: bo
                 curve = {"step": run.done}  # the curves of training and test-subject accuracy
                 for split in splits:
                     curve |= pretext_accuracy(run.model, store, cfg, device, split, max(1, cfg.eval_batches // 4),
-                                              breakdown=False)
+                                              breakdown=False, subjects=trained if split == "train" else None)
+                if cfg.holdout:
+                    curve |= pretext_accuracy(run.model, store, cfg, device, "train", max(1, cfg.eval_batches // 4),
+                                              breakdown=False, subjects=cfg.holdout, prefix="val")
                 with open(run.out / "eval.jsonl", "a") as f:
                     f.write(json.dumps(curve) + "\n")
     if not run.finish() or run.rank != 0:
         return {}
     metrics = pretext_accuracy(run.model, store, cfg, device, "test") if "test" in splits else {"test_note": NO_TEST_NOTE}
-    metrics |= pretext_accuracy(run.model, store, cfg, device, "train")  # training subjects: the gap to test
+    metrics |= pretext_accuracy(run.model, store, cfg, device, "train", subjects=trained)  # the gap to test
+    if cfg.holdout:  # the validation subjects: what presets and options are chosen on
+        metrics |= pretext_accuracy(run.model, store, cfg, device, "train", subjects=cfg.holdout, prefix="val")
     return run.write_metrics(metrics)
+
+
+def training_subjects(store, holdout) -> list[str] | None:
+    """The training split's subjects without the held-out ones (None: all of them); a held-out
+    name that is not a training subject is an error."""
+    if not holdout:
+        return None
+    train = S.subjects_of(S.open_store(store), "train")
+    unknown = [s for s in holdout if s not in train]
+    if unknown:
+        raise ValueError(f"--holdout {','.join(unknown)}: not a training subject of {store} (it has {' '.join(train)}); "
+                         "hold out a training subject (the test subjects are never trained on)")
+    if set(train) <= set(holdout):
+        raise ValueError(f"--holdout {','.join(holdout)} leaves no training subject")
+    return [s for s in train if s not in holdout]
 
 
 NO_TEST_NOTE = ("the store has no test split, so the pretext accuracy is reported on the training frames only "
@@ -109,14 +130,17 @@ GAP_BINS = (4, 8, 16, 32, 64, 128)  # |dt| bins of unsynchronized pairs: [4, 8),
 
 @torch.no_grad()
 def pretext_accuracy(model, store, cfg: PretrainConfig, device, split: str = "test", batches: int | None = None,
-                     breakdown: bool = True) -> dict:
+                     breakdown: bool = True, subjects=None, prefix: str | None = None) -> dict:
     """Accuracy of both heads on pairs of one split's anchors (cfg.eval_batches batches drawn
     with seed cfg.seed + 1), keys prefixed by the split. With breakdown: the unsynchronized
     pairs' accuracy by |dt| bin and by dt mod 12 (the MPEG-4 writer's keyframe interval:
-    synchronized frames share their compression phase), and both kinds by camera pair."""
+    synchronized frames share their compression phase), and both kinds by camera pair.
+    subjects: only these subjects' anchors; prefix: the keys' prefix instead of the split's."""
     model.eval()
     loader = PairLoader(store, batch_size=cfg.batch, seed=cfg.seed + 1, backend=cfg.backend, workers=cfg.workers,
-                        steps=batches or cfg.eval_batches, sampler=cfg.sampler_config(), split=split)
+                        steps=batches or cfg.eval_batches, sampler=cfg.sampler_config(), split=split,
+                        subjects=subjects)
+    split = prefix or split
     hits = {"sync": [0, 0], "flip": [0, 0]}
     keep = {k: [] for k in ("sync_logit", "sync_label", "row1", "row2")}
     for batch in loader:
