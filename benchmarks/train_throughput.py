@@ -7,6 +7,13 @@ hides (1.0: the loader costs nothing).
 
 STORE defaults to demo/store.zarr. On a GPU it runs on the GPU (bf16, channels_last) and also
 measures batch 64. Prints a table, writes benchmarks/results/train_throughput.json.
+
+    python benchmarks/train_throughput.py --precision [--preset cpu] [--compile]
+
+measures the CPU training step on in-memory tensors in fp32, bf16 autocast, channels_last, and both
+(and torch.compile with --compile), all in one run, with whether the CPU computes bf16 natively
+(AVX-512 BF16 or AMX): benchmarks/results/train_precision.json. `--cpu-bf16` (pretrain, finetune)
+turns bf16 on for a CPU where this table shows it faster.
 """
 from __future__ import annotations
 
@@ -26,7 +33,7 @@ from train.config import PRETRAIN_PRESETS
 
 
 def _step(model, opt, x1, x2, s_lab, f_lab, gpu, bf16):
-    with torch.autocast("cuda" if gpu else "cpu", dtype=torch.bfloat16, enabled=gpu and bf16):
+    with torch.autocast("cuda" if gpu else "cpu", dtype=torch.bfloat16, enabled=bf16):
         s, f = model(x1, x2)
     loss = ssl_loss(s.float(), f.float(), s_lab, f_lab)
     opt.zero_grad(set_to_none=True)
@@ -61,11 +68,64 @@ def measure(store, cfg, steps: int, synthetic: bool) -> dict:
             if gpu:
                 torch.cuda.synchronize()
             t = time.perf_counter()
-        _step(model, opt, x1, x2, s_lab, f_lab, gpu, cfg.bf16)
+        _step(model, opt, x1, x2, s_lab, f_lab, gpu, gpu and cfg.bf16)
     if gpu:
         torch.cuda.synchronize()
     dt = time.perf_counter() - t
     return {"steps": steps, "seconds": dt, "steps_per_s": steps / dt, "pairs_per_s": steps * P / dt}
+
+
+def precision_step_rate(cfg, steps: int, bf16: bool, channels_last: bool, compiled: bool) -> dict:
+    """CPU steps/s of the pretraining step on in-memory tensors in one numeric setting."""
+    torch.manual_seed(0)
+    model = SiameseSync(cfg.arch, cfg.fusion)
+    P, S = 3 * cfg.batch, cfg.input_size
+    x1, x2 = torch.randn(P, 3, S, S), torch.randn(P, 3, S, S)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x1, x2 = x1.contiguous(memory_format=torch.channels_last), x2.contiguous(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    net = torch.compile(model) if compiled else model
+    s_lab, f_lab = torch.tensor([1, 0, -1] * cfg.batch), torch.tensor([0, -1, 1] * cfg.batch)
+    for _ in range(3):
+        _step(net, opt, x1, x2, s_lab, f_lab, False, bf16)
+    t = time.perf_counter()
+    for _ in range(steps):
+        _step(net, opt, x1, x2, s_lab, f_lab, False, bf16)
+    dt = time.perf_counter() - t
+    return {"bf16": bf16, "channels_last": channels_last, "compile": compiled, "steps": steps,
+            "steps_per_s": steps / dt}
+
+
+def cpu_bf16_native() -> bool:
+    """Whether the CPU computes bf16 natively (AVX-512 BF16 or AMX tiles), from /proc/cpuinfo."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def precision_table(args) -> None:
+    base = dataclasses.replace(PRETRAIN_PRESETS[args.preset], **({"batch": args.batch} if args.batch else {}))
+    settings = [(False, False, False), (True, False, False), (False, True, False), (True, True, False)]
+    if args.compile:
+        settings += [(False, False, True), (True, True, True)]
+    rows = [precision_step_rate(base, args.steps, *s) for s in settings]
+    fp32 = rows[0]["steps_per_s"]
+    native = cpu_bf16_native()
+    print(f"\n{'setting':<30}{'steps/s':>9}{'vs fp32':>9}   ({base.arch}, batch {base.batch}, {base.input_size} px; "
+          f"bf16 native: {'yes' if native else 'no'})")
+    for r in rows:
+        name = " + ".join(k for k in ("bf16", "channels_last", "compile") if r[k]) or "fp32"
+        r["vs_fp32"] = r["steps_per_s"] / fp32
+        print(f"{name:<30}{r['steps_per_s']:>9.2f}{r['vs_fp32']:>9.2f}")
+    out = Path(args.out).with_name("train_precision.json")
+    out.write_text(json.dumps({"device": f"CPU ({os.cpu_count()} cores)", "platform": platform.platform(),
+                               "processor": platform.processor(), "bf16_native": native, "preset": args.preset,
+                               "batch": base.batch, "input_size": base.input_size, "arch": base.arch,
+                               "rows": rows}, indent=1))
+    print(f"wrote {out}")
 
 
 def main() -> None:
@@ -78,7 +138,12 @@ def main() -> None:
     ap.add_argument("--backend", default=None)
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--out", default="benchmarks/results/train_throughput.json")
+    ap.add_argument("--precision", action="store_true",
+                    help="the CPU step in fp32 / bf16 / channels_last on in-memory tensors (train_precision.json)")
+    ap.add_argument("--compile", action="store_true", help="with --precision: torch.compile rows too")
     args = ap.parse_args()
+    if args.precision:
+        return precision_table(args)
     base = PRETRAIN_PRESETS[args.preset]
     over = {k: v for k, v in {"batch": args.batch, "input_size": args.input_size, "backend": args.backend,
                               "workers": args.workers}.items() if v is not None}

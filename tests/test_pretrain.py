@@ -223,3 +223,15 @@ def test_sigkill_and_sigint_resumes_equal_the_uninterrupted_run_weights_optimize
                        stderr=subprocess.DEVNULL)
         _same_state(torch.load(out / "checkpoint.pt", weights_only=False), want)
         assert _losses(out) == _losses(run)
+
+
+def test_cpu_bf16_is_opt_in_and_changes_the_numbers(small_store, tiny_run, tmp_path):
+    """Off by default (a run's numbers do not depend on the CPU it ran on); on, the step runs in
+    bfloat16 autocast on the CPU and the losses differ from the fp32 run's."""
+    run, _ = tiny_run
+    cfg = dataclasses.replace(TINY, steps=3, cpu_bf16=True, eval_batches=1)
+    pretrain(small_store, tmp_path / "bf16", cfg, progress=False)
+    fp32, bf16 = _losses(run)[:3], _losses(tmp_path / "bf16")
+    assert np.isfinite(bf16).all() and len(bf16) == 3
+    assert fp32[0] != bf16[0] and abs(fp32[0] - bf16[0]) < 0.1 * abs(fp32[0])
+    assert not TINY.cpu_bf16 and not PRETRAIN_PRESETS["paper"].cpu_bf16

@@ -57,6 +57,8 @@ class TrainConfig(JsonConfig):
     checkpoint_every: int = option(5000, "steps between checkpoints (and on SIGINT or SIGTERM)")
     log_every: int = option(50, "steps between log lines (log.jsonl, TensorBoard)")
     bf16: bool = option(True, "bfloat16 autocast on a GPU")
+    cpu_bf16: bool = option(False, "bfloat16 autocast on a CPU (for one that computes bf16 natively, where "
+                            "benchmarks/train_throughput.py --precision shows it faster; changes the numbers)")
     channels_last: bool = option(True, "channels-last memory format on a GPU")
     compile: bool = option(False, "torch.compile the network")
     holdout: tuple[str, ...] = option((), "training subjects held out of this run (validation subjects, on which "

@@ -71,7 +71,7 @@ def finetune(store: str | Path, out: str | Path, cfg: FinetuneConfig, resume: bo
     with run.interruptible():
         for batch in run.batches(loader):
             x, target = normalize(batch["image"].to(device, non_blocking=True)), batch["target"].to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=gpu and cfg.bf16):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.bf16):
                 pred = run.net(x)
             loss = torch.nn.functional.mse_loss(pred.float(), target)
             run.step(loss, batch["step"])

@@ -58,7 +58,7 @@ def pretrain(store: str | Path, out: str | Path, cfg: PretrainConfig, resume: bo
             x1 = normalize(batch["x1"].to(device, non_blocking=True))  # uint8 batches: normalized here
             x2 = normalize(batch["x2"].to(device, non_blocking=True))
             sync_label, flip_label = (t.to(device) for t in mask_labels(batch, cfg.tasks))
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=gpu and cfg.bf16):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.bf16):
                 s, f = run.net(x1, x2)
             loss = ssl_loss(s.float(), f.float(), sync_label, flip_label)
             run.step(loss, batch["step"])

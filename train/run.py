@@ -53,6 +53,7 @@ class Run:
         self.out, self.cfg, self.name, self.extra = Path(out), cfg, name, extra or {}
         self.rank, self.world, self.local = distributed()
         self.gpu = torch.cuda.is_available()
+        self.bf16 = bool(cfg.bf16 if self.gpu else getattr(cfg, "cpu_bf16", False))  # autocast to bfloat16
         self.device = torch.device("cuda", self.local) if self.gpu else torch.device("cpu")
         self.model = model.to(self.device)
         if self.gpu and cfg.channels_last:
