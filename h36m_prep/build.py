@@ -186,7 +186,7 @@ def _build(raw: Path, out: Path, cfg: BuildConfig, workers: int, progress: bool)
     attrs = {
         "joint_names": list(JOINT_NAMES), "parents": list(PARENTS), "flip_pairs": [list(p) for p in FLIP_PAIRS],
         "crop_size": cfg.crop_size, "fps": fps, "layout": p.layout, "poses": p.poses,
-        "calibrated": p.calibrated,
+        "calibrated": p.calibrated, "poses_exact": p.exact_poses or (raw / ".synth").exists(),
         "source": "synthetic" if (raw / ".synth").exists() else "real",
         "build": _build_attrs(cfg),
         "code_version": code_version(), "raw": str(raw.resolve()),

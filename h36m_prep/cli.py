@@ -9,6 +9,7 @@ from .config import BuildConfig
 from .errors import ToolkitError
 from .geometry import SUBJECTS
 from .options import Commands, config_options, from_options
+from .synth import WRITERS as SYNTH_WRITERS
 
 
 def _fail(e: Exception) -> None:
@@ -23,55 +24,35 @@ def main() -> None:
 
 @main.command()
 @click.argument("raw", type=click.Path(file_okay=False))
-@click.option("--layout", type=click.Choice(["h36m", "rig"]), default="h36m", show_default=True,
+@click.option("--layout", type=click.Choice(list(SYNTH_WRITERS)), default="h36m", show_default=True,
               help="h36m: the Human3.6M release layout; rig: a synthetic rig of your own kind (5 cameras, 60 fps, "
                    "portrait and landscape, calibration.toml, 2 takes)")
-@click.option("--subjects", default=",".join(SUBJECTS), show_default=True, help="comma-separated")
-@click.option("--actions", default="Directions,Posing,Walking", show_default=True,
-              help="comma-separated: Directions, Greeting, Posing, Walking, WalkTogether "
-                   "(a take number may follow, 'Walking 1')")
+@click.option("--subjects", default=None, help=f"h36m: comma-separated [default: {','.join(SUBJECTS)}]")
+@click.option("--actions", default=None,
+              help="h36m: comma-separated, of Directions, Greeting, Posing, Walking, WalkTogether (a take number may "
+                   "follow, 'Walking 1') [default: Directions,Posing,Walking]")
 @click.option("--frames", default=None, type=int,
               help="frames per sequence [default: h36m 250 at 50 fps; rig 300 at 60 fps]")
 @click.option("--scale", default=0.5, show_default=True, help="resolution relative to the 1000 px cameras")
 @click.option("--seed", default=0, show_default=True, help="seed of every random choice (same seed, same files)")
 @click.option("--workers", default=0, show_default=True, help="processes (0: one per core)")
-@click.option("--keyframes", type=click.Choice(["per_camera", "aligned"]), default="per_camera", show_default=True,
+@click.option("--keyframes", type=click.Choice(["per_camera", "aligned"]), default=None,
               help="h36m: per_camera gives each camera its own keyframe phase (cameras started at their own "
-                   "moments); aligned puts every camera's keyframes at the same frames (a shortcut for the sync task)")
+                   "moments); aligned puts every camera's keyframes at the same frames (a shortcut for the sync task) "
+                   "[default: per_camera]")
 @click.option("--preview", "preview_png", type=click.Path(dir_okay=False), default=None,
               help="also write this PNG: one frame of every camera with the 2D skeleton [default: none]")
 def synth(raw, layout, subjects, actions, frames, scale, seed, workers, keyframes, preview_png):
     """Write a synthetic dataset under RAW (resumable): Human3.6M's layout, or a rig's."""
     from .preview import preview_grid
-    from .synth.dataset import SynthConfig, write_dataset
+    from .synth import writer
 
-    if layout == "rig":
-        from .synth.rig import RigSynthConfig, write_rig
-
-        try:
-            report = write_rig(raw, RigSynthConfig(frames=frames or 300, scale=scale, seed=seed), workers=workers)
-        except ValueError as e:
-            _fail(e)
-        res = ", ".join(f"{c} {w}x{h}" for c, (w, h) in report["resolution"].items())
-        click.echo(f"wrote {report['root']}: {len(report['takes'])} takes ({' '.join(report['takes'])}) x "
-                   f"{len(report['cameras'])} cameras ({res}), {report['frames_per_video']} frames at "
-                   f"{report['fps']:g} fps, calibration.toml and poses3d.npy, {report['bytes'] / 1e6:.1f} MB")
-        if preview_png:
-            click.echo(f"preview: {preview_grid(raw, preview_png)}")
-        return
-    frames = frames or 250
+    split = lambda text: tuple(x.strip() for x in text.split(",") if x.strip()) if text else None  # noqa: E731
     try:
-        cfg = SynthConfig(subjects=tuple(s.strip() for s in subjects.split(",") if s.strip()),
-                          actions=tuple(a.strip() for a in actions.split(",") if a.strip()),
-                          frames=frames, scale=scale, seed=seed, keyframes=keyframes)
-        report = write_dataset(raw, cfg, workers=workers)
+        _, line = writer(layout)(raw, frames, scale, seed, workers, split(subjects), split(actions), keyframes)
     except ValueError as e:
         _fail(e)
-    res = ", ".join(f"{c} {w}x{h}" for c, (w, h) in report["resolution"].items())
-    click.echo(f"wrote {report['root']}: {len(report['subjects'])} subjects x {len(report['actions'])} "
-               f"actions = {report['sequences']} sequences, {report['videos']} videos of "
-               f"{report['frames_per_video']} frames ({res}), {report['bytes'] / 1e6:.1f} MB, "
-               f"{report['frames_written']} frames rendered in {report['seconds']} s")
+    click.echo(line)
     if preview_png:
         click.echo(f"preview: {preview_grid(raw, preview_png)}")
 

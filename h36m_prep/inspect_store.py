@@ -223,7 +223,9 @@ def _pose_checks(g, pick: np.ndarray, size: int) -> dict[str, bool]:
 def _bone_checks(g, rows: np.ndarray, warnings: list) -> list[str]:
     """Bone lengths constant within each unit: exactly (0.1 mm) for Human3.6M's mocap and synthetic
     poses; a rig's own poses are estimates, so there a variation beyond BONE_TOLERANCE is a warning."""
-    exact = g.attrs.get("layout", "h36m") == "h36m" or g.attrs.get("source") == "synthetic"
+    exact = g.attrs.get("poses_exact")
+    if exact is None:  # a store built before the attribute: Human3.6M's and synthetic poses are exact
+        exact = g.attrs.get("layout", "h36m") == "h36m" or g.attrs.get("source") == "synthetic"
     all3d = g["pose3d"][:][rows]
     bones = np.linalg.norm(all3d[:, 1:] - all3d[:, list(PARENTS[1:])], axis=-1)
     unit_of_row = np.repeat(np.arange(len(g.attrs["units"])), [u["length"] for u in g.attrs["units"]])[rows]

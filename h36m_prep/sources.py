@@ -38,6 +38,7 @@ class Plan:
     skipped: list[dict]
     excluded: list[dict]
     extra_files: list[Path]      # fingerprinted beside the videos and pose files
+    exact_poses: bool = True     # motion capture (rigid bones), not estimates
 
 
 class Source:
@@ -111,7 +112,7 @@ class Rig(Source):
         sequences, units, skipped, takes, facts = plan_rig(raw, cfg)
         extra = [raw / name for name in (CALIBRATION, OFFSETS) if (raw / name).exists()]
         return Plan(self.name, sequences, units, takes, facts["cams"], facts["fps"], facts["poses"],
-                    facts["calibrated"], skipped, [], extra)
+                    facts["calibrated"], skipped, [], extra, exact_poses=False)  # a rig's poses are estimates
 
     @staticmethod
     def load_poses(path: str | Path) -> np.ndarray:

@@ -231,3 +231,16 @@ def write_dataset(raw: str | Path, cfg: SynthConfig, workers: int = 0, progress:
     }
     (raw / ".synth" / "report.json").write_text(json.dumps(report, indent=1))
     return report
+
+
+def synth_h36m(raw, frames=None, scale=0.5, seed=0, workers=0, subjects=None, actions=None,
+               keyframes=None) -> tuple[dict, str]:
+    """`h36m-prep synth` for the Human3.6M layout: (report, one line saying what was written)."""
+    cfg = SynthConfig(subjects=tuple(subjects or SUBJECTS), actions=tuple(actions or DEFAULT_ACTIONS),
+                      frames=frames or 250, scale=scale, seed=seed, keyframes=keyframes or "per_camera")
+    report = write_dataset(raw, cfg, workers=workers)
+    res = ", ".join(f"{c} {w}x{h}" for c, (w, h) in report["resolution"].items())
+    return report, (f"wrote {report['root']}: {len(report['subjects'])} subjects x {len(report['actions'])} "
+                    f"actions = {report['sequences']} sequences, {report['videos']} videos of "
+                    f"{report['frames_per_video']} frames ({res}), {report['bytes'] / 1e6:.1f} MB, "
+                    f"{report['frames_written']} frames rendered in {report['seconds']} s")

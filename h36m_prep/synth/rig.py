@@ -185,3 +185,18 @@ def write_rig(rig: str | Path, cfg: RigSynthConfig = RigSynthConfig(), workers: 
               "seconds": round(time.perf_counter() - start, 1)}
     (rig / ".synth" / "report.json").write_text(json.dumps(report, indent=1))
     return report
+
+
+def synth_rig(raw, frames=None, scale=0.5, seed=0, workers=0, subjects=None, actions=None,
+              keyframes=None) -> tuple[dict, str]:
+    """`h36m-prep synth --layout rig`: (report, one line saying what was written). Subjects,
+    actions and keyframes are Human3.6M-layout options: refused here, not ignored."""
+    given = [name for name, v in (("--subjects", subjects), ("--actions", actions), ("--keyframes", keyframes)) if v]
+    if given:
+        raise ValueError(f"{', '.join(given)}: options of the Human3.6M layout; the synthetic rig has its own takes "
+                         "and gives each mp4 camera its own keyframe phase")
+    report = write_rig(raw, RigSynthConfig(frames=frames or 300, scale=scale, seed=seed), workers=workers)
+    res = ", ".join(f"{c} {w}x{h}" for c, (w, h) in report["resolution"].items())
+    return report, (f"wrote {report['root']}: {len(report['takes'])} takes ({' '.join(report['takes'])}) x "
+                    f"{len(report['cameras'])} cameras ({res}), {report['frames_per_video']} frames at "
+                    f"{report['fps']:g} fps, calibration.toml and poses3d.npy, {report['bytes'] / 1e6:.1f} MB")
