@@ -532,6 +532,7 @@ def parse(argv=None):
     ap.add_argument("--phase-pairs", type=int, default=4000, help="unsynchronized pairs of the keyframe-phase check")
     ap.add_argument("--stop-after-stages", type=int, default=None, help="run at most this many stages now")
     ap.add_argument("--progress", action="store_true", help="progress bars for each run")
+    ap.add_argument("--report", action="store_true", help="print the tables of --out in Markdown and stop")
     args = ap.parse_args(argv)
     args.pretrain_overrides = _overrides(PRETRAIN_PRESETS[args.pretrain_preset], args.pretrain_set)
     args.finetune_overrides = _overrides(FINETUNE_PRESETS[args.finetune_preset], args.finetune_set)
@@ -547,8 +548,36 @@ def _overrides(cfg, pairs: list[str]) -> dict:
     return out
 
 
+def report(doc: dict) -> str:
+    """The study's tables in Markdown, from its JSON alone."""
+    parts = []
+    if doc["summary"]:
+        for density, every in DENSITIES.items():
+            parts += [f"Test errors, mm, mean [95 % interval over seeds and test instants], every {every}th frame:", "",
+                      table(doc["summary"], density), "", f"Paired comparisons, every {every}th frame:", "",
+                      comparison_table(doc["comparisons"], density=density), ""]
+    if doc["probe_summary"]:
+        parts += ["Linear probes (frozen features, ridge), every 8th test frame:", "", probe_table(doc["probe_summary"]), ""]
+    if doc["mirror_probe"]:
+        parts += ["| mirror probe | layer | accuracy [95 %] | seeds |", "|---|---|---|---:|"]
+        parts += [f"| {init} | {layer} | {_ci(m, 3)} | {m['seeds']} |" for init, layers in doc["mirror_probe"].items()
+                  for layer, m in layers.items()] + [""]
+    if doc["phase_check"]["summary"]:
+        parts += ["Keyframe-phase check (unsynchronized test pairs):", "", phase_table(doc["phase_check"]["summary"]), ""]
+    if doc["pretext"]:
+        parts += ["| seed | test sync | test flip | training sync | training flip |", "|---:|---:|---:|---:|---:|"]
+        parts += [f"| {s} | {p['test_acc_sync']:.3f} | {p['test_acc_flip']:.3f} | {p['train_acc_sync']:.3f} | "
+                  f"{p['train_acc_flip']:.3f} |" for s, p in doc["pretext"].items()] + [""]
+    return "\n".join(parts)
+
+
 def main(argv=None) -> dict:
-    return Study(parse(argv)).run()
+    args = parse(argv)
+    if args.report:
+        doc = json.loads(Path(args.out).read_text())
+        print(report(doc))
+        return doc
+    return Study(args).run()
 
 
 if __name__ == "__main__":

@@ -83,6 +83,9 @@ def test_a_stopped_study_resumes_where_it_stopped_and_ends_as_an_uninterrupted_o
     assert curves["summary"]["test"]["subjects"] == ["S9"]
     phases = written["phase_check"]["summary"]["by_phase"]
     assert len(phases) == 12 and sum(p["pairs"] for p in phases) == 2 * 48
+    tables = ssl_study.report(written)  # the tables from the JSON alone
+    assert "| S1 | ssl_frozen vs random_frozen | mpjpe |" in tables and "| S1 | layer4 | pmpjpe |" in tables
+    assert "| 11 | " in tables and "| ssl | layer3 |" in tables
     # the JSON alone continues the study elsewhere: with the run folders gone, nothing is trained again
     import shutil
 
