@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = {"h36m-prep": ["synth", "preview", "build", "verify", "info"],
-            "sync-train": ["demo", "pretrain", "finetune", "eval", "probe"]}
+            "sync-train": ["demo", "pretrain", "finetune", "eval", "probe", "presets"]}
 
 
 def test_the_wheel_installs_and_every_command_starts_outside_the_source_tree(tmp_path):
@@ -36,6 +36,10 @@ def test_the_wheel_installs_and_every_command_starts_outside_the_source_tree(tmp
     where = subprocess.run([str(env / "bin" / "python"), "-c", "import h36m_prep, train; print(h36m_prep.__file__)"],
                            cwd=tmp_path, check=True, capture_output=True, text=True).stdout
     assert str(site) in where and str(ROOT) not in where
+    from h36m_prep.cli import main as prep
+    from train.cli import main as train
+
+    assert {"h36m-prep": set(prep.commands), "sync-train": set(train.commands)} == {k: set(v) for k, v in COMMANDS.items()}
     for command, subcommands in COMMANDS.items():
         for args in ([], *([s] for s in subcommands)):
             out = subprocess.run([str(env / "bin" / command), *args, "--help"], cwd=tmp_path, capture_output=True,
