@@ -46,11 +46,11 @@ import numpy as np
 
 from h36m_prep import store as S
 from train.config import FINETUNE_PRESETS, PRETRAIN_PRESETS
-from train.evaluate import evaluate, load_sync_model, phase_check, pyplot, subset, sync_vs_gap
+from train.evaluate import evaluate, load_sync_model, overall, phase_check, pyplot, subset, sync_vs_gap
 from train.finetune import finetune
 from train.pretrain import pretrain
 from train.probe import probe
-from train.stats import instant_ids, mean_interval, paired_bootstrap
+from train.stats import format_interval, instant_ids, mean_interval, paired_bootstrap
 
 ARMS = {"ssl_frozen": ("ssl", "stages:3"), "ssl_unfrozen": ("ssl", "none"),
         "random_frozen": ("random", "stages:3"), "random_unfrozen": ("random", "none")}
@@ -204,15 +204,11 @@ def phase_summary(checks: dict) -> dict:
 
 # --- tables and figures ---------------------------------------------------------------------------
 
-def _ci(m: dict, digits: int = 1) -> str:
-    return f"{m['mean']:.{digits}f} [{m['low']:.{digits}f}, {m['high']:.{digits}f}]"
-
-
 def table(summary: dict, density: str = "dense") -> str:
     lines = [f"| protocol | arm | MPJPE | NMPJPE | PMPJPE | seeds |", "|---|---|---|---|---|---:|"]
     for protocol, arms in summary.items():
         for arm, m in arms.items():
-            cells = " | ".join(_ci(m[k][density]) for k in METRICS)
+            cells = " | ".join(format_interval(m[k][density]) for k in METRICS)
             lines.append(f"| {protocol} | {arm} | {cells} | {m['mpjpe'][density]['seeds']} |")
     return "\n".join(lines)
 
@@ -222,7 +218,7 @@ def comparison_table(comps: list[dict], metrics=("mpjpe", "pmpjpe"), density: st
              "|---|---|---|---|---|---:|---:|"]
     for c in comps:
         if c["metric"] in metrics and c["density"] == density:
-            lines.append(f"| {c['protocol']} | {c['a']} vs {c['b']} | {c['metric']} | {_ci(c)} | {c['verdict']} | "
+            lines.append(f"| {c['protocol']} | {c['a']} vs {c['b']} | {c['metric']} | {format_interval(c)} | {c['verdict']} | "
                          f"{c['seeds']} | {c['instants']} |")
     return "\n".join(lines)
 
@@ -234,8 +230,8 @@ def probe_table(summary: dict) -> str:
         for layer, cell in layers.items():
             for metric in ("mpjpe", "pmpjpe"):
                 s, r, c = (cell.get(k, {}).get(metric) for k in ("ssl", "random", "ssl_vs_random"))
-                lines.append(f"| {protocol} | {layer} | {metric} | {_ci(s) if s else '-'} | {_ci(r) if r else '-'} | "
-                             f"{_ci(c) if c else '-'} | {c['verdict'] if c else '-'} | {c['seeds'] if c else '-'} |")
+                lines.append(f"| {protocol} | {layer} | {metric} | {format_interval(s) if s else '-'} | {format_interval(r) if r else '-'} | "
+                             f"{format_interval(c) if c else '-'} | {c['verdict'] if c else '-'} | {c['seeds'] if c else '-'} |")
     return "\n".join(lines)
 
 
@@ -358,7 +354,7 @@ class Study:
             evaluate(out, self.store, rep, every=DENSITIES["dense"], figures=False)
         report = json.loads((rep / "report.json").read_text())
         images = report["per_image"]
-        return {"overall": report["overall"], "paper": _overall(subset(images, DENSITIES["paper"])),
+        return {"overall": report["overall"], "paper": overall(subset(images, DENSITIES["paper"])),
                 "per_image": {m: images[m] for m in METRICS}, "test_images": test_table(images)}
 
     def probe(self, name: str, init, seed: int, arch: str) -> dict:
@@ -494,10 +490,6 @@ def store_fingerprint(store) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _overall(images: dict) -> dict:
-    return {m: float(np.mean(images[m])) for m in METRICS} | {"n": len(images["row"])}
-
-
 def _write_json(path: Path, doc) -> None:
     """Write JSON atomically (a temp file, then a rename): a stopped study never leaves half a file."""
     tmp = path.with_suffix(".tmp")
@@ -560,7 +552,7 @@ def report(doc: dict) -> str:
         parts += ["Linear probes (frozen features, ridge), every 8th test frame:", "", probe_table(doc["probe_summary"]), ""]
     if doc["mirror_probe"]:
         parts += ["| mirror probe | layer | accuracy [95 %] | seeds |", "|---|---|---|---:|"]
-        parts += [f"| {init} | {layer} | {_ci(m, 3)} | {m['seeds']} |" for init, layers in doc["mirror_probe"].items()
+        parts += [f"| {init} | {layer} | {format_interval(m, 3)} | {m['seeds']} |" for init, layers in doc["mirror_probe"].items()
                   for layer, m in layers.items()] + [""]
     if doc["phase_check"]["summary"]:
         parts += ["Keyframe-phase check (unsynchronized test pairs):", "", phase_table(doc["phase_check"]["summary"]), ""]

@@ -38,6 +38,12 @@ class NarrowResNet18(torchvision.models.resnet.ResNet):
                 nn.init.constant_(m.bias, 0)
 
 
+def through_layer3(phi: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The feature map of a ResNet backbone after its stem and first three stages."""
+    x = phi.maxpool(phi.relu(phi.bn1(phi.conv1(x))))
+    return phi.layer3(phi.layer2(phi.layer1(x)))
+
+
 def backbone(arch: str = "resnet18", weights: str | Path | None = None) -> nn.Module:
     """ResNet with `fc` removed: x [B, 3, H, W] -> pooled features [B, FEATURES[arch]].
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .backbone import FEATURES, backbone
+from .backbone import FEATURES, backbone, through_layer3
 
 FUSIONS = ("mult", "concat", "add", "diff")
 
@@ -63,8 +63,7 @@ def signed_features(phi: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def pre_activation(phi: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """[B, D, h, w]: the last block's output before its final ReLU (ReLU of it is layer4's output)."""
-    x = phi.maxpool(phi.relu(phi.bn1(phi.conv1(x))))
-    x = phi.layer3(phi.layer2(phi.layer1(x)))
+    x = through_layer3(phi, x)
     for block in phi.layer4[:-1]:
         x = block(x)
     last = phi.layer4[-1]

@@ -119,11 +119,10 @@ def _demo_training(out: Path, store: Path, pretrain_steps: int | None, finetune_
 def results_table(reports: dict, pretext: dict, probes: dict) -> str:
     """The demo's Markdown table: the test metrics of each initialisation with 95 % intervals over
     test instants, the linear probes beside them, and what it can and cannot show."""
-    from .stats import instant_ids, mean_interval
+    from .stats import format_interval, instant_ids, mean_interval
 
     def cell(values, inst):
-        m = mean_interval(np.asarray(values)[None], inst)
-        return f"{m['mean']:.1f} [{m['low']:.1f}, {m['high']:.1f}]"
+        return format_interval(mean_interval(np.asarray(values)[None], inst))
 
     any_report = next(iter(reports.values()))
     lines = ["| init | frozen | MPJPE | NMPJPE | PMPJPE |", "|---|---|---|---|---|"]
@@ -136,8 +135,8 @@ def results_table(reports: dict, pretext: dict, probes: dict) -> str:
     for name, rep in probes.items():
         for protocol, r in rep["pose"].items():
             for layer, m in r["layers"].items():
-                ci = lambda k: f"{m[k]['mean']:.1f} [{m[k]['low']:.1f}, {m[k]['high']:.1f}]"  # noqa: E731
-                lines.append(f"| {name} | {layer} | {ci('mpjpe')} | {ci('pmpjpe')} | {r['test_images']} |")
+                lines.append(f"| {name} | {layer} | {format_interval(m['mpjpe'])} | {format_interval(m['pmpjpe'])} | "
+                             f"{r['test_images']} |")
     probe = next(iter(next(iter(probes.values()))["pose"].values()))
     return ("\n".join(lines) + f"\n\nmm, mean [95 % interval over test instants]. Fine-tuning rows: "
             f"{any_report['overall']['n']} test images (S9, S11, every {any_report['every']}th frame, all cameras), "

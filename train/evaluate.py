@@ -270,17 +270,25 @@ def load_sync_model(run: str | Path) -> SyncModel:
     return SyncModel(model, cfg)
 
 
+def _anchor_candidates(store, subjects):
+    """(index, rows): the written rows of `subjects` whose sequence has a second camera."""
+    index = load_index(store, "train", moving_only=False)
+    ok = S.row_mask(S.open_store(store), subjects=subjects)
+    ok &= (index.unit_start[index.row_seq] >= 0).sum(axis=1) >= 2  # a second camera exists
+    return index, np.flatnonzero(ok)
+
+
+def _other_camera(rng, index, seq: int, camera: int) -> int:
+    """A camera of sequence `seq` other than `camera`, uniformly."""
+    return int(rng.choice([k for k in np.flatnonzero(index.unit_start[seq] >= 0) if k != camera]))
+
+
 def gap_pairs(store, subjects, gaps, per_gap: int, seed: int = 0) -> dict:
     """For each gap centre dt: per_gap anchors (any camera and frame of `subjects`) with a
     synchronized partner (another camera, same frame) and an unsynchronized one (another
     camera, |t2 - t| drawn uniformly from [dt - 7, dt + 8]). Gaps longer than the sequences
     are left out. -> {dt: (anchor, sync, unsync) rows}."""
-    index = load_index(store, "train", moving_only=False)
-    g = S.open_store(store)
-    names = list(g.attrs["subjects"])
-    ok = S.done_rows(g) & np.isin(g["subject"][:], [names.index(s) for s in subjects])
-    ok &= (index.unit_start[index.row_seq] >= 0).sum(axis=1) >= 2  # a second camera exists
-    candidates = np.flatnonzero(ok)
+    index, candidates = _anchor_candidates(store, subjects)
     rng = np.random.default_rng(seed)
     length = index.seq_len[index.row_seq[candidates]]
     out = {}
@@ -300,7 +308,7 @@ def gap_pairs(store, subjects, gaps, per_gap: int, seed: int = 0) -> dict:
                 t2 = 2 * t - t2  # the other direction; with seq_len > dt + 8 one of them may fit
             if not 0 <= t2 < index.seq_len[s]:
                 continue
-            c2 = int(rng.choice([k for k in np.flatnonzero(index.unit_start[s] >= 0) if k != c]))
+            c2 = _other_camera(rng, index, s, c)
             anchors.append(r)
             syncs.append(index.row(s, c2, t))
             unsyncs.append(index.row(s, c2, t2))
@@ -384,12 +392,7 @@ def phase_pairs(store, subjects, pairs: int, d_min: int = 4, d_max: int = 128, s
     """Unsynchronized pairs for the keyframe-phase check: anchors of `subjects` (any camera and
     frame), partners in another camera |dt| frames away, |dt| uniform in [d_min, d_max), both
     stored frames. -> {anchor, partner, dt} arrays."""
-    index = load_index(store, "train", moving_only=False)
-    g = S.open_store(store)
-    names = list(g.attrs["subjects"])
-    ok = S.done_rows(g) & np.isin(g["subject"][:], [names.index(s) for s in subjects])
-    ok &= (index.unit_start[index.row_seq] >= 0).sum(axis=1) >= 2
-    candidates = np.flatnonzero(ok)
+    index, candidates = _anchor_candidates(store, subjects)
     rng = np.random.default_rng(seed)
     anchor, partner, gaps = [], [], []
     while len(anchor) < pairs:
@@ -398,7 +401,7 @@ def phase_pairs(store, subjects, pairs: int, d_min: int = 4, d_max: int = 128, s
         dt = int(rng.integers(d_min, d_max)) * (1 if rng.random() < 0.5 else -1)
         if not 0 <= t + dt < index.seq_len[s] or dt % int(index.seq_every[s]):
             continue
-        c2 = int(rng.choice([k for k in np.flatnonzero(index.unit_start[s] >= 0) if k != c]))
+        c2 = _other_camera(rng, index, s, c)
         anchor.append(r)
         partner.append(index.row(s, c2, t + dt))
         gaps.append(dt)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from h36m_prep import store as S
-from models.backbone import backbone
+from models.backbone import backbone, through_layer3
 from pairloader import pose_stats
 from h36m_prep.store import StoreReader
 from pairloader.pose import PosePlan, require_poses
@@ -34,7 +34,7 @@ from pairloader.sampler import REMOVED, VIEW
 from . import checkpoint
 from .config import PROTOCOLS, PretrainConfig
 from .metrics import ROOT_CORRECTION, mpjpe, pmpjpe
-from .stats import instant_ids, mean_interval
+from .stats import format_interval, instant_ids, mean_interval
 
 LAYERS = ("layer3", "layer4")
 ALPHAS = tuple(10.0 ** np.arange(-2, 5))  # ridge strengths, relative to the number of features
@@ -77,8 +77,7 @@ class Standardizer:
 
 def pooled(phi: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """{layer3, layer4}: the globally average-pooled outputs of those stages of a ResNet backbone."""
-    x = phi.maxpool(phi.relu(phi.bn1(phi.conv1(x))))
-    x3 = phi.layer3(phi.layer2(phi.layer1(x)))
+    x3 = through_layer3(phi, x)
     x4 = phi.layer4(x3)
     return {"layer3": x3.mean((2, 3)), "layer4": x4.mean((2, 3))}
 
@@ -251,8 +250,8 @@ def markdown(report: dict) -> str:
              "|---|---|---:|---|---|---:|"]
     for protocol, r in report["pose"].items():
         for layer, m in r["layers"].items():
-            cell = lambda k: f"{m[k]['mean']:.1f} [{m[k]['low']:.1f}, {m[k]['high']:.1f}]"
-            lines.append(f"| {protocol} | {layer} | {m['alpha']:g} | {cell('mpjpe')} | {cell('pmpjpe')} | "
+            lines.append(f"| {protocol} | {layer} | {m['alpha']:g} | {format_interval(m['mpjpe'])} | "
+                         f"{format_interval(m['pmpjpe'])} | "
                          f"{r['test_images']} |")
     first = next(iter(report["pose"].values()))
     head = [f"# Probe of `{first['init']}`", "", f"Ridge from frozen pooled features ({first['arch']}, "

@@ -84,6 +84,11 @@ def paired_bootstrap(diff, instants, n_boot: int = 10_000, seed: int = 0, level:
             "level": level, "n_boot": n_boot, "t_over_seeds": t, "per_seed": per_seed.round(3).tolist()}
 
 
+def format_interval(m: dict, digits: int = 1) -> str:
+    """'mean [low, high]' of a result of paired_bootstrap or mean_interval."""
+    return f"{m['mean']:.{digits}f} [{m['low']:.{digits}f}, {m['high']:.{digits}f}]"
+
+
 def mean_interval(values, instants, n_boot: int = 10_000, seed: int = 0, level: float = 0.95) -> dict:
     """The mean of values [S, N] (seeds x images) with the same two-way bootstrap interval:
     for one arm's error, or an accuracy (values 0/1). -> {mean, low, high, seeds, instants, images}."""
