@@ -17,11 +17,11 @@ import cv2
 import numpy as np
 from numba import njit
 
-from .raw import RawDataError
+from .raw import RawDataError, iter_rows, video_info
 
 
-def sample_frames(videos: list[tuple[Path, int]], samples: int,
-                  skip_bad: bool = False) -> list[tuple[int, int, np.ndarray]]:
+def sample_frames(videos: list[tuple[Path, int]], samples: int, skip_bad: bool = False,
+                  rate: float | None = None) -> list[tuple[int, int, np.ndarray]]:
     """Decode `samples` frames spread evenly over the concatenation of (video, usable frames).
 
     -> [(video index, frame t, RGB frame [H, W, 3] uint8)]. With skip_bad a video that fails
@@ -34,6 +34,13 @@ def sample_frames(videos: list[tuple[Path, int]], samples: int,
         local = picks[(picks >= start) & (picks < start + n)] - start
         start += n
         if not len(local):
+            continue
+        if video_info(path, rate).variable:  # rows placed by timestamp (at the store's rate): one pass, no seeking
+            try:
+                out += [(v, int(t), f) for t, f in zip(local, iter_rows(path, local, rate))]
+            except RawDataError:
+                if not skip_bad:
+                    raise
             continue
         cap = cv2.VideoCapture(str(path))
         got = []

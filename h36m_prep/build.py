@@ -13,11 +13,14 @@ arrays as an uninterrupted build.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import multiprocessing as mp
+import signal
+import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import cv2
@@ -33,10 +36,16 @@ from .geometry import FLIP_PAIRS, FPS, JOINT_NAMES, PARENTS, crop_sampling_map
 from .plan import _views
 from .raw import RawDataError, iter_frames
 from .config import BuildConfig
+from .errors import ToolkitError
 from .fingerprint import first_difference, raw_fingerprint
+from .lock import exclusive
 from .sources import SOURCES, source_for
 
 WRITE_BLOCK = 25  # frames per write of the image arrays
+
+
+class Interrupted(ToolkitError):
+    """Stopped by Ctrl-C or SIGTERM; the message says how to resume."""
 
 
 def code_version() -> str:
@@ -53,9 +62,11 @@ def code_version() -> str:
 _counter = None
 
 
-def _init_worker(counter) -> None:
+def _init_worker(counter, in_pool: bool = False) -> None:
     global _counter
     _counter = counter
+    if in_pool:  # Ctrl-C reaches the whole process group: the main process stops the workers
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _tick(n: int) -> None:
@@ -64,9 +75,10 @@ def _tick(n: int) -> None:
             _counter.value += n
 
 
-def _median_job(videos: list[tuple[str, int]], samples: int, tolerance: int, skip_bad: bool) -> np.ndarray:
+def _median_job(videos: list[tuple[str, int]], samples: int, tolerance: int, skip_bad: bool,
+                fps: float | None = None) -> np.ndarray:
     """Median background of one view, from its videos alone (no pose). videos: [(mp4, usable frames)]."""
-    picked = sample_frames([(Path(v), n) for v, n in videos], samples, skip_bad)
+    picked = sample_frames([(Path(v), n) for v, n in videos], samples, skip_bad, fps)
     return plurality_background([f for _, _, f in picked], tolerance)
 
 
@@ -84,6 +96,21 @@ def _load_poses(poses: tuple[str, str]) -> np.ndarray:
     return SOURCES[source].load_poses(path)
 
 
+BOX_LIMIT = 4.0  # a crop's footprint may span at most this many times the frame's longer side
+EMPTY_MASKS = 0.5  # a unit whose masks are empty in more of its frames than this is reported
+
+
+def _check_box(box: np.ndarray, shape: tuple, video: str, frame: int) -> None:
+    """A crop whose footprint dwarfs the frame comes from poses or a calibration that do not
+    belong to this video; its pixels would be garbage."""
+    side = max(shape[0], shape[1])
+    span = max(box[2] - box[0], box[3] - box[1])
+    if not np.isfinite(box).all() or span > BOX_LIMIT * side:
+        raise RawDataError(f"{video}: the crop of frame {frame} spans {span:.4g} px, {span / side:.3g} times the "
+                           f"{shape[1]} x {shape[0]} frame: the calibration (translation units, distortion) or the "
+                           "poses do not fit this video; check them with `h36m-prep preview`")
+
+
 def _person_track(video: str, median: np.ndarray, n: int, offset: int, cfg: BuildConfig, fps: float, every: int = 1):
     """Pass 1 of a label-free unit: the person's box in every stored frame (every `every`-th),
     smoothed -> (centre [n, 2], half [n])."""
@@ -92,7 +119,7 @@ def _person_track(video: str, median: np.ndarray, n: int, offset: int, cfg: Buil
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     small_bg = cv2.resize(median, size, interpolation=cv2.INTER_AREA)
     boxes = np.zeros((n, 4))
-    for t, frame in enumerate(iter_frames(video, (n - 1) * every + 1, offset, every)):
+    for t, frame in enumerate(iter_frames(video, (n - 1) * every + 1, offset, every, fps)):
         box = detect_person(cv2.resize(frame, size, interpolation=cv2.INTER_AREA), small_bg, cfg.mask_threshold)
         boxes[t] = (box + 0.5) / scale - 0.5  # detection pixels -> video pixels (centres at integers)
     centre, half, missed = smooth_track(boxes, round(cfg.track_seconds * fps / every),
@@ -126,8 +153,9 @@ def _unit_rows(store_path: str, video: str, poses: tuple[str, str] | None, cam_j
     sil = np.zeros((n, SILHOUETTE, SILHOUETTE), np.uint8)
     images = np.zeros((WRITE_BLOCK, size, size, 3), np.uint8)
     masks = np.zeros((WRITE_BLOCK, size, size), np.uint8)
-    for t, frame in enumerate(iter_frames(video, frames, offset, every)):
+    for t, frame in enumerate(iter_frames(video, frames, offset, every, fps)):
         geo = geometry(t)
+        _check_box(geo.box, frame.shape, video, t * every + offset)
         b = t % WRITE_BLOCK
         images[b] = warp(frame, geo)
         masks[b] = foreground_mask(images[b], warp(median, geo), cfg.mask_threshold)
@@ -139,6 +167,10 @@ def _unit_rows(store_path: str, video: str, poses: tuple[str, str] | None, cam_j
             g["images"][start + lo:start + t + 1] = images[:b + 1]
             g["masks"][start + lo:start + t + 1] = masks[:b + 1]
             _tick(b + 1)
+    empty = float((sil.reshape(n, -1).max(axis=1) == 0).mean())
+    if empty > EMPTY_MASKS:
+        meta["notes"] = [f"{video}: the foreground mask is empty in {empty:.0%} of the {n} stored frames "
+                         "(the person is not in this view, or --mask-threshold is too high for this video)"]
     if poses is not None:
         meta["moving"] = moving_frames(pose, cfg.move_threshold)
     else:
@@ -153,8 +185,11 @@ def build(raw: str | Path, out: str | Path, cfg: BuildConfig = BuildConfig(), wo
           progress: bool = True) -> dict:
     """Build (or finish building) the store OUT from RAW. Returns a summary."""
     try:
-        with S.writing():
+        with S.writing(), exclusive(out, "store"), STOPS.installed():
             return _build(Path(raw), Path(out), cfg, workers, progress)
+    except KeyboardInterrupt:
+        raise Interrupted(f"{out}: build interrupted; the units written so far are kept: rerun the same command "
+                          "to resume") from None
     except OSError as e:
         if e.errno != errno.ENOSPC:
             raise
@@ -163,16 +198,27 @@ def build(raw: str | Path, out: str | Path, cfg: BuildConfig = BuildConfig(), wo
 
 
 def _space_needed(out: Path) -> str:
-    """How much more the store needs, from its size so far and its share of units done."""
+    """How much more the store needs: the frames left times the bytes a written frame's image and
+    mask chunks take (measured on the chunks written so far, so the codec's own rate)."""
     try:
         g = S.open_store(out)
         status, units = g["unit_status"][:], g.attrs["units"]
-        done = sum(u["length"] for u, s in zip(units, status) if s == S.DONE)
         left = sum(u["length"] for u, s in zip(units, status) if s == S.PENDING)
-        size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-        return f"about {size / max(done, 1) * left / 1e9:.1f} GB more for {left} frames left"
+        sizes = [p.stat().st_size for name in S.PIXEL_ARRAYS for p in (out / name / "c").rglob("*") if p.is_file()]
+        chunks = len([p for p in (out / "images" / "c").rglob("*") if p.is_file()])
+        per_frame = sum(sizes) / chunks if chunks else None
     except Exception:  # the store may be too incomplete to say
-        return "its size is about 140 KB a frame at 256 px"
+        left, per_frame = None, None
+    if per_frame is None or left is None:
+        return "a 256 px crop takes about 15 KB as JPEG-90 and 100 KB as LZ4 (masks included)"
+    return f"about {_bytes(per_frame * left)} more for the {left} frames left ({_bytes(per_frame)} a frame)"
+
+
+def _bytes(n: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n:.0f} bytes"
 
 
 def _build(raw: Path, out: Path, cfg: BuildConfig, workers: int, progress: bool) -> dict:
@@ -216,9 +262,10 @@ def _build(raw: Path, out: Path, cfg: BuildConfig, workers: int, progress: bool)
         if g.attrs.get("complete"):
             return summary(g, out, time.perf_counter() - t0, 0)
     else:  # new, or killed while its arrays were being created
-        g = S.create(out, units[-1]["start"] + units[-1]["length"], cfg.crop_size,
-                     cfg.bg_crops * len(views), len(units), attrs | {"image_codec": codec},
-                     silhouettes=not p.poses, codec=codec)
+        with STOPS.held():
+            g = S.create(out, units[-1]["start"] + units[-1]["length"], cfg.crop_size,
+                         cfg.bg_crops * len(views), len(units), attrs | {"image_codec": codec},
+                         silhouettes=not p.poses, codec=codec)
     status = g["unit_status"][:]
     by_key = {(sequences[u["sequence"]]["subject"], u["camera"]): [] for u in units}
     for u in units:
@@ -233,19 +280,20 @@ def _build(raw: Path, out: Path, cfg: BuildConfig, workers: int, progress: bool)
     with tqdm(total=total, initial=done_frames, unit="frame", desc="build", disable=not progress,
               smoothing=0.05) as bar:
         pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                   initargs=(counter,)) if workers > 1 else None
+                                   initargs=(counter, True)) if workers > 1 else None
         _init_worker(counter if pool is None else None)
         try:
             todo = [v for v in views if f"medians/{v[0]}/{v[1]}" not in g or
                     g[f"medians/{v[0]}/{v[1]}"].nchunks_initialized == 0]
             bar.set_postfix_str(f"median backgrounds ({len(todo)} views)")
-            margs = {v: (by_key[v], cfg.bg_samples, cfg.bg_tolerance, cfg.skip_bad) for v in todo}
+            margs = {v: (by_key[v], cfg.bg_samples, cfg.bg_tolerance, cfg.skip_bad, fps) for v in todo}
             jobs = {v: (pool.submit(_median_job, *margs[v]) if pool else None) for v in todo}
             for (subject, cam_id), fut in jobs.items():
                 med = fut.result() if fut else _median_job(*margs[(subject, cam_id)])
-                g.require_group(f"medians/{subject}").create_array(
-                    cam_id, shape=med.shape, chunks=med.shape, dtype="uint8", overwrite=True,
-                    compressors=S.image_codec())[...] = med
+                with STOPS.held():
+                    g.require_group(f"medians/{subject}").create_array(
+                        cam_id, shape=med.shape, chunks=med.shape, dtype="uint8", overwrite=True,
+                        compressors=S.image_codec())[...] = med
             bar.set_postfix_str("")
             stages["medians"] = time.perf_counter() - t0 - stages["plan"]
             pending = [i for i, s in enumerate(status) if s == S.PENDING]
@@ -262,27 +310,90 @@ def _build(raw: Path, out: Path, cfg: BuildConfig, workers: int, progress: bool)
                     bar.update(counter.value - seen)
                     seen = counter.value
                     for f in finished:
-                        written += _finish_unit(g, units, futs.pop(f), f, cfg, skipped)
+                        with STOPS.held():
+                            written += _finish_unit(g, units, futs.pop(f), f, cfg, skipped)
             else:
                 for i in pending:
                     before = counter.value
-                    written += _finish_unit(g, units, i, None, cfg, skipped, args[i])
+                    fut = Future()  # the pixels are written outside held(): a stop there leaves the unit pending
+                    try:
+                        fut.set_result(_unit_job(*args[i]))
+                    except RawDataError as e:
+                        fut.set_exception(e)
+                    with STOPS.held():
+                        written += _finish_unit(g, units, i, fut, cfg, skipped)
                     bar.update(counter.value - before)
             stages["units"] = time.perf_counter() - t0 - stages["plan"] - stages["medians"]
+        except BaseException:  # an error, Ctrl-C or SIGTERM: stop the workers now, leave no orphan
+            if pool:
+                _terminate(pool)
+            raise
         finally:
             if pool:
                 pool.shutdown(cancel_futures=True)
-    _write_background_bank(g, sequences, units, views, cams, cfg)
-    g.attrs.update({"skipped": skipped, "complete": True})
+    with STOPS.held():
+        _write_background_bank(g, sequences, units, views, cams, cfg)
+        g.attrs.update({"skipped": skipped, "complete": True})
     stages["bank"] = time.perf_counter() - t0 - sum(stages.values())
     return summary(g, out, time.perf_counter() - t0, written) | {
         "stage_seconds": {k: round(v, 2) for k, v in stages.items()}}
 
 
-def _finish_unit(g, units, i, fut, cfg, skipped, args=None) -> int:
-    """Write a unit's metadata and mark it done; with --skip-bad a broken unit skips its sequence."""
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Kill the pool's worker processes (a unit they were writing stays pending: the rerun redoes it)."""
+    for proc in list((pool._processes or {}).values()):  # the executor has no public way (before Python 3.14)
+        proc.terminate()
+    for proc in list((pool._processes or {}).values()):
+        proc.join(10)
+
+
+class Stops:
+    """Ctrl-C and SIGTERM (what SLURM, Kubernetes and `kill` send) stop the build with a
+    KeyboardInterrupt at once, except inside `held()`: the writes of per-frame metadata, whose
+    chunks span several units, and of the store's attributes, which a stop would leave half
+    written; a signal there stops the build at the end of the section."""
+
+    def __init__(self):
+        self.depth, self.pending = 0, False
+
+    def _signal(self, signum, frame):
+        if self.depth:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {s: signal.signal(s, self._signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    @contextlib.contextmanager
+    def held(self):
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            if not self.depth and self.pending:
+                self.pending = False
+                raise KeyboardInterrupt
+
+
+STOPS = Stops()
+
+
+def _finish_unit(g, units, i, fut, cfg, skipped) -> int:
+    """Write a unit's metadata (the result of `fut`) and mark it done; with --skip-bad a broken
+    unit skips its sequence."""
     try:
-        meta = fut.result() if fut is not None else _unit_job(*args)
+        meta = fut.result()
     except RawDataError as e:
         if not cfg.skip_bad:
             raise
@@ -301,6 +412,11 @@ def _finish_unit(g, units, i, fut, cfg, skipped, args=None) -> int:
         return 0
     rows = slice(u["start"], u["start"] + u["length"])
     n = u["length"]
+    notes = meta.pop("notes", [])
+    for note in notes:
+        tqdm.write(f"warning: {note}")
+    if notes:
+        g.attrs["notes"] = g.attrs.get("notes", []) + notes
     for k, v in meta.items():
         g[k][rows] = v
     attrs = g.attrs

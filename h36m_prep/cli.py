@@ -40,16 +40,21 @@ def main() -> None:
               help="h36m: per_camera gives each camera its own keyframe phase (cameras started at their own "
                    "moments); aligned puts every camera's keyframes at the same frames (a shortcut for the sync task) "
                    "[default: per_camera]")
+@click.option("--start-spread", type=click.FloatRange(0, 10), default=None,
+              help="rig: cameras start up to this many seconds apart (each its own offset per take) and stop at "
+                   "their own moments, as cameras started by hand; the true offsets go to RIG/offsets_truth.toml "
+                   "[default: 0, synchronized]")
 @click.option("--preview", "preview_png", type=click.Path(dir_okay=False), default=None,
               help="also write this PNG: one frame of every camera with the 2D skeleton [default: none]")
-def synth(raw, layout, subjects, actions, frames, scale, seed, workers, keyframes, preview_png):
+def synth(raw, layout, subjects, actions, frames, scale, seed, workers, keyframes, start_spread, preview_png):
     """Write a synthetic dataset under RAW (resumable): Human3.6M's layout, or a rig's."""
     from .preview import preview_grid
     from .synth import writer
 
     split = lambda text: tuple(x.strip() for x in text.split(",") if x.strip()) if text else None  # noqa: E731
     try:
-        _, line = writer(layout)(raw, frames, scale, seed, workers, split(subjects), split(actions), keyframes)
+        _, line = writer(layout)(raw, frames, scale, seed, workers, split(subjects), split(actions), keyframes,
+                                 start_spread)
     except ValueError as e:
         _fail(e)
     click.echo(line)
@@ -136,11 +141,13 @@ def info(store, as_json):
         click.echo(f"  skipped   {s['sequence']}: {s['error']}")
     for e in i.get("excluded", []):
         click.echo(f"  excluded  {e['sequence']}{' camera ' + e['camera'] if e['camera'] else ''}: {e['reason']}")
+    for note in i.get("notes", []):
+        click.echo(f"  note      {note}")
 
 
 @main.command()
 @click.argument("store", type=click.Path(exists=True, file_okay=False))
-@click.option("--sample", type=int, default=None,
+@click.option("--sample", type=click.IntRange(min=1), default=None,
               help="quick check: only the chunks and geometry of this many random rows (default: every chunk)")
 @click.option("--mark-damaged", is_flag=True,
               help="mark what is damaged for re-rendering: then rerun `h36m-prep build RAW STORE`")
@@ -157,6 +164,11 @@ def verify(store, sample, mark_damaged):
     for p in problems:
         click.echo(f"FAIL {p}")
     if mark_damaged and problems:
+        from . import store as S
+
+        restored = S.restore_arrays(store, S.unreadable_arrays(S.open_store(store)))
+        if restored:
+            click.echo(f"wrote the metadata of {', '.join(restored)} anew from the store's format")
         marked = mark(store, damaged_chunks(store))
         click.echo(f"marked for re-rendering: {len(marked['units'])} unit(s) {' '.join(marked['units'][:8])}"
                    f"{' ...' if len(marked['units']) > 8 else ''}; {len(marked['medians'])} median background(s); "

@@ -58,3 +58,11 @@ class BuildConfig:
                 raise ConfigError(f"--image-codec: {e}") from None
         if int(self.every) < 1:
             raise ConfigError(f"--every {self.every}: expected a whole number >= 1")
+        limits = {"crop_size": (16, 4096), "bg_samples": (1, None), "bg_crops": (1, None), "bg_tolerance": (0, 255),
+                  "mask_threshold": (0, 254), "margin": (0, 10), "move_threshold": (0, None),
+                  "move_silhouette": (0, 1), "track_seconds": (0, None), "size_seconds": (0, None)}
+        for name, (lo, hi) in limits.items():
+            value = getattr(self, name)
+            if not (lo <= value and (hi is None or value <= hi)) or value != value:
+                raise ConfigError(f"--{name.replace('_', '-')} {value}: expected a value from {lo} "
+                                  f"{'up' if hi is None else f'to {hi}'}")

@@ -20,6 +20,7 @@ BONE_TOLERANCE = (20.0, 0.1)  # estimated poses: a bone may vary by 20 mm or 10 
 def info(path: str | Path) -> dict:
     """Subjects, actions, cameras, frames per split, size on disk, build parameters."""
     g = S.open_store(path)
+    S.check_arrays(g, path)
     a = g.attrs
     status = g["unit_status"][:]
     seqs = a["sequences"]
@@ -42,7 +43,7 @@ def info(path: str | Path) -> dict:
         "sequences": len(seqs), "frames": frames, "moving_fraction": float(moving.mean()) if moving.size else 0.0,
         "units": {"done": int((status == S.DONE).sum()), "skipped": int((status == S.SKIPPED).sum()),
                   "pending": int((status == S.PENDING).sum())},
-        "skipped": a.get("skipped", []), "excluded": a.get("excluded", []),
+        "skipped": a.get("skipped", []), "excluded": a.get("excluded", []), "notes": a.get("notes", []),
         "raw_fingerprint": {"files": len(a.get("raw_fingerprint", {}).get("files", {})),
                             "digest": a.get("raw_fingerprint", {}).get("digest")},
         "backgrounds": int(g["backgrounds"].shape[0]),
@@ -151,6 +152,10 @@ def verify(path: str | Path, sample: int | None = None, seed: int = 0, geometry_
 
 
 def _verify(g, path, sample, seed, geometry_rows, progress, warnings) -> list[str]:
+    unreadable = S.unreadable_arrays(g)
+    if unreadable:
+        return [f"array {name!r}: {why}; `h36m-prep verify --mark-damaged {path}` writes it anew from the store's format"
+                for name, why in unreadable.items()]
     problems = []
     if not g.attrs.get("complete"):
         problems.append("build not complete: rerun the same `h36m-prep build` command")

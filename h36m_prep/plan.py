@@ -17,9 +17,11 @@ from tqdm import tqdm
 
 from . import store as S
 from .config import BuildConfig
-from .geometry import TEST_SUBJECTS
-from .raw import RawDataError, Sequence, discover, exclude_known_damaged, sequence_length
-from .rig import discover_rig, pixel_camera, rig_calibration, take_length
+from .fingerprint import file_fingerprint
+from .geometry import TEST_SUBJECTS, joints17
+from .plausible import check_camera_spacing, check_lens, check_pose_units, check_projection
+from .raw import RawDataError, Sequence, discover, exclude_known_damaged, read_poses, sequence_length
+from .rig import CALIBRATION, discover_rig, pixel_camera, read_rig_poses, rig_calibration, take_length
 
 
 def plan(raw: Path, cfg: BuildConfig, cams: dict) -> tuple[list[dict], list[dict], list[dict], list[Sequence], list[dict]]:
@@ -29,14 +31,40 @@ def plan(raw: Path, cfg: BuildConfig, cams: dict) -> tuple[list[dict], list[dict
     found, excluded = discover(raw, cfg.subjects, cams), []
     if not cfg.keep_damaged:
         found, excluded = exclude_known_damaged(found)
+    source = raw / "cameras.json" if (raw / "cameras.json").exists() else "the shipped calibration"
+    for subject in sorted({seq.subject for seq in found}):
+        for cam in cams[subject].values():
+            check_lens(cam, source)
+        check_camera_spacing(cams[subject], source, "write the translations of cameras.json in millimetres")
     for seq in found:
-        n = _checked(seq, lambda: sequence_length(seq, cams[seq.subject]), cfg, skipped)
+        n = _checked(seq, lambda: _h36m_take(seq, cams[seq.subject]), cfg, skipped)
         if n is None:
             continue
         seqs.append(seq)
         rows.append(n)
     sequences, units = _rows(seqs, rows, lambda seq: "test" if seq.subject in TEST_SUBJECTS else "train", cfg.every)
+    _no_footage_twice(seqs, sequences)
     return sequences, units, skipped, seqs, excluded
+
+
+def _h36m_take(seq: Sequence, cams: dict) -> int:
+    """The usable frames of a Human3.6M take, once its poses are found plausible."""
+    n = sequence_length(seq, cams)
+    pose = joints17(read_poses(seq.poses_path))
+    check_pose_units(pose, seq.poses_path)
+    check_projection(pose[:n], {c: cams[c] for c in seq.videos}, seq.videos, seq.poses_path)
+    return n
+
+
+def _rig_take(take, calib) -> tuple:
+    """take_length of a rig take, once its poses (if any) are found plausible."""
+    checked = take_length(take, calib)
+    if take.poses_path is not None:
+        pose = read_rig_poses(take.poses_path)
+        check_pose_units(pose, take.poses_path)
+        if calib is not None:
+            check_projection(pose[:checked[0]], {c: calib[c] for c in take.videos}, take.videos, take.poses_path)
+    return checked
 
 
 def _checked(seq: Sequence, check, cfg: BuildConfig, skipped: list):
@@ -79,10 +107,16 @@ def plan_rig(raw: Path, cfg: BuildConfig) -> tuple[list[dict], list[dict], list[
     """The rig layout's (sequences, units, skipped, takes, facts): facts holds the cameras
     ({session: {camera: Camera}}), fps, and whether the store has poses and a calibration."""
     calib = rig_calibration(raw, cfg.calib_units)
+    if calib is not None:
+        source = raw / CALIBRATION
+        for cam in calib.values():
+            check_lens(cam, source)
+        check_camera_spacing(calib, source, "pass --calib-units mm for translations in millimetres"
+                             if cfg.calib_units == "m" else "drop --calib-units mm: the translations are in metres")
     takes = discover_rig(raw, calib, cfg.test_takes, cfg.median_per)
     kept, rows, rates, sizes, skipped = [], [], {}, {}, []
     for take in takes:
-        checked = _checked(take, lambda: take_length(take, calib), cfg, skipped)
+        checked = _checked(take, lambda: _rig_take(take, calib), cfg, skipped)
         if checked is None:
             continue
         n, fps, size = checked
@@ -110,9 +144,27 @@ def plan_rig(raw: Path, cfg: BuildConfig) -> tuple[list[dict], list[dict], list[
     cams = {t.subject: {cam: (calib[cam] if calib is not None else pixel_camera(cam, *sizes[(t.subject, cam)][0]))
                         for cam in t.videos} for t in kept}
     sequences, units = _rows(kept, rows, lambda t: "test" if t.name in cfg.test_takes else "train", cfg.every)
+    _no_footage_twice(kept, sequences)
     facts = {"cams": cams, "fps": float(np.median(list(rates.values()))), "poses": all(with_poses),
              "calibrated": calib is not None}
     return sequences, units, skipped, kept, facts
+
+
+def _no_footage_twice(takes: list[Sequence], sequences: list[dict]) -> None:
+    """No video may serve two takes (a symlink, a hard link or a copy under another name): its
+    frames would be in the store twice, and in both splits when one of the takes is a test take."""
+    seen: dict[tuple, tuple[Path, dict]] = {}
+    for take, record in zip(takes, sequences):
+        for path in take.videos.values():
+            st = Path(path).stat()
+            for key in (("file", st.st_dev, st.st_ino), ("content", st.st_size, file_fingerprint(Path(path), False))):
+                other = seen.setdefault(key, (path, record))
+                if other[0] != path:
+                    kind = "one file under two names" if key[0] == "file" else "an identical copy"
+                    where = (f"two cameras of one take" if other[1] is record else
+                             f"two takes, of the {other[1]['split']} and the {record['split']} split")
+                    raise RawDataError(f"{path}: the same footage as {other[0]} ({kind}), in {where}; remove the "
+                                       "duplicate: a store would hold these frames twice")
 
 
 def _views(sequences: list[dict], units: list[dict]) -> list[tuple[str, str]]:

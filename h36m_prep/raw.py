@@ -9,6 +9,7 @@ Every user mistake becomes a RawDataError that names the file and says what to d
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import warnings
 from pathlib import Path
@@ -18,7 +19,7 @@ import cv2
 import numpy as np
 
 from .errors import ToolkitError
-from .geometry import Camera, load_calibration
+from .geometry import FPS, Camera, load_calibration
 
 # The dataset's 15 actions, and the other spellings its files use for two of them.
 ACTIONS: tuple[str, ...] = (
@@ -51,10 +52,58 @@ class Sequence:
 
 @dataclasses.dataclass(frozen=True)
 class VideoInfo:
-    frames: int
-    fps: float
+    frames: int      # rows at `fps`: the frame count, or for a variable frame rate the duration x fps + 1
+    fps: float       # the header's rate
     width: int
     height: int
+    variable: str = ""  # for a variable frame rate: how its frames were placed (else empty)
+
+
+@dataclasses.dataclass(frozen=True)
+class Timeline:
+    """Where each row of a video comes from. Frames are placed by their timestamps, not counted:
+    row t (time t / rate from the first frame) is the frame shown at that moment, the nearest one.
+    For a constant frame rate that is frame t; a phone's variable frame rate repeats a frame where
+    the camera skipped one and drops one where two came close together."""
+
+    rate: float
+    index: np.ndarray | None  # row -> source frame; None: the identity (constant frame rate)
+    note: str = ""
+
+
+@functools.lru_cache(maxsize=512)
+def _timeline(path: str, size: int, mtime: float, rate: float) -> Timeline:
+    try:
+        import av
+
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            pts = sorted(p.pts for p in container.demux(stream) if p.pts is not None)
+            base = float(stream.time_base)
+    except Exception:  # a container PyAV cannot demux: trust the header's frame count
+        return Timeline(rate, None)
+    if len(pts) < 2 or not rate > 0:
+        return Timeline(rate, None)
+    times = (np.asarray(pts, np.float64) - pts[0]) * base
+    drift = times - np.arange(len(times)) / rate
+    if np.abs(drift - drift[0]).max() < 0.5 / rate:  # every frame within half a frame of its count's time
+        return Timeline(rate, None)
+    rows = int(np.floor(times[-1] * rate + 0.5)) + 1
+    want = np.arange(rows) / rate
+    right = np.clip(np.searchsorted(times, want), 1, len(times) - 1)
+    index = np.where(want - times[right - 1] <= times[right] - want, right - 1, right)
+    used = len(np.unique(index))
+    gaps = np.diff(times) * 1000
+    note = (f"variable frame rate (frames {gaps.min():.1f} to {gaps.max():.1f} ms apart, header {rate:g} fps): "
+            f"{len(times)} frames placed by their timestamps on {rows} rows at {rate:g} fps, "
+            f"{rows - used} repeated, {len(times) - used} dropped")
+    return Timeline(rate, index.astype(np.int64), note)
+
+
+def timeline(path: str | Path, rate: float) -> Timeline:
+    """The video's Timeline at `rate` (its header's), from its packets' timestamps (no decoding)."""
+    st = Path(path).stat()
+    return _timeline(str(path), st.st_size, st.st_mtime, float(rate))
 
 
 def parse_action(name: str) -> tuple[str, str]:
@@ -106,8 +155,11 @@ def _subject_sequences(sdir: Path, calibration: dict[str, dict[str, Camera]]) ->
     video_dir = sdir / "Videos"
     for d in (pose_dir, video_dir):
         if not d.is_dir():
+            loose = [p.name for p in sdir.iterdir() if p.is_file() and p.suffix.lower() in (".mp4", ".avi", ".mov", ".mkv", ".webm")]
+            hint = (f"; {sdir.name} holds videos itself ({', '.join(loose[:3])}): if it is a take of your own rig, "
+                    "pass --layout rig (docs/rig.md)") if loose else ""
             raise RawDataError(f"{d}: missing; a subject folder needs Videos/ and "
-                               "MyPoseFeatures/D3_Positions/ as in the Human3.6M release")
+                               f"MyPoseFeatures/D3_Positions/ as in the Human3.6M release{hint}")
     if subject not in calibration:
         raise RawDataError(f"{sdir}: subject {subject} has no entry in the calibration file; "
                            "add it to RAW/cameras.json")
@@ -210,8 +262,9 @@ def read_poses(path: str | Path) -> np.ndarray:
     return pose.reshape(-1, 32, 3).astype(np.float32)
 
 
-def video_info(path: str | Path) -> VideoInfo:
-    """Frame count and fps from the container header; the size of the decoded frames."""
+def video_info(path: str | Path, rate: float | None = None) -> VideoInfo:
+    """Frame count and fps from the container header; the size of the decoded frames. A video
+    whose frame rate varies counts its rows at `rate` (the store's; default its header's)."""
     path = Path(path)
     if not path.is_file():
         raise RawDataError(f"{path}: video not found; restore it from the dataset")
@@ -230,19 +283,27 @@ def video_info(path: str | Path) -> VideoInfo:
     if info.frames <= 0:
         raise RawDataError(f"{path}: 0 frames in the header (truncated?); replace the file or "
                            "skip the sequence with --skip-bad")
+    line = timeline(path, rate or info.fps)
+    if line.index is not None:
+        info = dataclasses.replace(info, frames=len(line.index), variable=line.note)
     return info
 
 
-def iter_frames(path: str | Path, count: int | None = None, start: int = 0, step: int = 1) -> Iterator[np.ndarray]:
+def iter_frames(path: str | Path, count: int | None = None, start: int = 0, step: int = 1,
+                rate: float | None = None) -> Iterator[np.ndarray]:
     """Decode frames [start, start + count) as RGB uint8 [H, W, 3]; with step, only every step-th
-    of them (the others are grabbed and dropped).
+    of them (the others are grabbed and dropped). A video whose frame rate varies gives its rows
+    at `rate` (the store's; default its header's), each frame placed by its timestamp.
 
     Raises RawDataError when the video ends early: fewer frames than asked for (or than the
     header promises when count is None) means a truncated or damaged file.
     """
     path = Path(path)
-    info = video_info(path)
+    info = video_info(path, rate)
     stop = info.frames if count is None else start + count
+    if info.variable:
+        yield from iter_rows(path, np.arange(start, stop, step), rate)
+        return
     cap = cv2.VideoCapture(str(path))
     try:
         if start:
@@ -262,6 +323,35 @@ def iter_frames(path: str | Path, count: int | None = None, start: int = 0, step
         cap.release()
 
 
+def iter_rows(path: str | Path, rows, rate: float | None = None) -> Iterator[np.ndarray]:
+    """The frames of the given rows (increasing) of a video whose frame rate varies, each the
+    source frame its timestamp puts there: one pass from the start (seeking by frame number is
+    not exact for such a video), each frame decoded once, repeated where rows share it."""
+    path = Path(path)
+    info = video_info(path, rate)
+    index = timeline(path, rate or info.fps).index if info.variable else np.arange(info.frames)
+    rows = np.asarray(rows, np.int64)
+    if len(rows) and rows[-1] >= len(index):
+        raise RawDataError(f"{path}: {len(index)} rows at its frame rate, row {int(rows[-1])} asked for; replace "
+                           "the file or skip the sequence with --skip-bad")
+    cap = cv2.VideoCapture(str(path))
+    try:
+        frame, current = None, -1
+        for k in index[rows]:
+            while current < k:  # frames before the next needed one are grabbed, not decoded to RGB
+                if current + 1 < k:
+                    ok = cap.grab()
+                else:
+                    ok, frame = cap.read()
+                if not ok:
+                    raise RawDataError(f"{path}: {current + 1} frames decoded, {int(k) + 1} expected (truncated?); "
+                                       "replace the file or skip the sequence with --skip-bad")
+                current += 1
+            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    finally:
+        cap.release()
+
+
 def read_frames(path: str | Path, count: int | None = None, start: int = 0) -> np.ndarray:
     """[count, H, W, 3] uint8 RGB; see iter_frames."""
     return np.stack(list(iter_frames(path, count, start)))
@@ -275,13 +365,16 @@ def sequence_length(seq: Sequence, calibration: dict[str, Camera] | None = None)
     its crops would be taken from the wrong pixels.
     """
     n_pose = read_poses(seq.poses_path).shape[0]
-    info = {cam: video_info(p) for cam, p in seq.videos.items()}
+    info = {cam: video_info(p, FPS) for cam, p in seq.videos.items()}
     for cam, i in info.items():
         c = (calibration or {}).get(cam)
         if c is not None and (i.width, i.height) != (c.width, c.height):
             raise RawDataError(f"{seq.videos[cam]}: {i.width} x {i.height} pixels, but the calibration of "
                                f"{seq.subject} camera {cam} is for {c.width} x {c.height}; pass the calibration "
                                "of these videos (RAW/cameras.json), or skip the sequence with --skip-bad")
+    for cam, i in info.items():
+        if i.variable:
+            warnings.warn(f"{seq.videos[cam]}: {i.variable}", stacklevel=2)
     n_video = {cam: i.frames for cam, i in info.items()}
     n = min([n_pose, *n_video.values()])
     if any(v != n_pose for v in n_video.values()):

@@ -5,7 +5,9 @@
     RIG/<take>/poses3d.npy      optional: float [T, 17, 3] mm, the calibration's world frame,
                                 Human3.6M 17-joint order
     RIG/offsets.toml            optional: `<camera> = <frames>`, frame t of a take is frame
-                                t + offset of that camera's video (rigs not synchronized in hardware)
+                                t + offset of that camera's video (rigs not synchronized in hardware);
+                                one `[take]` table per take, or one table for all (`h36m-prep sync`
+                                writes it)
 
 Takes and cameras have any names. A take becomes a sequence whose `action` and `name` are the
 take's name; its `subject` is the take's session: the takes whose median backgrounds are pooled
@@ -70,26 +72,44 @@ def rig_calibration(raw: str | Path, units: str = "m") -> dict[str, Camera] | No
         raise RawDataError(str(e)) from None
 
 
-def read_offsets(raw: str | Path, cameras: list[str]) -> dict[str, int]:
-    """{camera: offset >= 0} from RAW/offsets.toml (shifted so the smallest is 0); zeros without it."""
+def read_offsets(raw: str | Path, cameras: list[str], take: str | None = None) -> dict[str, int]:
+    """{camera: offset >= 0} of a take from RAW/offsets.toml (shifted so the smallest is 0); zeros
+    without it. The file holds one table per take (`[take]` then `<camera> = <frames>` lines, as
+    `h36m-prep sync` writes it: phones started by hand differ in every take), or one table for
+    every take (`<camera> = <frames>` lines at the top, or under `[offsets]`); a take's own table
+    wins."""
     path = Path(raw) / OFFSETS
     if not path.exists():
         return {c: 0 for c in cameras}
     try:
         doc = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise RawDataError(f"{path}: not valid TOML ({e}); write one line `<camera> = <frames>` per camera") from None
-    doc = doc.get("offsets", doc)
-    unknown = sorted(set(doc) - set(cameras))
+        raise RawDataError(f"{path}: not valid TOML ({e}); write one line `<camera> = <frames>` per camera, under "
+                           "a `[take]` line per take or for all takes") from None
+    shared = doc.get("offsets", {k: v for k, v in doc.items() if not isinstance(v, dict)})
+    tables = {k: v for k, v in doc.items() if isinstance(v, dict) and k != "offsets"}
+    table = tables.get(take, shared) if take is not None else shared
+    unknown = sorted(set(table) - set(cameras))
     if unknown:
-        raise RawDataError(f"{path}: offsets for unknown camera(s) {', '.join(unknown)} (cameras: "
-                           f"{', '.join(cameras)}); fix the names or remove those lines")
-    bad = {k: v for k, v in doc.items() if not isinstance(v, int) or isinstance(v, bool)}
+        raise RawDataError(f"{path}: offsets{f' of take {take}' if take in tables else ''} for unknown camera(s) "
+                           f"{', '.join(unknown)} (cameras: {', '.join(cameras)}); fix the names or remove those lines")
+    bad = {k: v for k, v in table.items() if not isinstance(v, int) or isinstance(v, bool)}
     if bad:
         raise RawDataError(f"{path}: offsets must be whole numbers of frames, got {bad}")
-    raw_off = {c: int(doc.get(c, 0)) for c in cameras}
+    raw_off = {c: int(table.get(c, 0)) for c in cameras}
     low = min(raw_off.values())
     return {c: v - low for c, v in raw_off.items()}
+
+
+def offset_tables(raw: str | Path) -> set[str]:
+    """The takes with their own table in RAW/offsets.toml."""
+    path = Path(raw) / OFFSETS
+    if not path.exists():
+        return set()
+    try:
+        return {k for k, v in tomllib.loads(path.read_text()).items() if isinstance(v, dict) and k != "offsets"}
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return set()
 
 
 def discover_rig(raw: str | Path, calibration: dict[str, Camera] | None, test_takes: tuple[str, ...] = (),
@@ -139,7 +159,11 @@ def discover_rig(raw: str | Path, calibration: dict[str, Camera] | None, test_ta
         session = take.name if median_per == "take" else (TEST_SESSION if test else TRAIN_SESSION)
         poses = take / POSES
         out.append(RigTake(session, take.name, "", take.name, poses if poses.exists() else None,
-                           dict(sorted(vids.items())), read_offsets(raw, sorted(vids))))
+                           dict(sorted(vids.items())), read_offsets(raw, sorted(vids), take.name)))
+    unknown = sorted(offset_tables(raw) - {p.name for p in takes})
+    if unknown:
+        raise RawDataError(f"{raw / OFFSETS}: tables for take(s) {', '.join(unknown)} that have no folder (takes: "
+                           f"{', '.join(p.name for p in takes)}); fix the names or remove those tables")
     return out
 
 
@@ -180,21 +204,34 @@ def take_length(take: RigTake, calibration: dict[str, Camera] | None) -> tuple[i
         raise RawDataError(f"{take.videos[cam]}: {i.width} x {i.height} pixels, but camera {cam!r} of the calibration "
                            f"is {c.width} x {c.height}; pass this video at its calibrated size or recalibrate "
                            "(a rotated or rescaled video has another pixel grid)")
-    rates = {cam: i.fps for cam, i in info.items()}
+    steady = {cam: i.fps for cam, i in info.items() if not i.variable}  # a variable rate's header is an average
+    rates = steady or {cam: i.fps for cam, i in info.items()}
     lo, hi = min(rates.values()), max(rates.values())
     if not lo > 0 or hi - lo > 0.001 * hi:
         raise RawDataError(f"{take.key}: mixed frame rates {', '.join(f'{c} {r:g}' for c, r in rates.items())} fps; "
                            "synchronized pairs need one rate: re-encode the videos at the same rate")
+    rate = float(np.median(list(rates.values())))
+    for cam, i in info.items():
+        if i.variable:  # its frames placed by timestamp on the take's rows
+            info[cam] = video_info(take.videos[cam], rate)
+            warnings.warn(f"{take.videos[cam]}: {info[cam].variable}", stacklevel=2)
     n = min(i.frames - take.offsets.get(cam, 0) for cam, i in info.items())
     if take.poses_path is not None:
         n_pose = read_rig_poses(take.poses_path).shape[0]
         if n_pose != n:
             warnings.warn(f"{take.key}: {n_pose} poses for {n} frames; using the first {min(n, n_pose)}", stacklevel=2)
         n = min(n, n_pose)
+    late = max(take.offsets, key=lambda c: take.offsets[c], default=None)
+    if n < MIN_FRAMES and late is not None and take.offsets[late] > 0:
+        folder = Path(take.videos[late]).parent
+        raise RawDataError(f"{folder.parent / OFFSETS}: camera {late} starts {take.offsets[late]} frames late, which "
+                           f"leaves take {take.name} {max(n, 0)} frames (its video {take.videos[late].name} has "
+                           f"{info[late].frames}); check the offsets: whole frames at {rate:g} fps, not seconds or "
+                           "milliseconds")
     if n < MIN_FRAMES:
         raise RawDataError(f"{Path(next(iter(take.videos.values()))).parent}: {n} frames (after offsets), fewer "
                            f"than d_min + 2 = {MIN_FRAMES}; record a longer take or remove it")
-    return n, float(np.median(list(rates.values()))), {c: (i.width, i.height) for c, i in info.items()}
+    return n, rate, {c: (i.width, i.height) for c, i in info.items()}
 
 
 def pixel_camera(name: str, width: int, height: int) -> Camera:

@@ -65,6 +65,7 @@ class Source:
 
 class H36M(Source):
     name = "h36m"
+    own_options = ("keep_damaged",)  # the release's known damaged takes
 
     def detect(self, raw: Path) -> bool:
         return True  # the default layout: its reader names what is missing

@@ -106,6 +106,29 @@ def test_a_corrupt_jpeg_chunk_stops_the_loader_naming_the_file(small_raw, small_
     assert any(str(chunk) in p for p in problems)
 
 
+def test_a_valid_jpeg_of_the_wrong_size_is_damage_found_by_verify_the_loader_and_the_dali_path(jpeg_store, tmp_path):
+    """A chunk that is a complete, decodable JPEG, but 32 x 32 in a store of 96 px crops."""
+    import shutil
+
+    import numpy as np
+    from click.testing import CliRunner
+
+    from h36m_prep.cli import main as h36m_prep
+    from h36m_prep.store.codec import encode_jpeg
+
+    out = tmp_path / "small_jpegs.zarr"
+    shutil.copytree(jpeg_store, out)
+    chunk = out / "images" / "c" / "10" / "0" / "0" / "0"
+    chunk.write_bytes(encode_jpeg(np.full((32, 32, 3), 128, np.uint8), 90))
+    with pytest.raises(StoreReadError, match=r"a valid JPEG of 32 x 32 px, where the store's crops are 96 x 96"):
+        StoreReader(out).image(10)
+    with pytest.raises(StoreReadError, match=r"row 10 of 'images' is a JPEG of 32 x 32 px, where the store's crops"):
+        StoreReader(out).encoded_image(10)  # what DALI's decoder is given
+    assert any(str(chunk) in p and "32 x 32" in p for p in verify(out))
+    r = CliRunner().invoke(h36m_prep, ["verify", str(out), "--mark-damaged"])
+    assert r.exit_code == 1 and "marked for re-rendering: 1 unit(s)" in r.output
+
+
 @pytest.mark.parametrize("which", ["lz4", "jpeg"])
 def test_uint8_batches_normalized_after_the_transfer_equal_the_float_path(small_store, jpeg_store, which):
     from pairloader import PoseLoader, normalize

@@ -46,6 +46,9 @@ def test_probe_command_reports_intervals_over_test_instants(probe_store, tmp_pat
         assert np.mean(m["per_image"]["mpjpe"]) == pytest.approx(m["mpjpe"]["mean"], abs=0.01)
     mirror = rep["mirror"]["layers"]["layer4"]["accuracy"]
     assert 0 <= mirror["low"] <= mirror["mean"] <= mirror["high"] <= 1 and mirror["images"] == 40
+    pairs = rep["mirror"]["layers"]["layer4"]["pairwise"]  # each image against its own mirror
+    assert 0 <= pairs["low"] <= pairs["mean"] <= pairs["high"] <= 1 and pairs["images"] == 20
+    assert set(rep["mirror"]["layers"]["layer4"]["pair_hits"]) <= {0.0, 0.5, 1.0}
     assert "MPJPE" in res.output
 
 

@@ -156,17 +156,18 @@ def _video(path: Path, size: tuple[int, int], frames: int = 12, fps: float = 30.
     return path
 
 
-def _cam(name: str, w: int, h: int) -> Camera:
-    return Camera(id=name, R=np.eye(3), C=np.array([0.0, 0.0, -3000.0]), f=np.array([200.0, 200.0]),
-                  c=np.array([(w - 1) / 2, (h - 1) / 2]), k=np.zeros(3), p=np.zeros(2), width=w, height=h, model="opencv")
+def _cam(name: str, w: int, h: int, k=(0.0, 0.0, 0.0)) -> Camera:
+    x = float(sum(map(ord, name)) % 7 - 3) * 400  # cameras stand apart, as on a real rig
+    return Camera(id=name, R=np.eye(3), C=np.array([x, 0.0, -3000.0]), f=np.array([200.0, 200.0]), k=np.array(k),
+                  c=np.array([(w - 1) / 2, (h - 1) / 2]), p=np.zeros(2), width=w, height=h, model="opencv")
 
 
 def _tiny_rig(root: Path, sizes=None, calib: bool = True, frames: int = 12) -> Path:
     """Two takes; the camera `right` records VP9 in WebM, the others MPEG-4 in mp4."""
     sizes = sizes or {"left": (64, 48), "right": (48, 64)}
-    for take in ("t1", "t2"):
+    for j, take in enumerate(("t1", "t2")):
         for i, (name, wh) in enumerate(sizes.items()):
-            _video(root / take / f"{name}.{'webm' if name == 'right' else 'mp4'}", wh, frames, seed=i)
+            _video(root / take / f"{name}.{'webm' if name == 'right' else 'mp4'}", wh, frames, seed=10 * j + i)
     if calib:
         save_rig_calibration(root / "calibration.toml", {n: _cam(n, *wh) for n, wh in sizes.items()})
     return root
@@ -242,6 +243,60 @@ def test_each_bad_rig_input_is_a_clear_error_and_writes_nothing(tmp_path):
     # --test-takes naming no take
     raw = _tiny_rig(tmp_path / "tests")
     _build_fails(raw, out, "no folder", test_takes=("t9",))
+    # a test take that is a training take under another name (a symlink), or a copy of one
+    raw = _tiny_rig(tmp_path / "twice")
+    shutil.rmtree(raw / "t2")
+    (raw / "t2").symlink_to(raw / "t1", target_is_directory=True)
+    msg = _build_fails(raw, out, r"t2/left.mp4: the same footage as .*t1/left.mp4 \(one file under two names\), in two "
+                       r"takes, of the train and the test split", test_takes=("t2",))
+    (raw / "t2").unlink()
+    shutil.copytree(raw / "t1", raw / "t2")
+    _build_fails(raw, out, r"\(an identical copy\), in two takes", test_takes=("t2",))
+    # offsets longer than the take: the offsets file is named, not the take
+    raw = _tiny_rig(tmp_path / "late")
+    (raw / "offsets.toml").write_text("right = 250\n")  # milliseconds written for frames
+    _build_fails(raw, out, r"offsets.toml: camera right starts 250 frames late, which leaves take t1 0 frames")
+    # takes named like Human3.6M subjects: the error suggests the rig layout
+    raw = _tiny_rig(tmp_path / "named", calib=False)
+    for take in ("t1", "t2"):
+        (raw / take).rename(raw / {"t1": "S1", "t2": "S2"}[take])
+    with pytest.raises(RawDataError, match="S1 holds videos itself .*pass --layout rig"):
+        build(raw, out, RIG_BUILD, workers=1, progress=False)
+    assert not out.exists()
+
+
+def test_unit_and_lens_mistakes_in_a_calibration_are_refused_naming_the_cause(tmp_path):
+    out = tmp_path / "out.zarr"
+    # translations in metres read as millimetres: the cameras would stand 1.2 mm apart
+    raw = _tiny_rig(tmp_path / "units")
+    msg = _build_fails(raw, out, r"the cameras stand 1.2 mm apart .* in metres but read as millimetres", calib_units="mm")
+    assert "calibration.toml" in msg and "drop --calib-units mm" in msg
+    assert plan_rig(raw, RIG_BUILD)[0]  # the recovery: the default units
+    # a distortion that throws the border of the image diagonals away (k1 = 50)
+    raw = _tiny_rig(tmp_path / "wild", calib=False)
+    save_rig_calibration(raw / "calibration.toml", {"left": _cam("left", 64, 48, (50.0, 0, 0)),
+                                                    "right": _cam("right", 48, 64)})
+    msg = _build_fails(raw, out, r"camera left: the distortion .* moves the frame's border by up to")
+    assert "calibration.toml" in msg
+    # a distortion that folds the image over inside the frame
+    save_rig_calibration(raw / "calibration.toml", {"left": _cam("left", 64, 48, (-30.0, 0, 0)),
+                                                    "right": _cam("right", 48, 64)})
+    _build_fails(raw, out, r"camera left: the distortion .* folds the image over")
+
+
+def test_rig_poses_in_metres_or_in_another_frame_are_refused(rig, tmp_path):
+    out = tmp_path / "out.zarr"
+    raw = tmp_path / "rig"
+    shutil.copytree(rig["raw"], raw)
+    take, pose = next(iter(rig["poses"].items()))
+    np.save(raw / take / "poses3d.npy", pose / 1000)
+    msg = _build_fails(raw, out, r"poses3d.npy: its bones are 0.\d+ long .* in metres: write them in millimetres")
+    assert take in msg
+    np.save(raw / take / "poses3d.npy", pose + np.array([0.0, 0.0, 40000.0]))  # 40 m away: another world frame
+    _build_fails(raw, out, r"only \d+% of its joints project inside the .* frame of camera .* do not agree")
+    for other, p in rig["poses"].items():  # the recovery: every take's own poses, in mm
+        np.save(raw / other / "poses3d.npy", p)
+    assert plan_rig(raw, RIG_BUILD)[4]["poses"]
 
 
 def test_codec_alignment_padding_passes_with_a_warning(tmp_path):
@@ -401,3 +456,10 @@ def test_a_rig_with_its_own_estimated_poses_builds_labelled_and_verify_warns_abo
 
     batch = next(iter(PoseLoader(store, batch_size=4, split="test", out_size=48, workers=0, steps=1)))
     assert batch["pose"].shape[0] == 4 and np.isfinite(batch["pose"].numpy()).all()
+    # fine-tuned on the store's own training takes (the Human3.6M protocols name subjects it lacks)
+    cfg = dataclasses.replace(FINETUNE_PRESETS["tiny"], protocol="S1", steps=4, batch=4, input_size=48, workers=0,
+                              log_every=1, checkpoint_every=4)
+    with pytest.raises(ValueError, match="--protocol store trains on every training subject"):
+        finetune(store, tmp_path / "ft_s1", cfg, progress=False)
+    m = finetune(store, tmp_path / "ft", dataclasses.replace(cfg, protocol="store"), progress=False)
+    assert m["train_subjects"] == ["rig"] and m["steps"] == 4

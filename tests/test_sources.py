@@ -30,3 +30,11 @@ def test_an_option_of_another_layout_is_refused(small_raw, tmp_path):
     r = CliRunner().invoke(h36m_prep, ["build", str(small_raw), str(tmp_path / "s.zarr"), "--calib-units", "mm"])
     assert r.exit_code == 2 and "--calib-units" in r.output and "h36m layout" in r.output
     assert not (tmp_path / "s.zarr").exists()  # refused before anything is written
+    # and the other way: a Human3.6M-only option on a rig
+    rig = tmp_path / "rig"
+    for take in ("t1", "t2"):
+        (rig / take).mkdir(parents=True)
+        for cam in ("a", "b"):
+            (rig / take / f"{cam}.mp4").write_bytes(b"")
+    with pytest.raises(ConfigError, match="read as the rig layout, which does not use --keep-damaged"):
+        source_for(rig, cfg=BuildConfig(keep_damaged=True))

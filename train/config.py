@@ -9,6 +9,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from h36m_prep import store as S
 from h36m_prep.errors import ConfigError
 from h36m_prep.options import option
 from pairloader import SamplerConfig
@@ -151,7 +152,7 @@ def frozen_modules(arch: str, spec: str) -> list[str]:
     return ["conv1", "bn1"] + units[:int(count)]
 
 
-PROTOCOLS = {"S1": ("S1",), "All": ("S1", "S5", "S6", "S7", "S8")}
+PROTOCOLS = {"S1": ("S1",), "All": ("S1", "S5", "S6", "S7", "S8"), "store": ()}  # store: its training split
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,8 +163,9 @@ class FinetuneConfig(TrainConfig):
 
     init: str = option("random", "the backbone's start: a pretrain run folder, random, or imagenet:PATH (a local "
                        "state dict)")
-    protocol: str = option("All", "the training subjects that give supervision: S1, or All (S1 S5 S6 S7 S8)",
-                           choices=("S1", "All"))
+    protocol: str = option("All", "the training subjects that give supervision: S1, All (S1 S5 S6 S7 S8), or store: "
+                           "every training subject of the store (a labelled rig's training takes)",
+                           choices=tuple(PROTOCOLS))
     freeze: str = option("stages:3", "frozen: none, stages:N (the stem and the first N stages) or blocks:N (the stem "
                          "and the first N residual blocks)")
     background: str = option("removed", "the images' background", choices=("removed", "kept"))
@@ -177,13 +179,26 @@ class FinetuneConfig(TrainConfig):
             frozen_modules(self.arch, self.freeze)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        if set(self.subjects) <= set(self.holdout):
+        if self.protocol != "store" and set(self.subjects) <= set(self.holdout):
             raise ConfigError(f"--holdout {','.join(self.holdout)} leaves protocol {self.protocol} no subject to train on")
 
     @property
     def subjects(self) -> tuple[str, ...]:
-        """The protocol's training subjects, without the held-out ones."""
+        """The protocol's training subjects, without the held-out ones (protocol `store`: empty,
+        see `subjects_in`)."""
         return tuple(s for s in PROTOCOLS[self.protocol] if s not in self.holdout)
+
+    def subjects_in(self, store) -> tuple[str, ...]:
+        """The training subjects in `store`: the protocol's, or with protocol `store` every
+        subject (a rig: session) of the store's training split, without the held-out ones."""
+        if self.protocol != "store":
+            return self.subjects
+        g = S.open_store(store)
+        train = [s for s in S.subjects_of(g, "train") if s not in self.holdout]
+        if not train:
+            raise ConfigError(f"--protocol store: {store} has no training subject"
+                              f"{' left after --holdout' if self.holdout else ''} to fine-tune on")
+        return tuple(train)
 
 
 FINETUNE_PRESETS = {

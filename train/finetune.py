@@ -14,7 +14,7 @@ from pairloader import PoseLoader, pose_stats, unstandardize, normalize
 from . import checkpoint
 from .config import FinetuneConfig, PretrainConfig, frozen_modules
 from .metrics import ROOT_CORRECTION, mpjpe
-from .run import Run
+from .run import Run, exclusive_run
 
 
 def pose_model(cfg: FinetuneConfig) -> PoseRegressor:
@@ -49,11 +49,18 @@ def finetune(store: str | Path, out: str | Path, cfg: FinetuneConfig, resume: bo
     The target statistics (per-joint mean and std of the protocol's training poses) are saved
     with every checkpoint and in out/pose_stats.json; evaluation uses those.
     """
+    with exclusive_run(out):
+        return _finetune(store, out, cfg, resume, progress, stop_after)
+
+
+def _finetune(store: str | Path, out: str | Path, cfg: FinetuneConfig, resume: bool = False,
+              progress: bool = True, stop_after: int | None = None) -> dict:
     torch.manual_seed(cfg.seed)
     model = pose_model(cfg)
     frozen = frozen_modules(cfg.arch, cfg.freeze)
     freeze(model.phi, frozen)
-    mean, std = pose_stats(store, cfg.subjects)
+    subjects = cfg.subjects_in(store)
+    mean, std = pose_stats(store, subjects)
     stats = {"mean": mean.tolist(), "std": std.tolist()}
     run = Run(out, cfg, model, "finetune", resume, progress, extra={"pose_stats": stats})
     if run.rank == 0:
@@ -63,7 +70,7 @@ def finetune(store: str | Path, out: str | Path, cfg: FinetuneConfig, resume: bo
                         workers=cfg.workers, start_step=run.start,
                         steps=min(cfg.steps, stop_after or cfg.steps) - run.start, flip=cfg.flip,
                         out_size=cfg.input_size, stats=(mean, std), rank=run.rank, world_size=run.world,
-                        subjects=cfg.subjects, background=cfg.background, uint8=cfg.uint8_batches,
+                        subjects=subjects, background=cfg.background, uint8=cfg.uint8_batches,
                         device_id=run.local if gpu and cfg.backend in ("dali", "auto") else None)
     run.net.train()
     freeze(model.phi, frozen)  # .train() re-enabled the frozen batch norms
@@ -82,7 +89,7 @@ def finetune(store: str | Path, out: str | Path, cfg: FinetuneConfig, resume: bo
                 errors = []
     if not run.finish() or run.rank != 0:
         return {}
-    metrics = {"train_subjects": list(cfg.subjects)}
+    metrics = {"train_subjects": list(subjects)}
     if cfg.holdout:  # the validation subjects' every 8th frame: what presets and options are chosen on
         from .evaluate import predict
         from .metrics import summary

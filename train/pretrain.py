@@ -14,7 +14,7 @@ from models import SiameseSync, accuracy, ssl_loss
 from pairloader import PairLoader, normalize
 
 from .config import PretrainConfig, mask_labels
-from .run import Run
+from .run import Run, exclusive_run
 
 
 def count_hits(hits: dict, s, f, sync_label, flip_label) -> None:
@@ -36,6 +36,12 @@ def pretrain(store: str | Path, out: str | Path, cfg: PretrainConfig, resume: bo
     stop_after: stop with a checkpoint once this many steps are done (a preemptible job runs
     in slices of the same schedule; --resume continues it).
     """
+    with exclusive_run(out):
+        return _pretrain(store, out, cfg, resume, progress, stop_after)
+
+
+def _pretrain(store: str | Path, out: str | Path, cfg: PretrainConfig, resume: bool = False,
+              progress: bool = True, stop_after: int | None = None) -> dict:
     torch.manual_seed(cfg.seed)
     trained = training_subjects(store, cfg.holdout)
     run = Run(out, cfg, SiameseSync(cfg.arch, cfg.fusion, cfg.weights, cfg.signed), "pretrain", resume, progress)

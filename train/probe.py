@@ -9,7 +9,10 @@ protocol's subjects), never on the test subjects. Reported on the test frames (e
 all cameras): MPJPE and PMPJPE, with a bootstrap interval over test instants.
 
 Mirror probe: a linear classifier (ridge on +-1 labels) on the same frozen features telling a
-test image from its mirror image, trained on training subjects, tested on the test subjects. The
+test image from its mirror image, trained on training subjects, tested on the test subjects, scored
+two ways: each image alone (the sign of its score), and each pair (the mirror scored above its
+original; ties count half), which a constant bias cannot pass and whose interval is not
+degenerate when the classifier says the same for every image. The
 synthetic people look the same from left and right, so with the background removed chance is
 expected; above chance says the image (the mask's edge, the background, the lighting) shows the
 mirror, which the flip task could then read without understanding the pose.
@@ -223,8 +226,12 @@ def mirror_probe(init: str, store, arch: str = "resnet18n", input_size: int | No
         score = lambda y: -np.mean(np.sign(y[:, 0]) == label[:n][b_idx])
         alpha, _ = choose_alpha(norm(X[:n])[a_idx], label[:n][a_idx, None], norm(X[:n])[b_idx], score)
         W, b = fit_ridge(norm(X[:n]), label[:n, None], alpha)
-        hit = (np.sign(norm(X[n:]) @ W + b)[:, 0] == label[n:]).astype(np.float64)
+        test_score = (norm(X[n:]) @ W + b)[:, 0]
+        hit = (np.sign(test_score) == label[n:]).astype(np.float64)
+        m = len(test_rows)  # the test images come as originals, then their mirrors
+        pair = np.where(test_score[m:] > test_score[:m], 1.0, np.where(test_score[m:] == test_score[:m], 0.5, 0.0))
         out["layers"][layer] = {"alpha": alpha, "accuracy": mean_interval(hit[None], inst), "hits": hit.astype(int).tolist(),
+                                "pairwise": mean_interval(pair[None], inst[:m]), "pair_hits": pair.tolist(),
                                 "fit_accuracy": float(np.mean(np.sign(norm(X[:n]) @ W + b)[:, 0] == label[:n]))}
     return out
 
@@ -259,8 +266,10 @@ def markdown(report: dict) -> str:
             f"{first['val_subject']}; test every {first['test_every']}th frame of the test subjects, all cameras; "
             "intervals: bootstrap over test instants.", ""]
     if "mirror" in report:
-        lines += ["", "| mirror probe | accuracy (95 % interval) | training accuracy |", "|---|---|---:|"]
+        lines += ["", "| mirror probe | accuracy, each image (95 % interval) | each pair: mirror scored above "
+                  "(95 % interval) | training accuracy |", "|---|---|---|---:|"]
         for layer, m in report["mirror"]["layers"].items():
-            a = m["accuracy"]
-            lines.append(f"| {layer} | {a['mean']:.3f} [{a['low']:.3f}, {a['high']:.3f}] | {m['fit_accuracy']:.3f} |")
+            a, pw = m["accuracy"], m["pairwise"]
+            lines.append(f"| {layer} | {a['mean']:.3f} [{a['low']:.3f}, {a['high']:.3f}] | {pw['mean']:.3f} "
+                         f"[{pw['low']:.3f}, {pw['high']:.3f}] | {m['fit_accuracy']:.3f} |")
     return "\n".join(head + lines) + "\n"

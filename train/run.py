@@ -16,6 +16,8 @@ import torch
 from tqdm import tqdm
 
 from . import checkpoint
+from h36m_prep.lock import exclusive
+
 from .config import HARMLESS
 
 
@@ -36,6 +38,14 @@ def cosine(cfg) -> callable:
         ramp = min(1.0, (t + 1) / warmup) if warmup else 1.0
         return ramp * (cfg.lr_min + (cfg.lr - cfg.lr_min) * 0.5 * (1 + math.cos(math.pi * min(t, cfg.steps) / cfg.steps))) / cfg.lr
     return factor
+
+
+def exclusive_run(out: str | Path):
+    """The run folder's writer lock (h36m_prep.lock), held by rank 0: a second training command
+    into the same --out is refused while this one runs."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return contextlib.nullcontext()
+    return exclusive(out, "run folder")
 
 
 class Run:
@@ -141,7 +151,8 @@ class Run:
 
     @contextlib.contextmanager
     def interruptible(self):
-        """Ctrl-C inside writes a checkpoint at a step boundary and exits with how to resume.
+        """Ctrl-C or SIGTERM (what SLURM, Kubernetes and `kill` send before killing a job) inside
+        writes a checkpoint at a step boundary and exits with how to resume.
 
         The signal is deferred to the end of the step in progress (see `batches`): a Ctrl-C between the
         optimizer step and the step counter would otherwise save a model one step ahead of its
@@ -152,10 +163,10 @@ class Run:
                 raise SystemExit(f"interrupted twice: no checkpoint written; the last one in {self.path} "
                                  "is intact; rerun with --resume")
             self.stop_requested = True
-            self.bar.write("stopping at the end of this step (Ctrl-C again to stop now)")
+            self.bar.write(f"{signal.Signals(signum).name}: stopping at the end of this step (again to stop now)")
 
         main_thread = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, request_stop) if main_thread else None
+        previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
         try:
             yield
             if self.stop_requested:  # the signal came after the last step
@@ -165,8 +176,8 @@ class Run:
             self.bar.close()
             raise SystemExit(f"interrupted: checkpoint at step {self.done} in {self.path}; rerun with --resume")
         finally:
-            if main_thread:
-                signal.signal(signal.SIGINT, previous)
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
     def finish(self) -> bool:
         """Final checkpoint; True when the schedule is complete (not stopped early on purpose)."""

@@ -17,16 +17,16 @@ from .codec import JpegCodec, JpegError, decode_jpeg, encode_jpeg
 from .query import row_mask, rows, split_code, split_of_rows, subject_mask, subjects_of
 from .reader import StoreReader, StoreReadError, reduce_area
 from .schema import (DONE, FORMAT_VERSION, IMAGE_CODECS, PENDING, PIXEL_ARRAYS, SKIPPED, SMALL_CHUNK, SPLITS,
-                     StoreError, create, done_rows, has_poses, image_codec, images_codec, is_started, is_store,
-                     mask_codec, open_store, parse_image_codec, per_frame_arrays, require_complete, subject_order,
-                     writing)
+                     StoreError, all_arrays, check_arrays, create, done_rows, has_poses, image_codec, images_codec,
+                     is_started, is_store, mask_codec, open_store, parse_image_codec, per_frame_arrays, require_complete,
+                     restore_arrays, store_arrays, subject_order, unreadable_arrays, writing)
 
 __all__ = [
     "JpegCodec", "JpegError", "decode_jpeg", "encode_jpeg",
     "row_mask", "rows", "split_code", "split_of_rows", "subject_mask", "subjects_of",
     "StoreReader", "StoreReadError", "reduce_area",
     "DONE", "FORMAT_VERSION", "IMAGE_CODECS", "PENDING", "PIXEL_ARRAYS", "SKIPPED", "SMALL_CHUNK", "SPLITS",
-    "StoreError", "create", "done_rows", "has_poses", "image_codec", "images_codec", "is_started", "is_store",
-    "mask_codec", "open_store", "parse_image_codec", "per_frame_arrays", "require_complete", "subject_order",
-    "writing",
+    "StoreError", "all_arrays", "check_arrays", "create", "done_rows", "has_poses", "image_codec", "images_codec",
+    "is_started", "is_store", "mask_codec", "open_store", "parse_image_codec", "per_frame_arrays", "require_complete",
+    "restore_arrays", "store_arrays", "subject_order", "unreadable_arrays", "writing",
 ]

@@ -53,6 +53,27 @@ def decode_jpeg(data: bytes | np.ndarray, reduce: int = 1) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def jpeg_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's frame header, without decoding; None when there is none."""
+    buf = bytes(data[:65536]) if isinstance(data, np.ndarray) else bytes(data[:65536])
+    i = 2
+    while i + 9 < len(buf):
+        if buf[i] != 0xFF:
+            return None
+        marker = buf[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        length = int.from_bytes(buf[i + 2:i + 4], "big")
+        if marker in _SOF:
+            return int.from_bytes(buf[i + 7:i + 9], "big"), int.from_bytes(buf[i + 5:i + 7], "big")
+        i += 2 + length
+    return None
+
+
 @dataclass(frozen=True)
 class JpegCodec(ArrayBytesCodec):
     """Chunks of shape [1, H, W, 3] uint8 <-> one JPEG of the given quality."""
@@ -79,6 +100,9 @@ class JpegCodec(ArrayBytesCodec):
 
     def _decode_sync(self, chunk_bytes, chunk_spec):
         rgb = decode_jpeg(chunk_bytes.as_numpy_array())
+        if rgb.shape != tuple(chunk_spec.shape[1:]):
+            raise JpegError(f"a valid JPEG of {rgb.shape[1]} x {rgb.shape[0]} px in an array of "
+                            f"{chunk_spec.shape[2]} x {chunk_spec.shape[1]} px chunks")
         return chunk_spec.prototype.nd_buffer.from_ndarray_like(rgb.reshape(chunk_spec.shape))
 
     async def _decode_single(self, chunk_bytes, chunk_spec):

@@ -24,7 +24,8 @@ def subject_mask(g: zarr.Group, subjects=None) -> np.ndarray:
     unknown = [s for s in subjects if s not in names]
     if unknown:
         raise ValueError(f"subjects {unknown} are not in the store (it has {' '.join(names)}); choose subjects it "
-                         "has (sync-train finetune --protocol S1 needs only S1)")
+                         "has (sync-train finetune: --protocol S1 needs only S1; --protocol store trains on every "
+                         "training subject of the store, such as a labelled rig's training takes)")
     return np.isin(g["subject"][:], [names.index(s) for s in subjects])
 
 

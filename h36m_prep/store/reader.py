@@ -17,7 +17,7 @@ from numcodecs import blosc
 
 from ..errors import ToolkitError
 from .codec import NAME as JPEG
-from .codec import decode_jpeg, encode_jpeg
+from .codec import decode_jpeg, encode_jpeg, jpeg_size
 from .schema import PIXEL_ARRAYS, done_rows
 
 
@@ -111,7 +111,12 @@ class StoreReader:
             return full if reduce == 1 else np.ascontiguousarray(full[::reduce, ::reduce])
         try:
             if jpeg:
-                return decode_jpeg(data, reduce)
+                image = decode_jpeg(data, reduce)
+                want = (-(-shape[0] // reduce), -(-shape[1] // reduce), shape[2])
+                if image.shape != want:
+                    raise ValueError(f"a valid JPEG of {image.shape[1]} x {image.shape[0]} px, where the store's "
+                                     f"crops are {want[1]} x {want[0]}")
+                return image
             out = np.empty(shape, dtype)
             blosc.decompress(data, out)  # into a writable array, no extra copy
             return out
@@ -134,6 +139,13 @@ class StoreReader:
             raise StoreReadError(f"{chunk}: row {row} of 'images' is not a complete JPEG image (truncated?); find "
                                  f"every damaged row with `h36m-prep verify {self.path}`, mark them with "
                                  "`--mark-damaged` and rerun `h36m-prep build` to re-render them")
+        shape = self._layout("images")[2]
+        size = jpeg_size(data)
+        if size != (shape[1], shape[0]):
+            raise StoreReadError(f"{chunk}: row {row} of 'images' is a JPEG of "
+                                 f"{'unknown size' if size is None else f'{size[0]} x {size[1]} px'}, where the "
+                                 f"store's crops are {shape[1]} x {shape[0]}; find every such row with `h36m-prep "
+                                 f"verify {self.path}`, mark them with `--mark-damaged` and rerun `h36m-prep build`")
         return data
 
     def mask(self, row: int, reduce: int = 1) -> np.ndarray:

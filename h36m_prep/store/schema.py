@@ -27,6 +27,7 @@ median backgrounds are pooled) and `action` the take.
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ import zarr
 from zarr.codecs import BloscCodec, BloscShuffle
 
 from ..errors import ToolkitError
+from ..lock import LOCK_NAME
 from . import codec  # noqa: F401  registers the JPEG codec, so every reader of a store knows it
 
 FORMAT_VERSION = 2  # 2: every written image, mask and background chunk is stored, empty or not
@@ -127,20 +129,90 @@ def create(path: str | Path, n: int, size: int, n_backgrounds: int, n_units: int
     Refuses to replace a folder that holds anything but an unfinished creation of a store.
     """
     path = Path(path)
-    if path.exists() and any(path.iterdir()) and not _ours(path):
+    if _contents(path) and not _ours(path):
         raise StoreError(f"{path}: exists and is not an h36m-prep store; choose a new path")
-    g = zarr.open_group(str(path), mode="w", zarr_format=3, attributes={"h36m_prep_store": True})
-    for name, (shape, chunks, dtype, comp) in per_frame_arrays(n, size, silhouettes, codec).items():
-        serializer = {"serializer": comp[0], "compressors": None} if _is_serializer(comp) else {"compressors": comp}
-        g.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=0, **serializer)
-    g.create_array("backgrounds", shape=(n_backgrounds, size, size, 3), chunks=(1, size, size, 3),
-                   dtype="uint8", compressors=image_codec(), fill_value=0)
-    for name in ("bg_subject", "bg_camera"):
-        g.create_array(name, shape=(n_backgrounds,), chunks=(max(n_backgrounds, 1),), dtype="int16", fill_value=0)
-    g.create_array("unit_status", shape=(n_units,), chunks=(1,), dtype="uint8", fill_value=PENDING)
+    if _contents(path) and "units" in zarr.open_group(str(path), mode="r").attrs:
+        raise StoreError(f"{path}: holds a created store whose zarr.json lacks \"format_version\" (edited or "
+                         f"damaged attributes); restore \"format_version\": {FORMAT_VERSION} in {path / 'zarr.json'} "
+                         "if this version of h36m-prep built it, or delete the folder to rebuild")
+    for child in _contents(path):  # an unfinished creation; the writer's lock stays
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
+    g = zarr.open_group(str(path), mode="a", zarr_format=3, attributes={"h36m_prep_store": True})
+    for name, definition in all_arrays(n, size, n_backgrounds, n_units, silhouettes, codec).items():
+        _create_array(g, name, *definition)
     g.create_group("medians")
     g.attrs.update({**attrs, "format_version": FORMAT_VERSION, "complete": False})
     return g
+
+
+def all_arrays(n: int, size: int, n_backgrounds: int, n_units: int, silhouettes: bool = False,
+               codec: str = "lz4") -> dict[str, tuple]:
+    """name -> (shape, chunks, dtype, codecs, fill value) of every array of a store."""
+    arrays = {name: (*d, 0) for name, d in per_frame_arrays(n, size, silhouettes, codec).items()}
+    arrays["backgrounds"] = ((n_backgrounds, size, size, 3), (1, size, size, 3), "uint8", image_codec(), 0)
+    for name in ("bg_subject", "bg_camera"):
+        arrays[name] = ((n_backgrounds,), (max(n_backgrounds, 1),), "int16", None, 0)
+    arrays["unit_status"] = ((n_units,), (1,), "uint8", None, PENDING)
+    return arrays
+
+
+def _create_array(g: zarr.Group, name: str, shape, chunks, dtype, comp, fill, overwrite: bool = False):
+    kind = {"serializer": comp[0], "compressors": None} if comp and _is_serializer(comp) else \
+        {"compressors": comp} if comp else {}
+    return g.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill, overwrite=overwrite, **kind)
+
+
+def store_arrays(g: zarr.Group) -> dict[str, tuple]:
+    """all_arrays of this store, from its attributes."""
+    a = g.attrs
+    units = a["units"]
+    views = {(a["sequences"][u["sequence"]]["subject"], u["camera"]) for u in units}
+    return all_arrays(units[-1]["start"] + units[-1]["length"], a["crop_size"], a["build"]["bg_crops"] * len(views),
+                      len(units), not has_poses(g), a.get("image_codec", "lz4"))
+
+
+def unreadable_arrays(g: zarr.Group) -> dict[str, str]:
+    """{array: why} for every array of the store whose metadata is missing or cannot be read
+    (a deleted zarr.json, an edited codec name)."""
+    out = {}
+    for name in store_arrays(g):
+        try:
+            g[name]
+        except KeyError:
+            out[name] = "its metadata (zarr.json) is missing"
+        except Exception as e:  # an unknown codec or a malformed entry: Zarr raises many kinds
+            out[name] = f"its metadata cannot be read ({type(e).__name__}: {e})"
+    return out
+
+
+def restore_arrays(path: str | Path, names) -> list[str]:
+    """Write the metadata of the named arrays anew from the store's format, keeping their chunks
+    (each chunk is then checked by verify). -> the arrays restored."""
+    g = zarr.open_group(str(path), mode="r+")
+    defs = store_arrays(g)
+    done = []
+    for name in names:
+        meta = Path(path) / name / "zarr.json"
+        meta.unlink(missing_ok=True)
+        tmp = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
+        _create_array(tmp, name, *defs[name])
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        meta.write_bytes(tmp.store._store_dict[f"{name}/zarr.json"].to_bytes())
+        done.append(name)
+    return done
+
+
+def check_arrays(g: zarr.Group, path: str | Path) -> None:
+    bad = unreadable_arrays(g)
+    if bad:
+        raise StoreError(f"{path}: " + "; ".join(f"array {name!r}: {why}" for name, why in bad.items())
+                         + f"; run `h36m-prep verify --mark-damaged {path}` to write it anew from the store's format, "
+                         "then rerun the build to re-render what is damaged")
+
+
+def _contents(path: Path) -> list[Path]:
+    """What a folder holds besides a writer's lock file (none when it does not exist)."""
+    return [p for p in path.iterdir() if p.name != LOCK_NAME] if path.is_dir() else []
 
 
 def _is_serializer(codecs: list) -> bool:
@@ -183,9 +255,17 @@ def open_store(path: str | Path, mode: str = "r") -> zarr.Group:
 
 
 def require_complete(g: zarr.Group, path: str | Path) -> None:
+    """A finished build: `complete` set and every unit written or skipped (a `complete` flag over
+    pending units is an edited or damaged store, which would train on part of its rows)."""
     if not g.attrs.get("complete"):
         raise StoreError(f"{path}: the build did not finish; rerun the same `h36m-prep build` "
                          "command to resume it")
+    check_arrays(g, path)
+    pending = int((g["unit_status"][:] == PENDING).sum())
+    if pending:
+        raise StoreError(f"{path}: says it is complete, but {pending} of {len(g.attrs['units'])} (sequence, camera) "
+                         "units were never written (edited or damaged attributes); set \"complete\": false in "
+                         f"{Path(path) / 'zarr.json'} and rerun the build that made it to write them")
 
 
 def has_poses(g: zarr.Group) -> bool:

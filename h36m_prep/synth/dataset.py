@@ -234,8 +234,10 @@ def write_dataset(raw: str | Path, cfg: SynthConfig, workers: int = 0, progress:
 
 
 def synth_h36m(raw, frames=None, scale=0.5, seed=0, workers=0, subjects=None, actions=None,
-               keyframes=None) -> tuple[dict, str]:
+               keyframes=None, start_spread=None) -> tuple[dict, str]:
     """`h36m-prep synth` for the Human3.6M layout: (report, one line saying what was written)."""
+    if start_spread:
+        raise ValueError("--start-spread: an option of the rig layout (Human3.6M's cameras are synchronized)")
     cfg = SynthConfig(subjects=tuple(subjects or SUBJECTS), actions=tuple(actions or DEFAULT_ACTIONS),
                       frames=frames or 250, scale=scale, seed=seed, keyframes=keyframes or "per_camera")
     report = write_dataset(raw, cfg, workers=workers)

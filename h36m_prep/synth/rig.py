@@ -50,6 +50,7 @@ class RigSynthConfig:
     scale: float = 0.5
     seed: int = 0
     noise: float = 2.0
+    start_spread: float = 0.0  # s: cameras start up to this much apart and stop at their own moments
 
     def __post_init__(self):
         bad = [a for a in self.takes if a not in ACTION_TAKES]
@@ -59,9 +60,39 @@ class RigSynthConfig:
             raise ValueError(f"cameras must be 2..{len(RIG_CAMERAS)}")
         if self.frames < 6 or not 0.1 <= self.scale <= 1.0 or not self.fps > 0:
             raise ValueError("frames must be >= 6, scale in [0.1, 1] and fps > 0")
+        if not 0 <= self.start_spread <= 10:
+            raise ValueError(f"--start-spread {self.start_spread}: expected 0 to 10 seconds")
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if not self.start_spread:  # rigs written before the option have the same stamp
+            del out["start_spread"]
+        return out
+
+
+def spread_frames(cfg: RigSynthConfig) -> int:
+    return int(round(cfg.start_spread * cfg.fps))
+
+
+def recording(cfg: RigSynthConfig, action: str, cam_name: str) -> tuple[int, int]:
+    """(first, end) frames of the take's true timeline that a camera's video holds: every camera
+    holds all of it in a synchronized rig; with start_spread each starts late by its own 0..spread
+    frames and stops early by its own 0..spread/4 frames (cameras started and stopped by hand)."""
+    spread = spread_frames(cfg)
+    total = cfg.frames + spread
+    if not spread:
+        return 0, total
+    rng = np.random.default_rng(_key(cfg.seed, "rig-start", take_name(action), cam_name))
+    first = int(rng.integers(0, spread + 1))
+    return first, total - int(rng.integers(0, spread // 4 + 1))
+
+
+def true_offsets(cfg: RigSynthConfig, action: str) -> dict[str, int]:
+    """{camera: offset} of a take in the offsets.toml convention (row t is frame t + offset of the
+    camera's video): the latest starter has 0."""
+    firsts = {c: recording(cfg, action, c)[0] for c in rig_cameras(cfg)}
+    late = max(firsts.values())
+    return {c: late - f for c, f in firsts.items()}
 
 
 def take_name(action: str) -> str:
@@ -95,14 +126,15 @@ def take_motion(cfg: RigSynthConfig, action: str) -> tuple[np.ndarray, np.ndarra
     """(pose17, pose32) [T, J, 3] float32 world mm of a take; the motion plays in real time at cfg.fps."""
     app = random_appearance(np.random.default_rng(_key(cfg.seed, "rig-body")))
     rng = np.random.default_rng(_key(cfg.seed, "rig-motion", action))
-    opts = MotionOptions(frames=cfg.frames, speed=50.0 / cfg.fps * float(rng.uniform(0.9, 1.1)),
+    n = cfg.frames + spread_frames(cfg)  # the true timeline, which cameras started late hold part of
+    opts = MotionOptions(frames=n, speed=50.0 / cfg.fps * float(rng.uniform(0.9, 1.1)),
                          heading=float(rng.uniform(0, 2 * np.pi)), offset=tuple(rng.uniform(-400, 400, 2)),
                          radius=900.0)
     pose17 = synth_motion(action, app.bones, opts, rng)
     # the person also drifts across the room (1 m over the take, in a random direction): someone who
     # stays on one spot for most of the samples stays in the median background as a ghost
     angle = rng.uniform(0, 2 * np.pi)
-    drift = np.linspace(-500.0, 500.0, cfg.frames)[:, None] * np.array([np.cos(angle), np.sin(angle)])
+    drift = np.linspace(-500.0, 500.0, n)[:, None] * np.array([np.cos(angle), np.sin(angle)])
     pose17[..., :2] += drift[:, None, :].astype(np.float32)
     return pose17, to_h36m32(pose17, app.bones)
 
@@ -113,7 +145,8 @@ def render_take(cfg: RigSynthConfig, action: str, cam_name: str, with_masks: boo
     app = random_appearance(np.random.default_rng(_key(cfg.seed, "rig-body")))
     room = session_room(np.random.default_rng(_key(cfg.seed, "rig-room")))
     rng = np.random.default_rng(_key(cfg.seed, "rig-light", action, cam_name))
-    yield from render_frames(cam, app, take_motion(cfg, action)[1], room, rng, cfg.noise, with_masks)
+    first, end = recording(cfg, action, cam_name)
+    yield from render_frames(cam, app, take_motion(cfg, action)[1][first:end], room, rng, cfg.noise, with_masks)
 
 
 def video_path(rig: Path, action: str, cam_name: str) -> Path:
@@ -138,7 +171,8 @@ def _write_job(rig: str, cfg: RigSynthConfig, action: str, cam_name: str) -> int
             writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
         writer.release()
     os.replace(tmp, path)
-    return cfg.frames
+    first, end = recording(cfg, action, cam_name)
+    return end - first
 
 
 def write_rig(rig: str | Path, cfg: RigSynthConfig = RigSynthConfig(), workers: int = 0, progress: bool = True) -> dict:
@@ -160,16 +194,22 @@ def write_rig(rig: str | Path, cfg: RigSynthConfig = RigSynthConfig(), workers: 
     for action in cfg.takes:
         (rig / take_name(action)).mkdir(exist_ok=True)
         poses = rig / take_name(action) / "poses3d.npy"
-        if not poses.exists():
+        if not poses.exists():  # row t of the take: true frame t + the latest start (the offsets' convention)
+            late = max(recording(cfg, action, c)[0] for c in cams)
             tmp = poses.with_name(".tmp.poses3d.npy")
             with open(tmp, "wb") as f:
-                np.save(f, take_motion(cfg, action)[0])
+                np.save(f, take_motion(cfg, action)[0][late:])
             os.replace(tmp, poses)
         jobs += [(action, c) for c in cams if not video_path(rig, action, c).exists()]
+    if cfg.start_spread:  # the truth, for checking `h36m-prep sync`; the build reads offsets.toml only
+        (rig / "offsets_truth.toml").write_text("".join(
+            f"[{take_name(a)}]\n" + "".join(f"{c} = {o}\n" for c, o in true_offsets(cfg, a).items()) + "\n"
+            for a in cfg.takes))
     start = time.perf_counter()
-    total = len(cfg.takes) * len(cams) * cfg.frames
+    lengths = {(a, c): int(-np.subtract(*recording(cfg, a, c))) for a in cfg.takes for c in cams}
+    total = sum(lengths.values())
     workers = workers or os.cpu_count() or 1
-    with tqdm(total=total, initial=total - len(jobs) * cfg.frames, unit="frame", desc="synth rig",
+    with tqdm(total=total, initial=total - sum(lengths[j] for j in jobs), unit="frame", desc="synth rig",
               disable=not progress) as bar:
         if workers == 1 or len(jobs) <= 1:
             for job in jobs:
@@ -179,7 +219,8 @@ def write_rig(rig: str | Path, cfg: RigSynthConfig = RigSynthConfig(), workers: 
                 for n in pool.map(_write_job, *zip(*[(str(rig), cfg, *j) for j in jobs])):
                     bar.update(n)
     report = {"root": str(rig), "takes": [take_name(a) for a in cfg.takes], "cameras": list(cams),
-              "frames_per_video": cfg.frames, "fps": cfg.fps, "frames_written": len(jobs) * cfg.frames,
+              "frames_per_video": cfg.frames, "fps": cfg.fps, "frames_written": sum(lengths[j] for j in jobs),
+              "start_spread": cfg.start_spread,
               "resolution": {c: [cam.width, cam.height] for c, cam in cams.items()},
               "bytes": sum(p.stat().st_size for p in rig.rglob("*") if p.is_file()),
               "seconds": round(time.perf_counter() - start, 1)}
@@ -188,15 +229,18 @@ def write_rig(rig: str | Path, cfg: RigSynthConfig = RigSynthConfig(), workers: 
 
 
 def synth_rig(raw, frames=None, scale=0.5, seed=0, workers=0, subjects=None, actions=None,
-              keyframes=None) -> tuple[dict, str]:
+              keyframes=None, start_spread=None) -> tuple[dict, str]:
     """`h36m-prep synth --layout rig`: (report, one line saying what was written). Subjects,
     actions and keyframes are Human3.6M-layout options: refused here, not ignored."""
     given = [name for name, v in (("--subjects", subjects), ("--actions", actions), ("--keyframes", keyframes)) if v]
     if given:
         raise ValueError(f"{', '.join(given)}: options of the Human3.6M layout; the synthetic rig has its own takes "
                          "and gives each mp4 camera its own keyframe phase")
-    report = write_rig(raw, RigSynthConfig(frames=frames or 300, scale=scale, seed=seed), workers=workers)
+    report = write_rig(raw, RigSynthConfig(frames=frames or 300, scale=scale, seed=seed,
+                                           start_spread=start_spread or 0.0), workers=workers)
     res = ", ".join(f"{c} {w}x{h}" for c, (w, h) in report["resolution"].items())
     return report, (f"wrote {report['root']}: {len(report['takes'])} takes ({' '.join(report['takes'])}) x "
                     f"{len(report['cameras'])} cameras ({res}), {report['frames_per_video']} frames at "
-                    f"{report['fps']:g} fps, calibration.toml and poses3d.npy, {report['bytes'] / 1e6:.1f} MB")
+                    f"{report['fps']:g} fps, calibration.toml and poses3d.npy, {report['bytes'] / 1e6:.1f} MB"
+                    + (f"; cameras started up to {start_spread:g} s apart, the true offsets in offsets_truth.toml"
+                       if start_spread else ""))
