@@ -1,12 +1,14 @@
 """`h36m-prep`: make a synthetic dataset, preview raw data, build the store and inspect it."""
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 import click
 
 from .config import BuildConfig
-from .errors import ToolkitError
+from .errors import ConfigError, ToolkitError
 from .geometry import SUBJECTS
 from .options import Commands, config_options, from_options
 from .synth import WRITERS as SYNTH_WRITERS
@@ -180,3 +182,40 @@ def verify(store, sample, mark_damaged):
 
 if __name__ == "__main__":
     main()
+
+
+@main.command()
+@click.argument("rig", type=click.Path(exists=True, file_okay=False))
+@click.option("--method", type=click.Choice(["auto", "motion", "geometry"]), default="auto", show_default=True,
+              help="motion: the person's frame-to-frame change, correlated (no calibration needed); geometry: "
+                   "epipolar tangents of the silhouettes (needs calibration.toml); auto: both when calibrated")
+@click.option("--max-lag", type=click.FloatRange(0.05, 60), default=2.0, show_default=True,
+              help="the search each way, in seconds (narrowed for a short take so that half of it still overlaps)")
+@click.option("--calib-units", type=click.Choice(["m", "mm"]), default="m", show_default=True,
+              help="units of the translations in calibration.toml")
+@click.option("--force", is_flag=True, help="write an ambiguous camera's offset as 0 (a guess) instead of leaving "
+                                            "it out, commented, for you to fill in")
+@click.option("--overwrite", is_flag=True, help="replace an existing RIG/offsets.toml")
+def sync(rig, method, max_lag, calib_units, force, overwrite):
+    """Find every camera's frame offset in every take of a rig from its videos alone (no labels,
+    no pose detector) and write RIG/offsets.toml, one table per take."""
+    from .rig import OFFSETS
+    from .sync import offsets_toml, sync_rig
+
+    path = Path(rig) / OFFSETS
+    if path.exists() and not overwrite:
+        raise ConfigError(f"{path}: exists; pass --overwrite to replace it (or move it aside)")
+    results = sync_rig(rig, method, max_lag, calib_units, progress=lambda take: click.echo(f"take {take} ...", err=True))
+    click.echo(f"{'take':<16} {'camera':<16} {'offset':>7} {'confidence':>11}  method")
+    for r in results:
+        for cam in sorted(r.lengths):
+            if cam in r.offsets:
+                click.echo(f"{r.take:<16} {cam:<16} {r.offsets[cam]:>7} {r.confidence(cam):>11.3f}  {r.method}")
+            else:
+                click.echo(f"{r.take:<16} {cam:<16} {'?':>7} {'':>11}  unresolved: {r.unresolved[cam]}")
+    tmp = path.with_name(f".tmp.{path.name}")
+    tmp.write_text(offsets_toml(results, force))
+    os.replace(tmp, path)
+    left = sum(len(r.unresolved) for r in results)
+    click.echo(f"wrote {path}" + (f"; {left} camera(s) left out (commented): the build refuses their takes until "
+                                  "they have an offset" if left and not force else ""))

@@ -21,7 +21,7 @@ from .fingerprint import file_fingerprint
 from .geometry import TEST_SUBJECTS, joints17
 from .plausible import check_camera_spacing, check_lens, check_pose_units, check_projection
 from .raw import RawDataError, Sequence, discover, exclude_known_damaged, read_poses, sequence_length
-from .rig import CALIBRATION, discover_rig, pixel_camera, read_rig_poses, rig_calibration, take_length
+from .rig import CALIBRATION, OFFSETS, discover_rig, pixel_camera, read_rig_poses, rig_calibration, take_length
 
 
 def plan(raw: Path, cfg: BuildConfig, cams: dict) -> tuple[list[dict], list[dict], list[dict], list[Sequence], list[dict]]:
@@ -145,6 +145,13 @@ def plan_rig(raw: Path, cfg: BuildConfig) -> tuple[list[dict], list[dict], list[
                         for cam in t.videos} for t in kept}
     sequences, units = _rows(kept, rows, lambda t: "test" if t.name in cfg.test_takes else "train", cfg.every)
     _no_footage_twice(kept, sequences)
+    if not (raw / OFFSETS).exists():
+        from .sync import quick_check
+
+        note = quick_check(kept, float(np.median(list(rates.values()))))
+        if note:
+            tqdm.write(f"warning: {raw}: no {OFFSETS}, and the videos look unsynchronized: {note}; run "
+                       f"`h36m-prep sync {raw}` to find each camera's offset in every take")
     facts = {"cams": cams, "fps": float(np.median(list(rates.values()))), "poses": all(with_poses),
              "calibrated": calib is not None}
     return sequences, units, skipped, kept, facts

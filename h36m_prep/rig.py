@@ -96,6 +96,11 @@ def read_offsets(raw: str | Path, cameras: list[str], take: str | None = None) -
     bad = {k: v for k, v in table.items() if not isinstance(v, int) or isinstance(v, bool)}
     if bad:
         raise RawDataError(f"{path}: offsets must be whole numbers of frames, got {bad}")
+    missing = sorted(set(cameras) - set(table)) if take in tables else []
+    if missing:  # a take's own table names every camera: `h36m-prep sync` leaves out the ones it cannot tell
+        raise RawDataError(f"{path}: the table of take {take} has no offset for camera(s) {', '.join(missing)} "
+                           "(see the comments `h36m-prep sync` left there); write their offsets, or move their "
+                           "videos out of the take")
     raw_off = {c: int(table.get(c, 0)) for c in cameras}
     low = min(raw_off.values())
     return {c: v - low for c, v in raw_off.items()}
@@ -113,8 +118,9 @@ def offset_tables(raw: str | Path) -> set[str]:
 
 
 def discover_rig(raw: str | Path, calibration: dict[str, Camera] | None, test_takes: tuple[str, ...] = (),
-                 median_per: str = "rig") -> list[RigTake]:
-    """Every take under RAW, sorted by name; checks the layout only (files and names)."""
+                 median_per: str = "rig", offsets: bool = True) -> list[RigTake]:
+    """Every take under RAW, sorted by name; checks the layout only (files and names). offsets:
+    read RAW/offsets.toml (else every offset is 0: what `h36m-prep sync` starts from)."""
     raw = Path(raw)
     if not raw.is_dir():
         raise RawDataError(f"{raw}: not a directory; pass the rig folder that holds one folder per take")
@@ -159,8 +165,9 @@ def discover_rig(raw: str | Path, calibration: dict[str, Camera] | None, test_ta
         session = take.name if median_per == "take" else (TEST_SESSION if test else TRAIN_SESSION)
         poses = take / POSES
         out.append(RigTake(session, take.name, "", take.name, poses if poses.exists() else None,
-                           dict(sorted(vids.items())), read_offsets(raw, sorted(vids), take.name)))
-    unknown = sorted(offset_tables(raw) - {p.name for p in takes})
+                           dict(sorted(vids.items())),
+                           read_offsets(raw, sorted(vids), take.name) if offsets else {c: 0 for c in vids}))
+    unknown = sorted(offset_tables(raw) - {p.name for p in takes}) if offsets else []
     if unknown:
         raise RawDataError(f"{raw / OFFSETS}: tables for take(s) {', '.join(unknown)} that have no folder (takes: "
                            f"{', '.join(p.name for p in takes)}); fix the names or remove those tables")

@@ -1,0 +1,460 @@
+"""`h36m-prep sync RIG`: every camera's frame offset in every take, from the videos alone.
+
+Cameras started by hand (phones, action cameras, webcams) are tens of frames apart, and the
+pretext then trains on wrong labels: its "synchronized" pairs are not. Two label-free methods,
+each usable alone, score every candidate lag between two cameras of a take:
+
+  motion    (no calibration) the person's motion seen by each camera, as signals over time: how
+            much their image changes from frame to frame in horizontal bands of their box (head
+            and arms, trunk and hands, legs: upright cameras agree on which is which). Each
+            signal is high-passed and standardized; a lag's score is their mean correlation over
+            the frames both cameras hold.
+  geometry  (with calibration) epipolar tangents (Sinha and Pollefeys, ICPR 2004): the two
+            planes through the baseline of a calibrated pair that touch the person's silhouette
+            are the same planes seen from both cameras at the same instant; a lag's score is
+            minus the median angle between one camera's planes and the other's at that lag.
+
+The pairwise lags of all camera pairs, each weighted by its confidence (the margin of the best
+lag's score over the best lag outside its neighbourhood), give each camera's offset by weighted
+least squares; pairs that disagree with the solution by more than a frame are dropped and the
+solution redone. A camera whose offset rests on no confident pair is named, never guessed.
+
+Offsets follow offsets.toml's convention: row t of a take is frame t + offset of the camera's
+video; the camera that started last has offset 0.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import ToolkitError
+from .geometry import Camera, undistort
+from .raw import RawDataError, iter_frames, video_info
+
+SIDE = 160              # px: the longer side frames are read at
+THRESHOLD = 20          # grey levels: a pixel differs from the background (or the last frame) by more
+MAX_LAG_S = 2.0         # s: the default search, each way
+MIN_OVERLAP = 0.5       # of the shorter video: the largest lag keeps at least this much overlap
+MARGIN = 2.0            # a lag's score must beat the best lag outside its neighbourhood by this (motion: z units)
+GEOMETRY_MARGIN = 0.15  # ... by this share of the score range (geometry)
+BANDS = 3               # the person's box in horizontal bands (head and arms, trunk and hands, legs)
+NOISE = 6               # grey levels of frame-to-frame change taken as noise
+MIN_SEEN = 0.3          # of its frames: a camera that sees someone in fewer cannot be synchronized
+METHODS = ("auto", "motion", "geometry")
+
+
+class SyncError(ToolkitError, ValueError):
+    """A take that cannot be synchronized; the message names it and what would help."""
+
+
+@dataclasses.dataclass
+class Track:
+    """One camera of one take, read once at low resolution."""
+
+    camera: str
+    path: Path
+    fps: float
+    scale: float                 # full-resolution pixels per low-resolution pixel
+    energy: np.ndarray           # [T] share of pixels changed since the last frame
+    bands: np.ndarray            # [T, BANDS] the change since the last frame in horizontal bands of the person's box
+    seen: np.ndarray             # [T] bool: someone in the foreground
+    top: np.ndarray              # [T, 2] full-resolution pixels (x, y) of the silhouette's top, NaN unseen
+    centre: np.ndarray           # [T, 2] centroid
+    bottom: np.ndarray           # [T, 2]
+    outline: list                # [T] the silhouette's outline, [P, 2] full-resolution pixels; None where
+                                 # nobody is seen or the silhouette touches the frame's edge (cut off)
+
+    @property
+    def frames(self) -> int:
+        return len(self.energy)
+
+    def cut(self, first: int, end: int) -> "Track":
+        """The track of frames [first, end) alone: what a camera started `first` frames late and
+        stopped at `end` would have recorded."""
+        return dataclasses.replace(self, energy=self.energy[first:end], bands=self.bands[first:end],
+                                   seen=self.seen[first:end], top=self.top[first:end], centre=self.centre[first:end],
+                                   bottom=self.bottom[first:end], outline=self.outline[first:end])
+
+
+def read_track(path: str | Path, camera: str, rate: float | None = None, limit: int | None = None) -> Track:
+    """The signals of one video (its first `limit` frames), at SIDE px."""
+    info = video_info(path, rate)
+    scale = max(info.width, info.height) / SIDE
+    size = (max(1, round(info.width / scale)), max(1, round(info.height / scale)))
+    n = info.frames if limit is None else min(limit, info.frames)
+    frames = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in iter_frames(path, n, rate=rate)])
+    background = np.median(frames[np.linspace(0, n - 1, min(n, 48)).round().astype(int)], axis=0).astype(np.int16)
+    energy = np.zeros(n)
+    energy[1:] = (np.abs(np.diff(frames.astype(np.int16), axis=0)).max(axis=-1) > THRESHOLD).mean(axis=(1, 2))
+    energy[0] = energy[1] if n > 1 else 0.0
+    kernel = np.ones((3, 3), np.uint8)
+    points = np.full((3, n, 2), np.nan)
+    seen = np.zeros(n, bool)
+    outline: list = [None] * n
+    bands = np.zeros((n, BANDS))
+    box = None
+    for t, f in enumerate(frames):
+        if t and box is not None:  # the change since the last frame, band by band down the person's last box
+            y0, y1, x0, x1 = box
+            change = np.abs(f[y0:y1, x0:x1].astype(np.int16) - frames[t - 1, y0:y1, x0:x1]).max(axis=-1)
+            change = np.maximum(change - NOISE, 0).astype(np.float64)
+            edges = np.linspace(0, y1 - y0, BANDS + 1).round().astype(int)
+            bands[t] = [change[edges[k]:edges[k + 1]].sum() for k in range(BANDS)]
+            bands[t] /= max(1, (y1 - y0) * (x1 - x0))
+        mask = (np.abs(f.astype(np.int16) - background).max(axis=-1) > THRESHOLD).astype(np.uint8)
+        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
+        ys, xs = np.nonzero(mask)
+        if len(ys) < max(4, 0.001 * mask.size):
+            box = None
+            continue
+        seen[t] = True
+        if not (mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()):
+            contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+            edge = np.concatenate([c[:, 0, :] for c in contours]).astype(np.float64)
+            outline[t] = (edge + 0.5) * scale - 0.5
+        top, bottom = np.percentile(ys, 2), np.percentile(ys, 98)
+        pad = max(2, int(0.1 * (bottom - top)))
+        box = (max(0, int(top) - pad), min(f.shape[0], int(bottom) + pad + 1),
+               max(0, int(np.percentile(xs, 2)) - pad), min(f.shape[1], int(np.percentile(xs, 98)) + pad + 1))
+        points[0, t] = (xs[ys <= top].mean(), top)
+        points[1, t] = (xs.mean(), ys.mean())
+        points[2, t] = (xs[ys >= bottom].mean(), bottom)
+    points = (points + 0.5) * scale - 0.5  # low-resolution pixel centres -> full-resolution pixels
+    bands[0] = bands[1] if n > 1 else 0.0
+    return Track(camera, Path(path), info.fps, scale, energy, bands, seen, points[0], points[1], points[2], outline)
+
+
+# ---------------------------------------------------------------- the two scores of a lag
+
+def _standardized(x: np.ndarray, window: int) -> np.ndarray:
+    """NaN-filled by interpolation, high-passed (minus a running mean over `window` frames), z-scored."""
+    x = np.asarray(x, np.float64).copy()
+    ok = np.isfinite(x)
+    if ok.sum() < 2:
+        return np.zeros_like(x)
+    x[~ok] = np.interp(np.flatnonzero(~ok), np.flatnonzero(ok), x[ok])
+    if len(x) > 2:  # a one-frame spike (a keyframe's new quality, a flicker) is not motion: a median of three
+        x = np.concatenate([x[:1], np.median(np.stack([x[:-2], x[1:-1], x[2:]]), axis=0), x[-1:]])
+    if window > 1:
+        x = x - np.convolve(np.pad(x, window // 2, mode="edge"), np.ones(window) / window, mode="valid")[:len(x)]
+    sd = x.std()
+    return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
+
+
+def motion_signals(track: Track) -> np.ndarray:
+    """[BANDS + 1, T] standardized signals: how much the person's image changes from frame to
+    frame in each horizontal band of their box (head and arms, trunk and hands, legs; upright
+    cameras agree on which is which) and in all of it, high-passed over half a second."""
+    window = max(3, int(round(track.fps / 2)) | 1)
+    rows = [_standardized(track.bands[:, k], window) for k in range(track.bands.shape[1])]
+    return np.stack(rows + [_standardized(track.bands.sum(axis=1), window)])
+
+
+def lag_range(a: Track, b: Track, max_lag_s: float = MAX_LAG_S) -> int:
+    """The largest lag searched: max_lag_s, narrowed so that the overlap keeps MIN_OVERLAP of the shorter video."""
+    shorter = min(a.frames, b.frames)
+    return int(max(0, min(round(max_lag_s * a.fps), math.floor(shorter * (1 - MIN_OVERLAP)))))
+
+
+def _pairs(n_a: int, n_b: int, lag: int) -> tuple[slice, slice]:
+    """Frames i of a and i + lag of b that both videos hold."""
+    lo, hi = max(0, -lag), min(n_a, n_b - lag)
+    return slice(lo, max(lo, hi)), slice(lo + lag, max(lo, hi) + lag)
+
+
+def motion_scores(a: Track, b: Track, lags: np.ndarray) -> np.ndarray:
+    """The mean correlation of the motion signals at each lag (frame i of a with i + lag of b)."""
+    sa, sb = motion_signals(a), motion_signals(b)
+    out = np.full(len(lags), -np.inf)
+    for k, lag in enumerate(lags):
+        ia, ib = _pairs(a.frames, b.frames, int(lag))
+        xa, xb = sa[:, ia], sb[:, ib]
+        if xa.shape[1] < 8:
+            continue
+        xa = xa - xa.mean(axis=1, keepdims=True)
+        xb = xb - xb.mean(axis=1, keepdims=True)
+        den = np.sqrt((xa ** 2).sum(axis=1) * (xb ** 2).sum(axis=1))
+        corr = np.where(den > 0, (xa * xb).sum(axis=1) / np.where(den > 0, den, 1), 0.0)
+        # Fisher's z times its standard error: a short overlap at a far lag must correlate more to win
+        out[k] = float(np.mean(np.arctanh(np.clip(corr, -0.999, 0.999)))) * math.sqrt(xa.shape[1] - 3)
+    return out
+
+
+def tangent_planes(track: Track, cam: Camera, other: Camera) -> np.ndarray:
+    """[T, 2] the angles (radians, about the baseline from `cam` to `other`) of the two epipolar
+    planes tangent to the silhouette in each frame (NaN where there is none). Both cameras of a
+    pair see the same two planes at the same instant: each touches the person at a real point
+    (a frontier point), so unlike a centroid or a top point the match is exact in 3D."""
+    base = np.asarray(other.C, np.float64) - np.asarray(cam.C, np.float64)
+    base /= np.linalg.norm(base)
+    u = np.cross(base, [0.0, 0.0, 1.0] if abs(base[2]) < 0.9 else [1.0, 0.0, 0.0])
+    u /= np.linalg.norm(u)
+    v = np.cross(base, u)
+    out = np.full((track.frames, 2), np.nan)
+    for t, pts in enumerate(track.outline):
+        if pts is None:
+            continue
+        x = undistort((pts - cam.c) / cam.f, cam.k, cam.p, model=cam.model)
+        rays = np.concatenate([x, np.ones((len(x), 1))], axis=1) @ np.asarray(cam.R, np.float64).T
+        normal = np.cross(base, rays)
+        angle = np.arctan2(normal @ v, normal @ u)
+        centre = np.angle(np.mean(np.exp(1j * angle)))
+        rel = np.angle(np.exp(1j * (angle - centre)))  # unwrapped about the silhouette's middle
+        out[t] = centre + rel.min(), centre + rel.max()
+    return out
+
+
+def geometry_scores(a: Track, b: Track, cam_a: Camera, cam_b: Camera, lags: np.ndarray) -> np.ndarray:
+    """Minus the median angle (radians) between the tangent epipolar planes of the two silhouettes
+    at each lag (Sinha and Pollefeys' epipolar tangents)."""
+    pa, pb = tangent_planes(a, cam_a, cam_b), tangent_planes(b, cam_b, cam_a)
+    out = np.full(len(lags), -np.inf)
+    for k, lag in enumerate(lags):
+        ia, ib = _pairs(a.frames, b.frames, int(lag))
+        d = np.abs(np.angle(np.exp(1j * (pa[ia] - pb[ib]))))
+        d = d[np.isfinite(d).all(axis=1)]
+        if len(d) >= 8:
+            out[k] = -float(np.median(d.mean(axis=1)))
+    return out
+
+
+# ---------------------------------------------------------------- from scores to offsets
+
+@dataclasses.dataclass
+class PairLag:
+    a: str
+    b: str
+    lag: float          # frame i of a shows the instant of frame i + lag of b: offset_b - offset_a (to a
+                        # fraction of a frame: the peak between frames)
+    score: float
+    margin: float       # over the best lag outside the neighbourhood, in the method's units
+    confident: bool
+
+
+def best_lag(lags: np.ndarray, scores: np.ndarray, fps: float, margin: float, relative: bool = False) -> tuple:
+    """(lag, score, margin, confident): the best lag and its margin over the best lag more than a
+    tenth of a second (at least 2 frames) away; relative: the margin as a share of the scores' range."""
+    ok = np.isfinite(scores)
+    if not ok.any():
+        return 0, -np.inf, 0.0, False
+    k = int(np.argmax(np.where(ok, scores, -np.inf)))
+    lag = float(lags[k])
+    if 0 < k < len(lags) - 1 and ok[k - 1] and ok[k + 1]:  # the peak between frames (a parabola through three)
+        curve = scores[k - 1] - 2 * scores[k] + scores[k + 1]
+        if curve < 0:
+            lag += float(np.clip(0.5 * (scores[k - 1] - scores[k + 1]) / curve, -0.5, 0.5))
+    near = max(2, int(round(fps / 10)))
+    far = ok & (np.abs(lags - lags[k]) > near)
+    second = scores[far].max() if far.any() else scores[ok].min()
+    gap = float(scores[k] - second)
+    if relative:
+        span = float(scores[ok].max() - scores[ok].min())
+        gap = gap / span if span > 0 else 0.0
+    return lag, float(scores[k]), gap, gap >= margin
+
+
+def solve_offsets(cameras: list[str], pairs: list[PairLag]) -> tuple[dict[str, int], list[str]]:
+    """({camera: offset >= 0}, cameras without a confident pair) from the pairwise lags, by
+    weighted least squares with outlier pairs dropped."""
+    index = {c: i for i, c in enumerate(cameras)}
+    use = [p for p in pairs if p.confident]
+    for _ in range(3):
+        linked = _components(cameras, use)
+        anchor = max(linked, key=len) if linked else [cameras[0]]
+        rows, rhs, w = [], [], []
+        for p in use:
+            if p.a in anchor and p.b in anchor:
+                r = np.zeros(len(cameras))
+                r[index[p.b]], r[index[p.a]] = 1, -1
+                rows.append(r)
+                rhs.append(p.lag)
+                w.append(max(p.margin, 1e-3))
+        r = np.zeros(len(cameras))
+        r[index[anchor[0]]] = 1  # fixes the free constant
+        rows.append(r * 1e3)
+        rhs.append(0.0)
+        w.append(1.0)
+        sw = np.sqrt(np.array(w))[:, None]
+        x = np.linalg.lstsq(np.array(rows) * sw, np.array(rhs) * sw[:, 0], rcond=None)[0]
+        resid = [abs(p.lag - (x[index[p.b]] - x[index[p.a]])) for p in use]
+        bad = [p for p, e in zip(use, resid) if e > 1.5]
+        if not bad:
+            break
+        worst = max(zip(resid, range(len(use))))[1]
+        use = [p for i, p in enumerate(use) if i != worst]
+    linked = _components(cameras, use)
+    anchor = max(linked, key=len) if linked else [cameras[0]]
+    offsets = {c: int(round(x[index[c]])) for c in anchor}
+    low = min(offsets.values())
+    return {c: v - low for c, v in offsets.items()}, [c for c in cameras if c not in anchor]
+
+
+def _components(cameras: list[str], pairs: list[PairLag]) -> list[list[str]]:
+    parent = {c: c for c in cameras}
+
+    def root(c):
+        while parent[c] != c:
+            c = parent[c]
+        return c
+    for p in pairs:
+        parent[root(p.a)] = root(p.b)
+    groups: dict[str, list[str]] = {}
+    for c in cameras:
+        groups.setdefault(root(c), []).append(c)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+@dataclasses.dataclass
+class TakeSync:
+    take: str
+    offsets: dict[str, int]        # the cameras synchronized
+    unresolved: dict[str, str]     # camera -> why it is left out
+    pairs: list[PairLag]
+    method: str
+    lengths: dict[str, int]
+
+    def confidence(self, camera: str) -> float:
+        """The largest margin among the confident pairs the camera's offset rests on."""
+        ms = [p.margin for p in self.pairs if p.confident and camera in (p.a, p.b)]
+        return max(ms) if ms else 0.0
+
+
+def sync_take(take: str, videos: dict[str, Path], cams: dict[str, Camera] | None = None, method: str = "auto",
+              max_lag_s: float = MAX_LAG_S, rate: float | None = None, limit: int | None = None) -> TakeSync:
+    """The offsets of one take's cameras. method: motion, geometry (needs cams), or auto: motion
+    (measured on the synthetic rig, the epipolar tangents miss on most camera pairs so far; see
+    docs/rig.md)."""
+    if method not in METHODS:
+        raise SyncError(f"--method {method}: choose one of {', '.join(METHODS)}")
+    if method == "geometry" and cams is None:
+        raise SyncError(f"take {take}: --method geometry needs the rig's calibration.toml; use --method motion")
+    tracks = {c: read_track(p, c, rate, limit) for c, p in sorted(videos.items())}
+    return sync_tracks(take, tracks, cams, method, max_lag_s)
+
+
+def sync_tracks(take: str, tracks: dict[str, Track], cams: dict[str, Camera] | None = None, method: str = "auto",
+                max_lag_s: float = MAX_LAG_S) -> TakeSync:
+    """sync_take on tracks already read."""
+    use_geometry = cams is not None and method == "geometry"  # auto: motion (geometry does not hold up yet)
+    use_motion = method in ("auto", "motion")
+    shortest = min(tracks.values(), key=lambda t: t.frames)
+    if math.floor(shortest.frames * (1 - MIN_OVERLAP)) < 3:
+        raise SyncError(f"take {take}: {shortest.frames} frames in camera {shortest.camera}, too short to tell lags "
+                        "apart; record a longer take")
+    unresolved = {}
+    for c, tr in tracks.items():
+        if tr.seen.mean() < MIN_SEEN:
+            unresolved[c] = (f"sees someone in {tr.seen.mean():.0%} of its frames (nothing differs from its median "
+                             f"background by more than {THRESHOLD} grey levels); point it at the person or leave it "
+                             "out of the take")
+        elif tr.energy.std() == 0 or np.ptp(tr.energy) < 1e-4:
+            unresolved[c] = "shows no motion; synchronization needs someone who moves in every camera"
+    live = [c for c in tracks if c not in unresolved]
+    if len(live) < 2:
+        raise SyncError(f"take {take}: fewer than two cameras see someone move "
+                        f"({'; '.join(f'{c} {why}' for c, why in unresolved.items())}); nothing to synchronize")
+    pairs = []
+    for i, a in enumerate(live):
+        for b in live[i + 1:]:
+            ta, tb = tracks[a], tracks[b]
+            reach = lag_range(ta, tb, max_lag_s)
+            if reach < 3:
+                raise SyncError(f"take {take}: {min(ta.frames, tb.frames)} frames, too short to tell lags apart "
+                                f"(cameras {a} and {b}); record a longer take")
+            lags = np.arange(-reach, reach + 1)
+            curves = []
+            if use_motion:
+                curves.append(("motion", motion_scores(ta, tb, lags)))
+            if use_geometry:
+                curves.append(("geometry", geometry_scores(ta, tb, cams[a], cams[b], lags)))
+            if len(curves) == 1:
+                name, s = curves[0]
+                geo = name == "geometry"
+                lag, score, margin, ok = best_lag(lags, s, ta.fps, GEOMETRY_MARGIN if geo else MARGIN, relative=geo)
+            else:
+                s = np.mean([_unit(c) for _, c in curves], axis=0)
+                lag, score, margin, ok = best_lag(lags, s, ta.fps, GEOMETRY_MARGIN, relative=True)
+            pairs.append(PairLag(a, b, lag, score, margin, ok))
+    offsets, alone = solve_offsets(live, pairs)
+    for c in alone:
+        unresolved[c] = ("no camera pair gives it a clear lag (the best lag does not stand out: the motion may be "
+                         "periodic or too little); a take with more varied movement, or a calibration for "
+                         "--method geometry, would help")
+    name = "motion+geometry" if use_motion and use_geometry else "geometry" if use_geometry else "motion"
+    return TakeSync(take, offsets, unresolved, pairs, name, {c: t.frames for c, t in tracks.items()})
+
+
+def _unit(s: np.ndarray) -> np.ndarray:
+    ok = np.isfinite(s)
+    if not ok.any():
+        return s
+    lo, hi = s[ok].min(), s[ok].max()
+    return np.where(ok, (s - lo) / (hi - lo) if hi > lo else 0.0, np.nan)
+
+
+# ---------------------------------------------------------------- a rig
+
+def sync_rig(raw: str | Path, method: str = "auto", max_lag_s: float = MAX_LAG_S, calib_units: str = "m",
+             progress=None) -> list[TakeSync]:
+    """sync_take for every take of a rig folder (the rig layout)."""
+    from .rig import discover_rig, rig_calibration
+
+    raw = Path(raw)
+    cams = rig_calibration(raw, calib_units)
+    if method == "geometry" and cams is None:
+        raise SyncError(f"{raw}: --method geometry needs {raw / 'calibration.toml'}; use --method motion")
+    out = []
+    for take in discover_rig(raw, cams, offsets=False):
+        rates = {c: video_info(p).fps for c, p in take.videos.items()}
+        rate = float(np.median(list(rates.values())))
+        if progress:
+            progress(take.name)
+        out.append(sync_take(take.name, take.videos, cams, method, max_lag_s, rate))
+    return out
+
+
+def offsets_toml(results: list[TakeSync], force: bool = False) -> str:
+    """The offsets file: one table per take; an unresolved camera is written as a comment saying
+    why (the build then refuses the take until it has a value), or, with force, at offset 0."""
+    lines = ["# written by `h36m-prep sync`: row t of a take is frame t + offset of the camera's video", ""]
+    for r in results:
+        lines.append(f"[{_toml_key(r.take)}]")
+        for c in sorted(r.lengths):
+            if c in r.offsets:
+                lines.append(f"{_toml_key(c)} = {r.offsets[c]}  # confidence {r.confidence(c):.3f}, {r.method}")
+            elif force:
+                lines.append(f"{_toml_key(c)} = 0  # a guess (--force): {r.unresolved[c]}")
+            else:
+                lines.append(f"# {_toml_key(c)} = ?  unresolved: {r.unresolved[c]}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_key(name: str) -> str:
+    return name if name.replace("_", "").replace("-", "").isalnum() else '"' + name.replace('"', '\\"') + '"'
+
+
+def quick_check(takes, rate: float, seconds: float = 10.0) -> str | None:
+    """A note when a rig without offsets.toml looks unsynchronized: videos of one take whose
+    lengths differ, or a confident nonzero lag on the first `seconds` of the first take. None
+    when it looks synchronized."""
+    for take in takes:
+        lengths = {c: video_info(p, rate).frames for c, p in take.videos.items()}
+        if max(lengths.values()) - min(lengths.values()) > 2:
+            return (f"take {take.name}: its videos have {', '.join(f'{c} {n}' for c, n in lengths.items())} frames "
+                    "(cameras started or stopped at different moments?)")
+    first = takes[0]
+    try:
+        r = sync_take(first.name, first.videos, None, "motion", min(MAX_LAG_S, seconds / 4), rate,
+                      limit=int(seconds * rate))
+    except (SyncError, RawDataError):
+        return None
+    off = {c: o for c, o in r.offsets.items() if o}
+    if off and min(r.offsets.values()) == 0:
+        return (f"take {first.name}: its cameras look {', '.join(f'{c} {o}' for c, o in off.items())} frames apart "
+                "(a quick estimate on its first seconds)")
+    return None

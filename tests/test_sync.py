@@ -1,0 +1,99 @@
+"""`h36m-prep sync`: offsets recovered from the videos of an unsynchronized synthetic rig, per-take
+tables read by the build, and the takes and cameras it cannot synchronize named, never guessed."""
+import shutil
+import tomllib
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from h36m_prep.cli import main as h36m_prep
+from h36m_prep.plan import plan_rig
+from h36m_prep.raw import RawDataError, iter_frames, video_info
+from h36m_prep.build import BuildConfig
+from h36m_prep.sync import SyncError, sync_take
+from h36m_prep.synth.rig import RigSynthConfig, recording, rig_cameras, true_offsets, video_path, write_rig
+
+CFG = RigSynthConfig(takes=("Walking",), cameras=3, frames=240, scale=0.2, start_spread=1.0, seed=2)
+
+
+@pytest.fixture(scope="module")
+def unsynced(tmp_path_factory):
+    raw = tmp_path_factory.mktemp("unsynced") / "rig"
+    write_rig(raw, CFG, workers=1, progress=False)
+    return raw
+
+
+def _static(path, like):
+    """A video of `like`'s first frame, as long as `like`: someone who never moves."""
+    info = video_info(like)
+    frame = cv2.cvtColor(next(iter_frames(like, 1)), cv2.COLOR_RGB2BGR)
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), info.fps, (info.width, info.height))
+    for _ in range(info.frames):
+        w.write(frame)
+    w.release()
+
+
+def test_the_unsynchronized_synthetic_rig_has_cameras_of_their_own_start_and_length(unsynced):
+    truth = tomllib.loads((unsynced / "offsets_truth.toml").read_text())["walking"]
+    assert truth == true_offsets(CFG, "Walking") and min(truth.values()) == 0 and len(set(truth.values())) == 3
+    lengths = {c: video_info(video_path(unsynced, "Walking", c)).frames for c in rig_cameras(CFG)}
+    assert lengths == {c: recording(CFG, "Walking", c)[1] - recording(CFG, "Walking", c)[0] for c in lengths}
+    assert len(set(lengths.values())) > 1
+
+
+def test_sync_recovers_every_offset_and_the_build_reads_the_per_take_table(unsynced, tmp_path, capfd):
+    raw = tmp_path / "rig"
+    shutil.copytree(unsynced, raw)
+    plan_rig(raw, BuildConfig())  # without offsets.toml the build says the videos look unsynchronized
+    out = capfd.readouterr().out
+    assert "look unsynchronized" in out and f"h36m-prep sync {raw}" in out
+    r = CliRunner().invoke(h36m_prep, ["sync", str(raw), "--method", "motion"])
+    assert r.exit_code == 0, r.output
+    truth = tomllib.loads((raw / "offsets_truth.toml").read_text())
+    assert tomllib.loads((raw / "offsets.toml").read_text()) == truth  # every offset, exactly
+    assert "walking" in r.output and "confidence" in r.output
+    _, units, _, _, _ = plan_rig(raw, BuildConfig())
+    assert {u["camera"]: u.get("offset", 0) for u in units} == truth["walking"]
+    r = CliRunner().invoke(h36m_prep, ["sync", str(raw)])  # an existing file is kept
+    assert r.exit_code == 2 and "--overwrite" in r.output
+
+
+def test_a_camera_that_never_sees_anyone_move_is_named_and_left_out_and_the_build_refuses_until_it_has_an_offset(
+        unsynced, tmp_path):
+    raw = tmp_path / "rig"
+    shutil.copytree(unsynced, raw)
+    still = video_path(raw, "Walking", "back_high")
+    _static(still.with_name("tmp.mp4"), still)
+    still.with_name("tmp.mp4").replace(still)
+    r = CliRunner().invoke(h36m_prep, ["sync", str(raw), "--method", "motion"])
+    # a person who never moves is part of the median background: nobody is seen in that camera
+    assert r.exit_code == 0 and "back_high" in r.output and "sees someone in 0% of its frames" in r.output, r.output
+    text = (raw / "offsets.toml").read_text()
+    assert "# back_high = ?  unresolved: sees someone in 0%" in text
+    with pytest.raises(RawDataError, match="the table of take walking has no offset for camera.s. back_high"):
+        plan_rig(raw, BuildConfig())
+    r = CliRunner().invoke(h36m_prep, ["sync", str(raw), "--method", "motion", "--overwrite", "--force"])
+    assert r.exit_code == 0 and "back_high = 0  # a guess (--force)" in (raw / "offsets.toml").read_text()
+
+
+def test_takes_that_cannot_be_synchronized_are_refused_naming_the_take(unsynced, tmp_path):
+    videos = {c: video_path(unsynced, "Walking", c) for c in rig_cameras(CFG)}
+    still = {}
+    for c, v in videos.items():  # nobody moves in any camera
+        still[c] = tmp_path / f"{c}.mp4"
+        _static(still[c], v)
+    with pytest.raises(SyncError, match="take walking: fewer than two cameras see someone move"):
+        sync_take("walking", still, method="motion")
+    short = {}
+    for c, v in videos.items():  # five frames: no lag can be told apart
+        short[c] = tmp_path / f"short_{c}.mp4"
+        w = cv2.VideoWriter(str(short[c]), cv2.VideoWriter_fourcc(*"mp4v"), 60.0, (video_info(v).width, video_info(v).height))
+        for f in iter_frames(v, 5):
+            w.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+        w.release()
+    with pytest.raises(SyncError, match="too short to tell lags apart"):
+        sync_take("walking", short, method="motion")
+    with pytest.raises(SyncError, match="--method geometry needs"):
+        sync_take("walking", videos, None, method="geometry")
