@@ -363,9 +363,12 @@ class Study:
                 "per_image": {m: images[m] for m in METRICS}, "test_images": test_table(images)}
 
     def probe(self, name: str, init, seed: int, arch: str) -> dict:
-        """init: 'random' or a callable giving the pretraining run folder (called only when needed)."""
+        """init: 'random' or a callable giving the pretraining run folder (called only when needed).
+        A probe recorded before the mirror probe scored pairs is redone."""
         def work():
             out = self.root / name
+            if (out / "probe.json").exists() and not _pairs_scored(json.loads((out / "probe.json").read_text())):
+                (out / "probe.json").unlink()
             if not (out / "probe.json").exists():
                 self._count()
                 print(f"probe {name}", flush=True)
@@ -373,6 +376,8 @@ class Study:
                       val_subject=self.args.val_subject, arch=arch, input_size=self.pre.input_size, seed=seed,
                       progress=False)
             return json.loads((out / "probe.json").read_text())
+        if name in self.cache and not _pairs_scored(self.cache[name]):
+            del self.cache[name]
         return self._stage(name, work)
 
     def sync_curve(self, seed: int, pre) -> tuple[dict, dict]:
@@ -486,6 +491,11 @@ class Study:
         if self.phases:
             print(phase_table(doc["phase_check"]["summary"]), flush=True)
         return doc
+
+
+def _pairs_scored(report: dict) -> bool:
+    """Whether a probe's mirror probe has the pairwise score (probes before it have each image's only)."""
+    return all("pair_hits" in m for m in report.get("mirror", {}).get("layers", {}).values())
 
 
 def store_fingerprint(store) -> str:

@@ -78,6 +78,11 @@ def test_a_stopped_study_resumes_where_it_stopped_and_ends_as_an_uninterrupted_o
     probe = written["probe_summary"]["S1"]["layer4"]
     assert probe["ssl_vs_random"]["mpjpe"]["seeds"] == 2 and probe["ssl"]["pmpjpe"]["seed_ids"] == [0, 1]
     assert set(written["mirror_probe"]) == {"ssl", "random"}
+    pairs = written["mirror_probe"]["ssl"]["layer4"]["pairwise"]  # each image against its own mirror
+    assert pairs["seed_ids"] == [0, 1] and 0 <= pairs["low"] <= pairs["mean"] <= pairs["high"] <= 1
+    # a probe recorded before pairs were scored is redone when the study continues
+    assert ssl_study._pairs_scored(done["stages"]["probe_s0"])
+    assert not ssl_study._pairs_scored({"mirror": {"layers": {"layer4": {"hits": [1, 0]}}}})
     curves = done["sync_vs_gap"]  # Fig. 4 of each pretraining seed, and over seeds
     assert curves == full["sync_vs_gap"] and set(curves["per_seed"]) == {"0", "1"}
     assert curves["summary"]["test"]["subjects"] == ["S9"]
