@@ -6,9 +6,9 @@ each usable alone, score every candidate lag between two cameras of a take:
 
   motion    (no calibration) the person's motion seen by each camera, as signals over time: how
             much their image changes from frame to frame in horizontal bands of their box (head
-            and arms, trunk and hands, legs: upright cameras agree on which is which). Each
-            signal is high-passed and standardized; a lag's score is their mean correlation over
-            the frames both cameras hold.
+            and arms, trunk and hands, legs: upright cameras agree on which is which), and how
+            fast that amount changes. Each signal is high-passed and standardized; a lag's score
+            is their mean correlation over the frames both cameras hold.
   geometry  (with calibration) epipolar tangents (Sinha and Pollefeys, ICPR 2004): the two
             planes through the baseline of a calibrated pair that touch the person's silhouette
             are the same planes seen from both cameras at the same instant; a lag's score is
@@ -146,12 +146,13 @@ def _standardized(x: np.ndarray, window: int) -> np.ndarray:
 
 
 def motion_signals(track: Track) -> np.ndarray:
-    """[BANDS + 1, T] standardized signals: how much the person's image changes from frame to
-    frame in each horizontal band of their box (head and arms, trunk and hands, legs; upright
-    cameras agree on which is which) and in all of it, high-passed over half a second."""
+    """[2 BANDS, T] standardized signals: how much the person's image changes from frame to frame
+    in each horizontal band of their box (head and arms, trunk and hands, legs; upright cameras
+    agree on which is which), and how fast that amount changes (the onsets and ends of movements,
+    sharper in time than the amount, which depends more on the view), high-passed over half a second."""
     window = max(3, int(round(track.fps / 2)) | 1)
-    rows = [_standardized(track.bands[:, k], window) for k in range(track.bands.shape[1])]
-    return np.stack(rows + [_standardized(track.bands.sum(axis=1), window)])
+    bands = [track.bands[:, k] for k in range(track.bands.shape[1])]
+    return np.stack([_standardized(b, window) for b in bands] + [_standardized(np.gradient(b), window) for b in bands])
 
 
 def lag_range(a: Track, b: Track, max_lag_s: float = MAX_LAG_S) -> int:
