@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = {"h36m-prep": ["synth", "preview", "build", "verify", "info"],
+COMMANDS = {"h36m-prep": ["synth", "preview", "build", "verify", "info", "sync"],
             "sync-train": ["demo", "pretrain", "finetune", "eval", "probe", "presets"]}
 
 
