@@ -62,9 +62,6 @@ class Track:
     energy: np.ndarray           # [T] share of pixels changed since the last frame
     bands: np.ndarray            # [T, BANDS] the change since the last frame in horizontal bands of the person's box
     seen: np.ndarray             # [T] bool: someone in the foreground
-    top: np.ndarray              # [T, 2] full-resolution pixels (x, y) of the silhouette's top, NaN unseen
-    centre: np.ndarray           # [T, 2] centroid
-    bottom: np.ndarray           # [T, 2]
     outline: list                # [T] the silhouette's outline, [P, 2] full-resolution pixels; None where
                                  # nobody is seen or the silhouette touches the frame's edge (cut off)
 
@@ -76,8 +73,7 @@ class Track:
         """The track of frames [first, end) alone: what a camera started `first` frames late and
         stopped at `end` would have recorded."""
         return dataclasses.replace(self, energy=self.energy[first:end], bands=self.bands[first:end],
-                                   seen=self.seen[first:end], top=self.top[first:end], centre=self.centre[first:end],
-                                   bottom=self.bottom[first:end], outline=self.outline[first:end])
+                                   seen=self.seen[first:end], outline=self.outline[first:end])
 
 
 def read_track(path: str | Path, camera: str, rate: float | None = None, limit: int | None = None) -> Track:
@@ -92,7 +88,6 @@ def read_track(path: str | Path, camera: str, rate: float | None = None, limit: 
     energy[1:] = (np.abs(np.diff(frames.astype(np.int16), axis=0)).max(axis=-1) > THRESHOLD).mean(axis=(1, 2))
     energy[0] = energy[1] if n > 1 else 0.0
     kernel = np.ones((3, 3), np.uint8)
-    points = np.full((3, n, 2), np.nan)
     seen = np.zeros(n, bool)
     outline: list = [None] * n
     bands = np.zeros((n, BANDS))
@@ -120,12 +115,8 @@ def read_track(path: str | Path, camera: str, rate: float | None = None, limit: 
         pad = max(2, int(0.1 * (bottom - top)))
         box = (max(0, int(top) - pad), min(f.shape[0], int(bottom) + pad + 1),
                max(0, int(np.percentile(xs, 2)) - pad), min(f.shape[1], int(np.percentile(xs, 98)) + pad + 1))
-        points[0, t] = (xs[ys <= top].mean(), top)
-        points[1, t] = (xs.mean(), ys.mean())
-        points[2, t] = (xs[ys >= bottom].mean(), bottom)
-    points = (points + 0.5) * scale - 0.5  # low-resolution pixel centres -> full-resolution pixels
     bands[0] = bands[1] if n > 1 else 0.0
-    return Track(camera, Path(path), info.fps, scale, energy, bands, seen, points[0], points[1], points[2], outline)
+    return Track(camera, Path(path), info.fps, scale, energy, bands, seen, outline)
 
 
 # ---------------------------------------------------------------- the two scores of a lag
@@ -329,19 +320,23 @@ def sync_take(take: str, videos: dict[str, Path], cams: dict[str, Camera] | None
     """The offsets of one take's cameras. method: motion, geometry (needs cams), or auto: motion
     (measured on the synthetic rig, the epipolar tangents miss on most camera pairs so far; see
     docs/rig.md)."""
+    _check_method(take, method, cams)  # before the videos are read
+    tracks = {c: read_track(p, c, rate, limit) for c, p in sorted(videos.items())}
+    return sync_tracks(take, tracks, cams, method, max_lag_s)
+
+
+def _check_method(take: str, method: str, cams) -> None:
     if method not in METHODS:
         raise SyncError(f"--method {method}: choose one of {', '.join(METHODS)}")
     if method == "geometry" and cams is None:
         raise SyncError(f"take {take}: --method geometry needs the rig's calibration.toml; use --method motion")
-    tracks = {c: read_track(p, c, rate, limit) for c, p in sorted(videos.items())}
-    return sync_tracks(take, tracks, cams, method, max_lag_s)
 
 
 def sync_tracks(take: str, tracks: dict[str, Track], cams: dict[str, Camera] | None = None, method: str = "auto",
                 max_lag_s: float = MAX_LAG_S) -> TakeSync:
     """sync_take on tracks already read."""
-    use_geometry = cams is not None and method == "geometry"  # auto: motion (geometry does not hold up yet)
-    use_motion = method in ("auto", "motion")
+    _check_method(take, method, cams)
+    use_geometry = method == "geometry"  # auto: motion (geometry does not hold up yet)
     shortest = min(tracks.values(), key=lambda t: t.frames)
     if math.floor(shortest.frames * (1 - MIN_OVERLAP)) < 3:
         raise SyncError(f"take {take}: {shortest.frames} frames in camera {shortest.camera}, too short to tell lags "
@@ -367,34 +362,18 @@ def sync_tracks(take: str, tracks: dict[str, Track], cams: dict[str, Camera] | N
                 raise SyncError(f"take {take}: {min(ta.frames, tb.frames)} frames, too short to tell lags apart "
                                 f"(cameras {a} and {b}); record a longer take")
             lags = np.arange(-reach, reach + 1)
-            curves = []
-            if use_motion:
-                curves.append(("motion", motion_scores(ta, tb, lags)))
             if use_geometry:
-                curves.append(("geometry", geometry_scores(ta, tb, cams[a], cams[b], lags)))
-            if len(curves) == 1:
-                name, s = curves[0]
-                geo = name == "geometry"
-                lag, score, margin, ok = best_lag(lags, s, ta.fps, GEOMETRY_MARGIN if geo else MARGIN, relative=geo)
-            else:
-                s = np.mean([_unit(c) for _, c in curves], axis=0)
+                s = geometry_scores(ta, tb, cams[a], cams[b], lags)
                 lag, score, margin, ok = best_lag(lags, s, ta.fps, GEOMETRY_MARGIN, relative=True)
+            else:
+                lag, score, margin, ok = best_lag(lags, motion_scores(ta, tb, lags), ta.fps, MARGIN)
             pairs.append(PairLag(a, b, lag, score, margin, ok))
     offsets, alone = solve_offsets(live, pairs)
     for c in alone:
         unresolved[c] = ("no camera pair gives it a clear lag (the best lag does not stand out: the motion may be "
                          "periodic or too little); a take with more varied movement, or a calibration for "
                          "--method geometry, would help")
-    name = "motion+geometry" if use_motion and use_geometry else "geometry" if use_geometry else "motion"
-    return TakeSync(take, offsets, unresolved, pairs, name, {c: t.frames for c, t in tracks.items()})
-
-
-def _unit(s: np.ndarray) -> np.ndarray:
-    ok = np.isfinite(s)
-    if not ok.any():
-        return s
-    lo, hi = s[ok].min(), s[ok].max()
-    return np.where(ok, (s - lo) / (hi - lo) if hi > lo else 0.0, np.nan)
+    return TakeSync(take, offsets, unresolved, pairs, "geometry" if use_geometry else "motion", {c: t.frames for c, t in tracks.items()})
 
 
 # ---------------------------------------------------------------- a rig
