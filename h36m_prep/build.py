@@ -16,11 +16,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import multiprocessing as mp
 import signal
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import cv2
@@ -38,8 +36,10 @@ from .raw import RawDataError, iter_frames
 from .config import BuildConfig
 from .errors import ToolkitError
 from .fingerprint import first_difference, raw_fingerprint
+from .engines import engine, tick
 from .lock import exclusive
 from .sources import SOURCES, source_for
+from .store.location import Location, locate
 
 WRITE_BLOCK = 25  # frames per write of the image arrays
 
@@ -57,23 +57,7 @@ def code_version() -> str:
         return "unknown"
 
 
-# ---------------------------------------------------------------- workers
-
-_counter = None
-
-
-def _init_worker(counter, in_pool: bool = False) -> None:
-    global _counter
-    _counter = counter
-    if in_pool:  # Ctrl-C reaches the whole process group: the main process stops the workers
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _tick(n: int) -> None:
-    if _counter is not None:
-        with _counter.get_lock():
-            _counter.value += n
-
+# ---------------------------------------------------------------- jobs (engines.py runs them)
 
 def _median_job(videos: list[tuple[str, int]], samples: int, tolerance: int, skip_bad: bool,
                 fps: float | None = None) -> np.ndarray:
@@ -82,13 +66,13 @@ def _median_job(videos: list[tuple[str, int]], samples: int, tolerance: int, ski
     return plurality_background([f for _, _, f in picked], tolerance)
 
 
-def _unit_job(store_path: str, video: str, poses: tuple[str, str] | None, cam_json: dict, unit: dict,
+def _unit_job(store: Location, video: str, poses: tuple[str, str] | None, cam_json: dict, unit: dict,
               subject: str, cfg: BuildConfig, calibrated: bool = True, fps: float = FPS) -> dict:
     """Crop, mask and write one (sequence, camera); return its per-frame metadata.
     poses: (source name, pose file), read by that source; or None: label-free crops centred on
     the person found in the foreground."""
     with S.writing():
-        return _unit_rows(store_path, video, poses, cam_json, unit, subject, cfg, calibrated, fps)
+        return _unit_rows(store, video, poses, cam_json, unit, subject, cfg, calibrated, fps)
 
 
 def _load_poses(poses: tuple[str, str]) -> np.ndarray:
@@ -131,11 +115,11 @@ def _person_track(video: str, median: np.ndarray, n: int, offset: int, cfg: Buil
     return centre, half
 
 
-def _unit_rows(store_path: str, video: str, poses: tuple[str, str] | None, cam_json: dict, unit: dict,
+def _unit_rows(store: Location, video: str, poses: tuple[str, str] | None, cam_json: dict, unit: dict,
                subject: str, cfg: BuildConfig, calibrated: bool, fps: float) -> dict:
     from .geometry import camera_from_json
 
-    g = zarr.open_group(store_path, mode="r+")
+    g = zarr.open_group(store.zarr_store(), mode="r+")
     cam = camera_from_json(unit["camera"], cam_json)
     median = g[f"medians/{subject}/{unit['camera']}"][:]
     n, start, size, offset = unit["length"], unit["start"], cfg.crop_size, unit.get("offset", 0)
@@ -166,7 +150,7 @@ def _unit_rows(store_path: str, video: str, poses: tuple[str, str] | None, cam_j
             lo = t - b
             g["images"][start + lo:start + t + 1] = images[:b + 1]
             g["masks"][start + lo:start + t + 1] = masks[:b + 1]
-            _tick(b + 1)
+            tick(b + 1)
     empty = float((sil.reshape(n, -1).max(axis=1) == 0).mean())
     if empty > EMPTY_MASKS:
         meta["notes"] = [f"{video}: the foreground mask is empty in {empty:.0%} of the {n} stored frames "
@@ -181,32 +165,35 @@ def _unit_rows(store_path: str, video: str, poses: tuple[str, str] | None, cam_j
 
 # ---------------------------------------------------------------- the build
 
-def build(raw: str | Path, out: str | Path, cfg: BuildConfig = BuildConfig(), workers: int = 0,
-          progress: bool = True) -> dict:
-    """Build (or finish building) the store OUT from RAW. Returns a summary."""
+def build(raw: str | Path, out: str | Path | Location, cfg: BuildConfig = BuildConfig(), workers: int = 0,
+          progress: bool = True, scheduler: str | None = None) -> dict:
+    """Build (or finish building) the store OUT (a folder or an object-storage URL) from RAW, with
+    `workers` local processes or on the Dask cluster at `scheduler`. Returns a summary."""
+    out = locate(out)
+    out.check()  # an unreachable endpoint, a missing bucket: said before anything is written
     try:
-        with S.writing(), exclusive(out, "store"), STOPS.installed():
-            return _build(Path(raw), Path(out), cfg, workers, progress)
+        with S.writing(), exclusive(out, "store"), STOPS.installed(), _engine(workers, scheduler, raw, out) as pool:
+            return _build(Path(raw), out, cfg, pool, progress)
     except KeyboardInterrupt:
         raise Interrupted(f"{out}: build interrupted; the units written so far are kept: rerun the same command "
                           "to resume") from None
     except OSError as e:
         if e.errno != errno.ENOSPC:
             raise
-        raise S.StoreError(f"{out}: no space left on the device while writing the store; {_space_needed(Path(out))}; "
+        raise S.StoreError(f"{out}: no space left on the device while writing the store; {_space_needed(out)}; "
                            "free space and rerun the same command: the build resumes where it stopped") from None
 
 
-def _space_needed(out: Path) -> str:
+def _space_needed(out: Location) -> str:
     """How much more the store needs: the frames left times the bytes a written frame's image and
     mask chunks take (measured on the chunks written so far, so the codec's own rate)."""
     try:
         g = S.open_store(out)
         status, units = g["unit_status"][:], g.attrs["units"]
         left = sum(u["length"] for u, s in zip(units, status) if s == S.PENDING)
-        sizes = [p.stat().st_size for name in S.PIXEL_ARRAYS for p in (out / name / "c").rglob("*") if p.is_file()]
-        chunks = len([p for p in (out / "images" / "c").rglob("*") if p.is_file()])
-        per_frame = sum(sizes) / chunks if chunks else None
+        sizes = out.sizes()
+        chunks = sum(1 for key in sizes if key.startswith("images/c/"))
+        per_frame = sum(v for key, v in sizes.items() if key.split("/c/")[0] in S.PIXEL_ARRAYS) / chunks if chunks else None
     except Exception:  # the store may be too incomplete to say
         left, per_frame = None, None
     if per_frame is None or left is None:
@@ -221,7 +208,20 @@ def _bytes(n: float) -> str:
     return f"{n:.0f} bytes"
 
 
-def _build(raw: Path, out: Path, cfg: BuildConfig, workers: int, progress: bool) -> dict:
+@contextlib.contextmanager
+def _engine(workers: int, scheduler: str | None, raw, out: Location):
+    """The engine that runs the jobs (engines.py), checked before anything is written: a cluster
+    must reach the raw data and the store."""
+    pool = engine(workers, scheduler)
+    try:
+        if scheduler:
+            pool.check(str(Path(raw).resolve()), out)
+        yield pool
+    finally:
+        pool.close()
+
+
+def _build(raw: Path, out: Location, cfg: BuildConfig, pool, progress: bool) -> dict:
     t0 = time.perf_counter()
     p = source_for(raw, cfg.layout, cfg).plan(raw, cfg)
     sequences, units, skipped, seq_objs, excluded = p.sequences, p.units, p.skipped, p.takes, p.excluded
@@ -273,64 +273,54 @@ def _build(raw: Path, out: Path, cfg: BuildConfig, workers: int, progress: bool)
             (str(seq_objs[u["sequence"]].videos[u["camera"]]), sequences[u["sequence"]]["frames"]))
     total = sum(u["length"] for u in units)
     done_frames = sum(u["length"] for u, s in zip(units, status) if s != S.PENDING)
-    ctx = mp.get_context("spawn")
-    counter = ctx.Value("q", 0)
-    workers = max(1, workers or mp.cpu_count())
     written = 0
     with tqdm(total=total, initial=done_frames, unit="frame", desc="build", disable=not progress,
               smoothing=0.05) as bar:
-        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                   initargs=(counter, True)) if workers > 1 else None
-        _init_worker(counter if pool is None else None)
+        futs: dict = {}
         try:
             todo = [v for v in views if f"medians/{v[0]}/{v[1]}" not in g or
                     g[f"medians/{v[0]}/{v[1]}"].nchunks_initialized == 0]
             bar.set_postfix_str(f"median backgrounds ({len(todo)} views)")
             margs = {v: (by_key[v], cfg.bg_samples, cfg.bg_tolerance, cfg.skip_bad, fps) for v in todo}
-            jobs = {v: (pool.submit(_median_job, *margs[v]) if pool else None) for v in todo}
-            for (subject, cam_id), fut in jobs.items():
-                med = fut.result() if fut else _median_job(*margs[(subject, cam_id)])
+
+            def write_median(view, fut):
+                med = fut.result()
                 with STOPS.held():
-                    g.require_group(f"medians/{subject}").create_array(
-                        cam_id, shape=med.shape, chunks=med.shape, dtype="uint8", overwrite=True,
+                    g.require_group(f"medians/{view[0]}").create_array(
+                        view[1], shape=med.shape, chunks=med.shape, dtype="uint8", overwrite=True,
                         compressors=S.image_codec())[...] = med
+
+            _run(pool, _median_job, margs, write_median, futs)
             bar.set_postfix_str("")
             stages["medians"] = time.perf_counter() - t0 - stages["plan"]
             pending = [i for i, s in enumerate(status) if s == S.PENDING]
-            args = {i: (str(out), str(seq_objs[units[i]["sequence"]].videos[units[i]["camera"]]),
+            args = {i: (out, str(seq_objs[units[i]["sequence"]].videos[units[i]["camera"]]),
                         (p.layout, str(seq_objs[units[i]["sequence"]].poses_path)) if p.poses else None,
                         cams[sequences[units[i]["sequence"]]["subject"]][units[i]["camera"]].to_json(),
                         units[i], sequences[units[i]["sequence"]]["subject"], cfg, p.calibrated, fps)
                     for i in pending}
-            if pool:
-                futs = {pool.submit(_unit_job, *args[i]): i for i in pending}
-                seen = 0
-                while futs:
-                    finished, _ = wait(futs, timeout=0.5, return_when=FIRST_COMPLETED)
-                    bar.update(counter.value - seen)
-                    seen = counter.value
-                    for f in finished:
-                        with STOPS.held():
-                            written += _finish_unit(g, units, futs.pop(f), f, cfg, skipped)
-            else:
-                for i in pending:
-                    before = counter.value
-                    fut = Future()  # the pixels are written outside held(): a stop there leaves the unit pending
-                    try:
-                        fut.set_result(_unit_job(*args[i]))
-                    except RawDataError as e:
-                        fut.set_exception(e)
-                    with STOPS.held():
-                        written += _finish_unit(g, units, i, fut, cfg, skipped)
-                    bar.update(counter.value - before)
+            shown = [0]
+
+            def finish_unit(i, fut):
+                nonlocal written
+                with STOPS.held():
+                    n = _finish_unit(g, units, i, fut, cfg, skipped)
+                written += n
+                frames = pool.frames()
+                bar.update((frames - shown[0]) if frames is not None else units[i]["length"])
+                shown[0] = frames if frames is not None else shown[0]
+
+            def running():
+                frames = pool.frames()
+                if frames is not None:
+                    bar.update(frames - shown[0])
+                    shown[0] = frames
+
+            _run(pool, _unit_job, args, finish_unit, futs, running)
             stages["units"] = time.perf_counter() - t0 - stages["plan"] - stages["medians"]
         except BaseException:  # an error, Ctrl-C or SIGTERM: stop the workers now, leave no orphan
-            if pool:
-                _terminate(pool)
+            pool.stop(futs)
             raise
-        finally:
-            if pool:
-                pool.shutdown(cancel_futures=True)
     with STOPS.held():
         _write_background_bank(g, sequences, units, views, cams, cfg)
         g.attrs.update({"skipped": skipped, "complete": True})
@@ -339,12 +329,20 @@ def _build(raw: Path, out: Path, cfg: BuildConfig, workers: int, progress: bool)
         "stage_seconds": {k: round(v, 2) for k, v in stages.items()}}
 
 
-def _terminate(pool: ProcessPoolExecutor) -> None:
-    """Kill the pool's worker processes (a unit they were writing stays pending: the rerun redoes it)."""
-    for proc in list((pool._processes or {}).values()):  # the executor has no public way (before Python 3.14)
-        proc.terminate()
-    for proc in list((pool._processes or {}).values()):
-        proc.join(10)
+def _run(pool, fn, jobs: dict, finish, futs: dict, running=None) -> None:
+    """fn(*jobs[key]) for every key on the engine, at most `pool.window` at once; finish(key,
+    future) in this process as each ends (an error is raised there, by future.result()).
+    `futs` holds what is submitted (the caller stops them on an error); running() is called
+    about twice a second while jobs run."""
+    keys = list(jobs)
+    while keys or futs:
+        while keys and len(futs) < pool.window:
+            key = keys.pop(0)
+            futs[pool.submit(fn, *jobs[key])] = key
+        for fut in pool.finished(futs, 0.5):
+            finish(futs.pop(fut), fut)
+        if running:
+            running()
 
 
 class Stops:
@@ -477,9 +475,9 @@ def _comparable(build: dict) -> dict:
     return {k: v for k, v in full.items() if k != "skip_bad"}
 
 
-def summary(g: zarr.Group, out: Path, seconds: float, written: int) -> dict:
+def summary(g: zarr.Group, out: Location, seconds: float, written: int) -> dict:
     status = g["unit_status"][:]
     return {"store": str(out), "rows": int(g["images"].shape[0]), "frames_written": written,
             "units_done": int((status == S.DONE).sum()), "units_skipped": int((status == S.SKIPPED).sum()),
             "skipped": g.attrs.get("skipped", []), "excluded": g.attrs.get("excluded", []), "seconds": round(seconds, 1),
-            "bytes": sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())}
+            "bytes": sum(out.sizes().values())}

@@ -10,7 +10,7 @@ import click
 from .config import BuildConfig
 from .errors import ConfigError, ToolkitError
 from .geometry import SUBJECTS
-from .options import Commands, config_options, from_options
+from .options import Commands, StoreArg, config_options, from_options
 from .synth import WRITERS as SYNTH_WRITERS
 
 
@@ -83,15 +83,20 @@ def preview(raw, out, subject, action, frame):
 
 @main.command()
 @click.argument("raw", type=click.Path(exists=True, file_okay=False))
-@click.argument("out", type=click.Path(file_okay=False))
-@click.option("--workers", default=0, show_default=True, help="worker processes (0: one per core)")
+@click.argument("out", type=StoreArg())
+@click.option("--workers", default=0, show_default=True, help="worker processes on this machine (0: one per core)")
+@click.option("--scheduler", default=None,
+              help="run the units on the Dask cluster whose scheduler is at tcp://HOST:PORT instead of local worker "
+                   "processes (its workers need this toolkit, RAW at the same path, and OUT on a shared filesystem "
+                   "or in object storage) [default: none, local processes]")
 @config_options(BuildConfig)
-def build(raw, out, workers, **options):
-    """Decode RAW once into the Zarr store OUT (resumable: rerun to finish)."""
+def build(raw, out, workers, scheduler, **options):
+    """Decode RAW once into the Zarr store OUT (resumable: rerun to finish). OUT is a folder or a
+    URL in object storage (s3://bucket/prefix, gs://..., az://...; credentials from the environment)."""
     from .build import build as run_build
 
     try:
-        r = run_build(raw, out, from_options(BuildConfig, BuildConfig(), options), workers=workers)
+        r = run_build(raw, out, from_options(BuildConfig, BuildConfig(), options), workers=workers, scheduler=scheduler)
     except (ToolkitError, ValueError, OSError) as e:  # each names its file or option and the fix
         _fail(e)
     click.echo(f"{r['store']}: {r['rows']} rows, {r['units_done']} (sequence, camera) units done, "
@@ -105,7 +110,7 @@ def build(raw, out, workers, **options):
 
 
 @main.command()
-@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.argument("store", type=StoreArg(exists=True))
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def info(store, as_json):
     """What is in a store: subjects, actions, frames, size on disk."""
@@ -116,7 +121,7 @@ def info(store, as_json):
 
     try:
         i = store_info(store)
-    except StoreError as e:
+    except (StoreError, ToolkitError) as e:
         _fail(e)
     if as_json:
         click.echo(json.dumps(i, indent=1))
@@ -148,7 +153,7 @@ def info(store, as_json):
 
 
 @main.command()
-@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.argument("store", type=StoreArg(exists=True))
 @click.option("--sample", type=click.IntRange(min=1), default=None,
               help="quick check: only the chunks and geometry of this many random rows (default: every chunk)")
 @click.option("--mark-damaged", is_flag=True,

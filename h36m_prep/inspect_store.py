@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from . import store as S
+from .store.location import LocationError, locate
 from .geometry import PARENTS, project_virtual
 
 def _expected(size: int, silhouettes: bool = False) -> dict[str, tuple[str, tuple]]:
@@ -30,8 +31,9 @@ def info(path: str | Path) -> dict:
             frames[seqs[u["sequence"]]["split"]] += u["length"]
     moving = g["moving"][:][S.done_rows(g)]
     written = max(int(S.done_rows(g).sum()), 1)
-    per_frame = sum(p.stat().st_size for name in (*S.PIXEL_ARRAYS, *(["silhouette"] if "silhouette" in g else []))
-                    for p in Path(path, name).rglob("*") if p.is_file()) / written
+    sizes = locate(path).sizes()
+    pixels = (*S.PIXEL_ARRAYS, *(["silhouette"] if "silhouette" in g else []))
+    per_frame = sum(size for key, size in sizes.items() if key.split("/")[0] in pixels) / written
     return {
         "store": str(path), "source": a["source"], "complete": a["complete"], "layout": a.get("layout", "h36m"),
         "fps": a.get("fps"), "poses": S.has_poses(g), "calibrated": a.get("calibrated", True),
@@ -49,7 +51,7 @@ def info(path: str | Path) -> dict:
         "backgrounds": int(g["backgrounds"].shape[0]),
         "image_codec": a.get("image_codec", "lz4"), "bytes_per_frame": per_frame,
         "projected_h36m_bytes": per_frame * H36M_FRAMES,
-        "bytes": sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file()),
+        "bytes": sum(sizes.values()),
         "build": a["build"],
     }
 
@@ -82,16 +84,18 @@ def damaged_chunks(path: str | Path, rows: np.ndarray | None = None, progress: b
             try:
                 g[name][lo:lo + size]
             except Exception as e:  # Zarr and its codecs raise many kinds for a damaged chunk
-                chunk = Path(path, name, "c", str(lo // size), *["0"] * (len(shape) - 1))
-                bad.append({"array": name, "row": lo, "rows": [lo, min(lo + size, g[name].shape[0])],
+                key = "/".join([name, "c", str(lo // size), *["0"] * (len(shape) - 1)])
+                chunk = locate(path).name(key)
+                bad.append({"array": name, "row": lo, "rows": [lo, min(lo + size, g[name].shape[0])], "key": key,
                             "error": f"{chunk}: {type(e).__name__}: {e}"})
     for subject in g["medians"].group_keys() if "medians" in g else []:
         for cam in g[f"medians/{subject}"].array_keys():
             arr = g[f"medians/{subject}/{cam}"]
-            chunk = Path(path, "medians", subject, cam, "c", "0", "0", "0")
+            key = f"medians/{subject}/{cam}/c/0/0/0"
+            chunk = locate(path).name(key)
             try:
                 arr[...]
-                if not chunk.exists():
+                if not locate(path).exists(key):
                     raise StoreReadError(f"{chunk}: missing")
             except Exception as e:  # Zarr and its codecs raise many kinds for a damaged chunk
                 bad.append({"array": f"medians/{subject}/{cam}", "row": -1, "error": f"{chunk}: {e}"})
@@ -110,7 +114,7 @@ def mark_damaged(path: str | Path, bad: list[dict]) -> dict:
     pending = {int(np.searchsorted(starts, b["row"], side="right") - 1) for b in bad if b["array"] in S.PIXEL_ARRAYS}
     for b in bad:
         if "rows" in b:  # a metadata chunk spans many units: remove it and re-render them all
-            Path(b["error"].split(": ")[0]).unlink(missing_ok=True)
+            locate(path).delete(b["key"])
             lo, hi = b["rows"]
             pending |= {i for i, u in enumerate(units) if u["start"] < hi and u["start"] + u["length"] > lo}
     pending = sorted(pending)
@@ -142,7 +146,7 @@ def verify(path: str | Path, sample: int | None = None, seed: int = 0, geometry_
     """
     try:
         g = S.open_store(path)
-    except S.StoreError as e:
+    except (S.StoreError, LocationError) as e:
         return [str(e)]
     try:
         return _verify(g, path, sample, seed, geometry_rows, progress, warnings if warnings is not None else [])

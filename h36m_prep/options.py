@@ -114,3 +114,25 @@ class Commands(click.Group):
         except ToolkitError as e:
             click.echo(f"error: {e}", err=True)
             ctx.exit(2)
+
+
+class StoreArg(click.ParamType):
+    """A store: a folder, file:///path, or a URL in object storage (s3://bucket/prefix, gs://, az://)."""
+
+    name = "store"
+
+    def __init__(self, exists: bool = False):
+        self.exists = exists
+
+    def convert(self, value, param, ctx):
+        from .store.location import LocationError, locate
+
+        try:
+            loc = locate(value)
+        except LocationError as e:
+            self.fail(str(e), param, ctx)
+        if not loc.remote and self.exists and not loc.path.is_dir():
+            self.fail(f"{value}: no such store folder", param, ctx)
+        if not loc.remote and loc.path.exists() and not loc.path.is_dir():
+            self.fail(f"{value}: is a file, not a store folder", param, ctx)
+        return value

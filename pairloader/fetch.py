@@ -9,6 +9,9 @@ its own, independently drawn mirror state).
 """
 from __future__ import annotations
 
+import itertools
+from collections import deque
+
 import numpy as np
 
 from h36m_prep.store import StoreReader, StoreReadError, reduce_area  # noqa: F401  (re-exported)
@@ -76,6 +79,35 @@ def fetch_encoded(reader: StoreReader, row: int, bg_mode: int, bg_index: int,
     weight = reader.mask(row)[..., None]
     behind = mean_fill(tuple(size)) if bg_mode == REMOVED else reader.background(bg_index, bg_flip)
     return data, weight, behind
+
+
+def prefetch_plan(reader: StoreReader, plan) -> None:
+    """Ask the reader to start fetching every chunk the images of `plan` will read (a store in
+    object storage: concurrent GETs ahead of the render; on a disk, nothing)."""
+    if not reader.remote:
+        return
+    rows, bg_mode, bg_index, _, _ = plan.images()
+    reader.prefetch("images", rows)
+    reader.prefetch("masks", rows[bg_mode != KEPT])
+    reader.prefetch("backgrounds", np.unique(bg_index[(bg_mode != KEPT) & (bg_mode != REMOVED)]))
+
+
+def read_ahead(steps, plan_of, reader: StoreReader, ahead: int):
+    """Yield the steps of `steps` in order, having asked the reader for the chunks of each step's
+    plan `ahead` steps before it is yielded (plan_of(step) -> its plan). A store on a disk:
+    the steps as they are."""
+    if not reader.remote or ahead <= 0:
+        yield from steps
+        return
+    it, queue = iter(steps), deque()
+    for step in itertools.islice(it, ahead + 1):
+        prefetch_plan(reader, plan_of(step))
+        queue.append(step)
+    while queue:
+        yield queue.popleft()
+        for step in itertools.islice(it, 1):
+            prefetch_plan(reader, plan_of(step))
+            queue.append(step)
 
 
 def dali_matrix(affine: np.ndarray) -> np.ndarray:

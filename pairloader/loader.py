@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from h36m_prep.store import StoreReader
+from .fetch import read_ahead
 from .index import load_index
 from .render import render_pairs
 from .sampler import PairSampler, Plan, SamplerConfig
@@ -54,6 +55,7 @@ def plan_tensors(plan: Plan, step: int) -> dict:
 
 
 BACKENDS = ("dali", "opencv", "torch")
+AHEAD = 4  # batches whose chunks a loader requests ahead from object storage
 
 
 def resolve_backend(backend: str, device_id: int | None) -> str:
@@ -99,12 +101,15 @@ class PairLoader:
     batches (None: endless). split: whose frames are anchors ('test' for the pretext accuracy on
     the test subjects). uint8: batches of uint8 pixels (OpenCV backend), a quarter of the bytes,
     normalized after the transfer by `normalize` (as the float path, within float rounding).
+    store: a folder or an object-storage URL; ahead: for a store in object storage, how many
+    batches ahead of the one being rendered their chunks are requested (0: each chunk when read).
     """
 
     def __init__(self, store: str | Path, batch_size: int = 16, seed: int = 0, backend: str = "auto",
                  workers: int = 2, start_step: int = 0, steps: int | None = None, rank: int = 0,
                  world_size: int = 1, sampler: SamplerConfig | None = None, threads: int = 2,
-                 device_id: int | None = None, split: str = "train", uint8: bool = False, subjects=None):
+                 device_id: int | None = None, split: str = "train", uint8: bool = False, subjects=None,
+                 ahead: int = AHEAD):
         backend = resolve_backend(backend, device_id)
         if uint8 and backend != "opencv":
             raise ValueError(f"uint8 batches come from the OpenCV backend, not {backend!r}")
@@ -117,7 +122,7 @@ class PairLoader:
         self.reader = StoreReader(store)
         self.backend, self.seed, self.workers, self.threads = backend, seed, workers, threads
         self.start_step, self.steps, self.rank, self.world_size = start_step, steps, rank, world_size
-        self.device_id = device_id
+        self.device_id, self.ahead = device_id, ahead
 
     def plan(self, step: int) -> Plan:
         return self.sampler.plan(self.seed, step, self.rank, self.world_size)
@@ -126,7 +131,8 @@ class PairLoader:
         return self._dali() if self.backend == "dali" else self._cpu()
 
     def _cpu(self):
-        return cpu_batches(self._cpu_batch, step_range(self.start_step, self.steps), self.workers)
+        steps = read_ahead(step_range(self.start_step, self.steps), self.plan, self.reader, self.ahead)
+        return cpu_batches(self._cpu_batch, steps, self.workers)
 
     def _cpu_batch(self, step: int) -> dict:
         plan = self.plan(step)
@@ -137,7 +143,7 @@ class PairLoader:
         from .pipeline import PlanSource, build_pipeline, to_torch
 
         source = PlanSource(self.reader, self.sampler, self.seed, self.start_step, self.steps,
-                            self.rank, self.world_size, pairs=True)
+                            self.rank, self.world_size, pairs=True, ahead=self.ahead)
         pipe = build_pipeline(source, 2 * 3 * self.sampler.cfg.batch, self.sampler.cfg.out_size,
                               self.workers, self.threads, self.device_id)
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fetch import MEAN, STD, StoreReader, dali_matrix, fetch_encoded, fetch_image
+from .fetch import MEAN, STD, StoreReader, dali_matrix, fetch_encoded, fetch_image, prefetch_plan
 
 
 class PlanSource:
@@ -20,15 +20,20 @@ class PlanSource:
     anything with plan(seed, step, rank, world_size) whose result has images()."""
 
     def __init__(self, reader: StoreReader, sampler, seed: int, start_step: int,
-                 steps: int | None, rank: int, world_size: int, pairs: bool = False):
+                 steps: int | None, rank: int, world_size: int, pairs: bool = False, ahead: int = 0):
         self.reader, self.sampler = reader, sampler
         self.seed, self.start_step, self.steps = seed, start_step, steps
-        self.rank, self.world_size, self.pairs = rank, world_size, pairs
+        self.rank, self.world_size, self.pairs, self.ahead = rank, world_size, pairs, ahead
         self._plan = (None, None)
 
     def plan(self, step: int):
         if self._plan[0] != step:
+            if self.reader.remote and self._plan[0] is None:  # a store in object storage: fetch ahead
+                for s in range(step, step + self.ahead):
+                    prefetch_plan(self.reader, self.sampler.plan(self.seed, s, self.rank, self.world_size))
             self._plan = (step, self.sampler.plan(self.seed, step, self.rank, self.world_size))
+            if self.reader.remote and self.ahead:
+                prefetch_plan(self.reader, self.sampler.plan(self.seed, step + self.ahead, self.rank, self.world_size))
         return self._plan[1]
 
     def __call__(self, info):

@@ -24,7 +24,8 @@ from h36m_prep import store as S
 from h36m_prep.geometry import mirror_pose
 
 from h36m_prep.store import StoreReader
-from .loader import cpu_batches, resolve_backend, step_range
+from .fetch import read_ahead
+from .loader import AHEAD, cpu_batches, resolve_backend, step_range
 from .render import render_cpu
 from .draws import key, permute, uniform, view_affine
 from .sampler import KEPT, REMOVED, VIEW
@@ -110,14 +111,14 @@ class PoseLoader:
     default pose_stats(store, subjects). background: 'removed' (the store mask and the mean
     fill, as in pretraining) or 'kept'. window: the centred view's side as a fraction of the
     crop (default the paper's 224 of 256, as pretraining shows). backend, workers, threads: as
-    for PairLoader."""
+    for PairLoader; store and ahead too."""
 
     def __init__(self, store: str | Path, batch_size: int = 16, seed: int = 0, split: str = "train",
                  every: int = 1, backend: str = "auto", workers: int = 2, start_step: int = 0,
                  steps: int | None = None, flip: bool | None = None, out_size: int = 224,
                  stats: tuple[np.ndarray, np.ndarray] | None = None, rank: int = 0, world_size: int = 1,
                  threads: int = 2, device_id: int | None = None, subjects=None, background: str = "removed",
-                 window: float = VIEW, uint8: bool = False, evaluation: bool | None = None):
+                 window: float = VIEW, uint8: bool = False, evaluation: bool | None = None, ahead: int = AHEAD):
         if split not in ("train", "test"):
             raise ValueError(f"split {split!r}: choose 'train' or 'test'")
         if background not in BACKGROUNDS:
@@ -141,6 +142,7 @@ class PoseLoader:
         self.backend = resolve_backend(backend, device_id)
         self.seed, self.workers, self.threads, self.device_id = seed, workers, threads, device_id
         self.start_step, self.steps, self.rank, self.world_size = start_step, steps, rank, world_size
+        self.ahead = ahead
 
     def __len__(self) -> int:
         if self.steps is None:
@@ -168,12 +170,12 @@ class PoseLoader:
     def __iter__(self):
         steps = step_range(self.start_step, self.steps)
         if self.backend != "dali":
-            yield from cpu_batches(self._cpu_batch, steps, self.workers)
+            yield from cpu_batches(self._cpu_batch, read_ahead(steps, self.plan, self.reader, self.ahead), self.workers)
             return
         from .pipeline import PlanSource, build_pipeline, to_torch
 
         source = PlanSource(self.reader, self.sampler, self.seed, self.start_step, self.steps, self.rank,
-                            self.world_size)
+                            self.world_size, ahead=self.ahead)
         pipe = build_pipeline(source, self.sampler.batch, self.sampler.out_size, self.workers, self.threads,
                               self.device_id)
         for step in steps:

@@ -12,7 +12,7 @@ import click
 import numpy as np
 
 from h36m_prep.errors import ToolkitError
-from h36m_prep.options import Commands, config_options, describe, from_options
+from h36m_prep.options import Commands, StoreArg, config_options, describe, from_options
 
 from .config import FINETUNE_PRESETS, HARMLESS, PRETRAIN_PRESETS, FinetuneConfig, PretrainConfig
 
@@ -158,7 +158,7 @@ def _training_command(cls, presets: dict):
     def wrap(fn):
         fn = config_options(cls, presets)(fn)
         for option in reversed([
-            click.option("--store", required=True, type=click.Path(exists=True, file_okay=False),
+            click.option("--store", required=True, type=StoreArg(exists=True),
                          help="the store (h36m-prep build)"),
             click.option("--out", required=True, type=click.Path(file_okay=False), help="the run folder"),
             click.option("--preset", type=click.Choice(list(presets)), default="paper", show_default=True,
@@ -229,7 +229,7 @@ def finetune(store, out, preset, resume, stop_after, **overrides):
 
 @main.command("eval")
 @click.option("--ckpt", required=True, type=click.Path(exists=True, file_okay=False), help="a finetune run folder")
-@click.option("--store", required=True, type=click.Path(exists=True, file_okay=False), help="a labelled store")
+@click.option("--store", required=True, type=StoreArg(exists=True), help="a labelled store")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="the report folder")
 @click.option("--pretrain", type=click.Path(exists=True, file_okay=False), default=None,
               help="pretrain run for the synchronization figures (default: the finetune's --init)")
@@ -254,7 +254,7 @@ def evaluate(ckpt, store, out, pretrain, every, batch, background):
 
 @main.command()
 @click.option("--init", required=True, help="a pretrain run folder, or 'random' (a random-init backbone of --arch)")
-@click.option("--store", required=True, type=click.Path(exists=True, file_okay=False), help="a labelled store")
+@click.option("--store", required=True, type=StoreArg(exists=True), help="a labelled store")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="the report folder (probe.json, probe.md)")
 @click.option("--protocol", "protocols", multiple=True, type=click.Choice(["S1", "All"]),
               help="the subjects the ridge regression is fitted on (repeat for both) [default: S1 and All]")

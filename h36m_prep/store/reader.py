@@ -1,13 +1,18 @@
 """Reading a store: one row of a per-frame array, fast.
 
-The store's image arrays are local files with one frame per chunk and Blosc compression (or, for
-`images`, one JPEG file per chunk); such a chunk is read by opening its file and decoding it, about
-8x faster than through Zarr's general machinery. Any other layout reads through Zarr. This is the
-only code besides Zarr that knows how the chunks lie on disk.
+The store's image arrays have one frame per chunk and Blosc compression (or, for `images`, one
+JPEG file per chunk); such a chunk is read by opening its file (or getting its object) and
+decoding it, about 8x faster than through Zarr's general machinery. Any other layout reads
+through Zarr. This is the only code besides Zarr that knows how the chunks lie on disk.
+
+In object storage every chunk is one GET, a round trip: the reader fetches concurrently and
+ahead (`prefetch`: the loaders name the rows of the batches the sampler has already planned), so
+a loader is not bound by the round trips.
 """
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import cv2
@@ -18,7 +23,11 @@ from numcodecs import blosc
 from ..errors import ToolkitError
 from .codec import NAME as JPEG
 from .codec import decode_jpeg, encode_jpeg, jpeg_size
+from .location import Location, ReadAhead, locate
 from .schema import PIXEL_ARRAYS, done_rows
+
+
+_MAKING = threading.Lock()
 
 
 class StoreReadError(ToolkitError, RuntimeError):
@@ -29,21 +38,42 @@ class StoreReader:
     """Lazy reads of one row of a store's per-frame arrays (safe to share between threads and to
     pickle into worker processes).
 
-    The store's image arrays are local files with one frame per chunk and Blosc compression (or,
-    for `images`, one JPEG file per chunk); such a chunk is read by opening its file and decoding
-    it, about 8x faster than through Zarr's general machinery (see the README). Any other layout
-    reads through Zarr.
+    The store's image arrays have one frame per chunk and Blosc compression (or, for `images`,
+    one JPEG file per chunk); such a chunk is read by opening its file (getting its object) and
+    decoding it, about 8x faster than through Zarr's general machinery (see the README). Any other
+    layout reads through Zarr. store: a folder or an object-storage URL (location.py).
     """
 
-    def __init__(self, store: str | Path):
-        self.path = str(store)
+    def __init__(self, store: str | Path | Location):
+        self.location = locate(store)
+        self.path = str(self.location)
         self._g = None
         self._direct: dict[str, tuple | None] = {}
         self._bank: dict[tuple[int, bool], np.ndarray] = {}
         self._written: dict[str, np.ndarray] = {}
+        self._ahead: ReadAhead | None = None
 
     def __getstate__(self):
-        return {"path": self.path, "_g": None, "_direct": {}, "_bank": {}, "_written": {}}
+        return {"location": self.location, "path": self.path, "_g": None, "_direct": {}, "_bank": {}, "_written": {},
+                "_ahead": None}
+
+    @property
+    def remote(self) -> bool:
+        return self.location.remote
+
+    def prefetch(self, name: str, rows) -> None:
+        """Start fetching the chunks of `rows` of array `name` (object storage; a no-op on a disk,
+        where a read costs no round trip)."""
+        if not self.remote or self._layout(name) is None:
+            return
+        self._read_ahead().request(self._key(name, r) for r in rows)
+
+    def _read_ahead(self) -> ReadAhead:
+        if self._ahead is None:
+            with _MAKING:  # loader threads share a reader: one fetcher for all of them
+                if self._ahead is None:
+                    self._ahead = ReadAhead(self.location)
+        return self._ahead
 
     def written(self, name: str) -> np.ndarray:
         """[rows] bool: the rows of `name` that the store says were written (a unit marked done;
@@ -56,16 +86,17 @@ class StoreReader:
     @property
     def g(self) -> zarr.Group:
         if self._g is None:
-            self._g = zarr.open_group(self.path, mode="r")
+            self._g = zarr.open_group(self.location.zarr_store(read_only=True), mode="r")
         return self._g
 
     def _layout(self, name: str):
-        """(chunk-file prefix, row shape, dtype, fill) when `name` can be read directly, else None."""
+        """(chunk-key prefix, key suffix, row shape, dtype, fill, jpeg) when `name` can be read
+        directly, else None."""
         if name not in self._direct:
             layout = None  # set once complete: threads may ask at the same time
-            meta_path = Path(self.path, name, "zarr.json")
-            if meta_path.exists():
-                meta = json.loads(meta_path.read_text())
+            raw = self.location.read(f"{name}/zarr.json")
+            if raw is not None:
+                meta = json.loads(raw)
                 codecs = [c["name"] for c in meta.get("codecs", [])]
                 key = meta.get("chunk_key_encoding", {})
                 chunk = meta["chunk_grid"]["configuration"]["chunk_shape"]
@@ -73,25 +104,29 @@ class StoreReader:
                         and key.get("configuration", {}).get("separator", "/") == "/"
                         and chunk[0] == 1 and list(chunk[1:]) == list(meta["shape"][1:])):
                     suffix = "/".join("0" * (len(chunk) - 1))
-                    layout = (str(Path(self.path, name, "c")), suffix, tuple(chunk[1:]),
+                    layout = (f"{name}/c", suffix, tuple(chunk[1:]),
                               np.dtype(meta["data_type"]), meta.get("fill_value", 0), codecs == [JPEG])
             self._direct[name] = layout
         return self._direct[name]
 
-    def _chunk(self, name: str, row: int) -> tuple[str, bytes | None]:
-        """(chunk file, its bytes) of a directly readable row; None for a row never written. A
-        written row whose chunk file is absent is damage: StoreReadError."""
+    def _key(self, name: str, row: int) -> str:
         prefix, suffix = self._layout(name)[:2]
-        chunk = f"{prefix}/{int(row)}/{suffix}"
-        try:
-            with open(chunk, "rb") as f:
-                return chunk, f.read()
-        except FileNotFoundError:
+        return f"{prefix}/{int(row)}/{suffix}"
+
+    def _chunk(self, name: str, row: int) -> tuple[str, bytes | None]:
+        """(chunk file or object, its bytes) of a directly readable row; None for a row never
+        written. A written row whose chunk is absent is damage: StoreReadError."""
+        key = self._key(name, row)
+        if self.remote:
+            data = self._read_ahead().read(key)
+        else:
+            data = self.location.read(key)
+        if data is None:
             if self.written(name)[int(row)]:  # every written chunk is stored: its absence is damage
-                raise StoreReadError(f"{chunk}: row {row} of '{name}' is missing, though the store says it was "
-                                     f"written; find every damaged row with `h36m-prep verify {self.path}`, mark "
-                                     "them with `--mark-damaged` and rerun `h36m-prep build` to re-render them") from None
-            return chunk, None
+                raise StoreReadError(f"{self.location.name(key)}: row {row} of '{name}' is missing, though the store "
+                                     f"says it was written; find every damaged row with `h36m-prep verify {self.path}`, "
+                                     "mark them with `--mark-damaged` and rerun `h36m-prep build` to re-render them")
+        return self.location.name(key), data
 
     @property
     def jpeg(self) -> bool:

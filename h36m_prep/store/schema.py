@@ -27,7 +27,6 @@ median backgrounds are pooled) and `action` the take.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +36,7 @@ from zarr.codecs import BloscCodec, BloscShuffle
 from ..errors import ToolkitError
 from ..lock import LOCK_NAME
 from . import codec  # noqa: F401  registers the JPEG codec, so every reader of a store knows it
+from .location import Location, locate
 
 FORMAT_VERSION = 2  # 2: every written image, mask and background chunk is stored, empty or not
 PENDING, DONE, SKIPPED = 0, 1, 2
@@ -122,27 +122,31 @@ def per_frame_arrays(n: int, size: int, silhouettes: bool = False,
          if silhouettes else {})
 
 
-def create(path: str | Path, n: int, size: int, n_backgrounds: int, n_units: int, attrs: dict,
+def create(path: str | Path | Location, n: int, size: int, n_backgrounds: int, n_units: int, attrs: dict,
            silhouettes: bool = False, codec: str = "lz4") -> zarr.Group:
-    """A new, empty store with every array allocated and the attributes written.
+    """A new, empty store with every array allocated and the attributes written (a folder or a
+    prefix in object storage).
 
     Refuses to replace a folder that holds anything but an unfinished creation of a store.
     """
-    path = Path(path)
-    if _contents(path) and not _ours(path):
-        raise StoreError(f"{path}: exists and is not an h36m-prep store; choose a new path")
-    if _contents(path) and "units" in zarr.open_group(str(path), mode="r").attrs:
-        raise StoreError(f"{path}: holds a created store whose zarr.json lacks \"format_version\" (edited or "
-                         f"damaged attributes); restore \"format_version\": {FORMAT_VERSION} in {path / 'zarr.json'} "
+    loc = locate(path)
+    if _contents(loc) and not _ours(loc):
+        raise StoreError(f"{loc}: exists and is not an h36m-prep store; choose a new path")
+    if _contents(loc) and "units" in _open(loc, "r").attrs:
+        raise StoreError(f"{loc}: holds a created store whose zarr.json lacks \"format_version\" (edited or "
+                         f"damaged attributes); restore \"format_version\": {FORMAT_VERSION} in {loc.name('zarr.json')} "
                          "if this version of h36m-prep built it, or delete the folder to rebuild")
-    for child in _contents(path):  # an unfinished creation; the writer's lock stays
-        shutil.rmtree(child) if child.is_dir() else child.unlink()
-    g = zarr.open_group(str(path), mode="a", zarr_format=3, attributes={"h36m_prep_store": True})
+    loc.remove_all(keep=(LOCK_NAME,))  # an unfinished creation; the writer's lock stays
+    g = zarr.open_group(loc.zarr_store(), mode="a", zarr_format=3, attributes={"h36m_prep_store": True})
     for name, definition in all_arrays(n, size, n_backgrounds, n_units, silhouettes, codec).items():
         _create_array(g, name, *definition)
     g.create_group("medians")
     g.attrs.update({**attrs, "format_version": FORMAT_VERSION, "complete": False})
     return g
+
+
+def _open(loc: Location, mode: str) -> zarr.Group:
+    return zarr.open_group(loc.zarr_store(read_only=mode == "r"), mode=mode)
 
 
 def all_arrays(n: int, size: int, n_backgrounds: int, n_units: int, silhouettes: bool = False,
@@ -185,19 +189,16 @@ def unreadable_arrays(g: zarr.Group) -> dict[str, str]:
     return out
 
 
-def restore_arrays(path: str | Path, names) -> list[str]:
+def restore_arrays(path: str | Path | Location, names) -> list[str]:
     """Write the metadata of the named arrays anew from the store's format, keeping their chunks
     (each chunk is then checked by verify). -> the arrays restored."""
-    g = zarr.open_group(str(path), mode="r+")
-    defs = store_arrays(g)
+    loc = locate(path)
+    defs = store_arrays(_open(loc, "r+"))
     done = []
     for name in names:
-        meta = Path(path) / name / "zarr.json"
-        meta.unlink(missing_ok=True)
         tmp = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
         _create_array(tmp, name, *defs[name])
-        meta.parent.mkdir(parents=True, exist_ok=True)
-        meta.write_bytes(tmp.store._store_dict[f"{name}/zarr.json"].to_bytes())
+        loc.write(f"{name}/zarr.json", tmp.store._store_dict[f"{name}/zarr.json"].to_bytes())
         done.append(name)
     return done
 
@@ -210,9 +211,9 @@ def check_arrays(g: zarr.Group, path: str | Path) -> None:
                          "then rerun the build to re-render what is damaged")
 
 
-def _contents(path: Path) -> list[Path]:
-    """What a folder holds besides a writer's lock file (none when it does not exist)."""
-    return [p for p in path.iterdir() if p.name != LOCK_NAME] if path.is_dir() else []
+def _contents(loc: Location) -> list[str]:
+    """What a store's folder holds besides a writer's lock file (none when it does not exist)."""
+    return [name for name in loc.top() if name != LOCK_NAME]
 
 
 def _is_serializer(codecs: list) -> bool:
@@ -221,35 +222,36 @@ def _is_serializer(codecs: list) -> bool:
     return len(codecs) == 1 and isinstance(codecs[0], ArrayBytesCodec)
 
 
-def _ours(path: Path) -> bool:
+def _ours(loc: Location) -> bool:
     try:
-        return bool(zarr.open_group(str(path), mode="r").attrs.get("h36m_prep_store"))
+        return bool(_open(loc, "r").attrs.get("h36m_prep_store"))
     except Exception:  # not a Zarr group at all
         return False
 
 
-def is_store(path: str | Path) -> bool:
+def is_store(path: str | Path | Location) -> bool:
     """Whether `path` holds a store of this toolkit (finished or not)."""
-    path = Path(path)
-    return (path / "zarr.json").exists() and _ours(path)
+    loc = locate(path)
+    return loc.exists("zarr.json") and _ours(loc)
 
 
-def is_started(path: str | Path) -> bool:
+def is_started(path: str | Path | Location) -> bool:
     """A store whose creation finished (every array allocated): a build can resume into it."""
-    path = Path(path)
-    return (path / "zarr.json").exists() and _ours(path) and \
-        "format_version" in zarr.open_group(str(path), mode="r").attrs
+    loc = locate(path)
+    return loc.exists("zarr.json") and _ours(loc) and "format_version" in _open(loc, "r").attrs
 
 
-def open_store(path: str | Path, mode: str = "r") -> zarr.Group:
-    """Open a store, checking that it is one and that this code can read its format."""
-    path = Path(path)
-    if not (path / "zarr.json").exists():
-        raise StoreError(f"{path}: not a Zarr store; build one with `h36m-prep build RAW {path}`")
-    g = zarr.open_group(str(path), mode=mode)
+def open_store(path: str | Path | Location, mode: str = "r") -> zarr.Group:
+    """Open a store (a folder or object-storage URL), checking that it is one and that this code
+    can read its format."""
+    loc = locate(path)
+    loc.check()
+    if not loc.exists("zarr.json"):
+        raise StoreError(f"{loc}: not a Zarr store; build one with `h36m-prep build RAW {loc}`")
+    g = _open(loc, mode)
     version = g.attrs.get("format_version")
     if version != FORMAT_VERSION:
-        raise StoreError(f"{path}: store format version {version}, this code reads {FORMAT_VERSION}; "
+        raise StoreError(f"{loc}: store format version {version}, this code reads {FORMAT_VERSION}; "
                          "rebuild it with this version of h36m-prep")
     return g
 
@@ -265,7 +267,7 @@ def require_complete(g: zarr.Group, path: str | Path) -> None:
     if pending:
         raise StoreError(f"{path}: says it is complete, but {pending} of {len(g.attrs['units'])} (sequence, camera) "
                          "units were never written (edited or damaged attributes); set \"complete\": false in "
-                         f"{Path(path) / 'zarr.json'} and rerun the build that made it to write them")
+                         f"{locate(path).name('zarr.json')} and rerun the build that made it to write them")
 
 
 def has_poses(g: zarr.Group) -> bool:
