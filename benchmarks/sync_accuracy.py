@@ -9,6 +9,10 @@ the mean absolute error, the share left unresolved (named, not guessed), and the
 takes (reading its videos once, then the search).
 
     python benchmarks/sync_accuracy.py                    # writes benchmarks/results/sync_accuracy.json
+    python benchmarks/sync_accuracy.py --model runs/ssl   # and the learned method (sync-train sync)
+
+The learned method reads the rig's frames from a store of it (built once, --crop-size px) and
+the features of every frame once; a trial cuts the features as it cuts the signals.
 """
 from __future__ import annotations
 
@@ -24,15 +28,25 @@ from h36m_prep.sync import read_track, sync_tracks
 from h36m_prep.synth.rig import RigSynthConfig, write_rig
 
 
-def trial(tracks: dict, cams, method: str, rng: np.random.Generator, spread: int, name: str) -> dict:
+def trial(tracks: dict, cams, method: str, rng: np.random.Generator, spread: int, name: str,
+          learned: tuple | None = None) -> dict:
+    """One random offset set: each camera starts 0..spread frames late and stops up to spread/4
+    early. learned: (sync model, the take's features entry) for the learned method."""
     n = min(t.frames for t in tracks.values())
     firsts = {c: int(rng.integers(0, spread + 1)) for c in tracks}
     ends = {c: n - int(rng.integers(0, spread // 4 + 1)) for c in tracks}
-    cut = {c: t.cut(firsts[c], ends[c]) for c, t in tracks.items()}
     late = max(firsts.values())
     truth = {c: late - f for c, f in firsts.items()}
     t0 = time.perf_counter()
-    r = sync_tracks(name, cut, cams, method)
+    if method == "learned":
+        from train.synchronize import sync_features
+
+        sync, entry = learned
+        cut = {"fps": entry["fps"], "features": {c: f[firsts[c]:ends[c]] for c, f in entry["features"].items()},
+               "seen": {c: s[firsts[c]:ends[c]] for c, s in entry["seen"].items()}}
+        r = sync_features(name, cut, sync)
+    else:
+        r = sync_tracks(name, {c: t.cut(firsts[c], ends[c]) for c, t in tracks.items()}, cams, method)
     seconds = time.perf_counter() - t0
     if r.offsets:
         low = min(truth[c] for c in r.offsets)
@@ -61,6 +75,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--spread", type=float, default=2.0, help="seconds: the latest start")
     ap.add_argument("--trials", type=int, default=30, help="offset sets per take")
     ap.add_argument("--methods", nargs="+", default=["motion", "geometry"])
+    ap.add_argument("--model", default=None, help="a pretraining run: adds the learned method (sync-train sync)")
+    ap.add_argument("--crop-size", type=int, default=128, help="px: crops of the rig's store for the learned method")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results/sync_accuracy.json")
     args = ap.parse_args(argv)
@@ -68,6 +84,19 @@ def main(argv=None) -> dict:
     cfg = RigSynthConfig(frames=args.frames, scale=args.scale)
     write_rig(rig, cfg, progress=False)
     cams = rig_calibration(rig)
+    learned = {}
+    if args.model:
+        from h36m_prep.build import BuildConfig, build
+        from train.evaluate import load_sync_model
+        from train.synchronize import take_features
+
+        args.methods = [*args.methods, "learned"]
+        store = rig.with_name(rig.name + f"_store{args.crop_size}.zarr")
+        build(rig, store, BuildConfig(layout="rig", crop_size=args.crop_size), workers=2, progress=False)
+        sync = load_sync_model(args.model)
+        t0 = time.perf_counter()
+        learned = {take: (sync, entry) for take, entry in take_features(sync, store).items()}
+        learned_seconds = time.perf_counter() - t0
     rng = np.random.default_rng(args.seed)
     results, read_seconds = {m: [] for m in args.methods}, {}
     for take in discover_rig(rig, cams):
@@ -79,10 +108,11 @@ def main(argv=None) -> dict:
             seed = rng.integers(1 << 31)
             for m in args.methods:  # every method on the same cut
                 results[m].append({"take": take.name, **trial(tracks, cams, m, np.random.default_rng(seed), spread,
-                                                               take.name)})
+                                                               take.name, learned.get(take.name))})
     cameras = len(cams)
     doc = {"rig": str(rig), "rig_config": cfg.to_json(), "spread_s": args.spread, "trials_per_take": args.trials,
-           "read_seconds_per_take": read_seconds,
+           "read_seconds_per_take": read_seconds, "model": args.model,
+           "learned_feature_seconds": learned_seconds if args.model else None,
            "summary": {m: summarize(t, cameras) for m, t in results.items()},
            "per_take": {m: {take: summarize([t for t in tr if t["take"] == take], cameras) for take in read_seconds}
                         for m, tr in results.items()},

@@ -1,7 +1,6 @@
 """`h36m-prep`: make a synthetic dataset, preview raw data, build the store and inspect it."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -204,23 +203,8 @@ if __name__ == "__main__":
 def sync(rig, method, max_lag, calib_units, force, overwrite):
     """Find every camera's frame offset in every take of a rig from its videos alone (no labels,
     no pose detector) and write RIG/offsets.toml, one table per take."""
-    from .rig import OFFSETS
-    from .sync import offsets_toml, sync_rig
+    from .sync import offsets_path, sync_rig, write_offsets
 
-    path = Path(rig) / OFFSETS
-    if path.exists() and not overwrite:
-        raise ConfigError(f"{path}: exists; pass --overwrite to replace it (or move it aside)")
+    path = offsets_path(rig, overwrite)
     results = sync_rig(rig, method, max_lag, calib_units, progress=lambda take: click.echo(f"take {take} ...", err=True))
-    click.echo(f"{'take':<16} {'camera':<16} {'offset':>7} {'confidence':>11}  method")
-    for r in results:
-        for cam in sorted(r.lengths):
-            if cam in r.offsets:
-                click.echo(f"{r.take:<16} {cam:<16} {r.offsets[cam]:>7} {r.confidence(cam):>11.3f}  {r.method}")
-            else:
-                click.echo(f"{r.take:<16} {cam:<16} {'?':>7} {'':>11}  unresolved: {r.unresolved[cam]}")
-    tmp = path.with_name(f".tmp.{path.name}")
-    tmp.write_text(offsets_toml(results, force))
-    os.replace(tmp, path)
-    left = sum(len(r.unresolved) for r in results)
-    click.echo(f"wrote {path}" + (f"; {left} camera(s) left out (commented): the build refuses their takes until "
-                                  "they have an offset" if left and not force else ""))
+    write_offsets(path, results, force, click.echo)

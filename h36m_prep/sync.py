@@ -148,8 +148,12 @@ def motion_signals(track: Track) -> np.ndarray:
 
 def lag_range(a: Track, b: Track, max_lag_s: float = MAX_LAG_S) -> int:
     """The largest lag searched: max_lag_s, narrowed so that the overlap keeps MIN_OVERLAP of the shorter video."""
-    shorter = min(a.frames, b.frames)
-    return int(max(0, min(round(max_lag_s * a.fps), math.floor(shorter * (1 - MIN_OVERLAP)))))
+    return reach(a.frames, b.frames, a.fps, max_lag_s)
+
+
+def reach(n_a: int, n_b: int, fps: float, max_lag_s: float = MAX_LAG_S) -> int:
+    """lag_range of two videos of n_a and n_b frames at fps."""
+    return int(max(0, min(round(max_lag_s * fps), math.floor(min(n_a, n_b) * (1 - MIN_OVERLAP)))))
 
 
 def _pairs(n_a: int, n_b: int, lag: int) -> tuple[slice, slice]:
@@ -349,31 +353,43 @@ def sync_tracks(take: str, tracks: dict[str, Track], cams: dict[str, Camera] | N
                              "out of the take")
         elif tr.energy.std() == 0 or np.ptp(tr.energy) < 1e-4:
             unresolved[c] = "shows no motion; synchronization needs someone who moves in every camera"
-    live = [c for c in tracks if c not in unresolved]
+    if use_geometry:
+        score = lambda a, b, lags: geometry_scores(tracks[a], tracks[b], cams[a], cams[b], lags)  # noqa: E731
+    else:
+        score = lambda a, b, lags: motion_scores(tracks[a], tracks[b], lags)  # noqa: E731
+    return offsets_from_scores(take, {c: t.frames for c, t in tracks.items()}, shortest.fps, score,
+                               GEOMETRY_MARGIN if use_geometry else MARGIN, use_geometry,
+                               "geometry" if use_geometry else "motion", max_lag_s, unresolved)
+
+
+def offsets_from_scores(take: str, lengths: dict[str, int], fps: float, score, margin: float, relative: bool,
+                        method: str, max_lag_s: float = MAX_LAG_S, unresolved: dict | None = None) -> TakeSync:
+    """Every camera's offset in a take from a method's lag scores: score(a, b, lags) -> [len(lags)]
+    (higher: frame i of a more likely the instant of frame i + lag of b), for every pair of the
+    cameras in `lengths` (frames per camera) not already `unresolved` (camera -> why); the best lag
+    of each pair with its margin (relative: as a share of the scores' range), then solve_offsets.
+    Any method (motion, geometry, a trained network) goes through here."""
+    unresolved = dict(unresolved or {})
+    live = [c for c in lengths if c not in unresolved]
     if len(live) < 2:
         raise SyncError(f"take {take}: fewer than two cameras see someone move "
                         f"({'; '.join(f'{c} {why}' for c, why in unresolved.items())}); nothing to synchronize")
     pairs = []
     for i, a in enumerate(live):
         for b in live[i + 1:]:
-            ta, tb = tracks[a], tracks[b]
-            reach = lag_range(ta, tb, max_lag_s)
-            if reach < 3:
-                raise SyncError(f"take {take}: {min(ta.frames, tb.frames)} frames, too short to tell lags apart "
+            r = reach(lengths[a], lengths[b], fps, max_lag_s)
+            if r < 3:
+                raise SyncError(f"take {take}: {min(lengths[a], lengths[b])} frames, too short to tell lags apart "
                                 f"(cameras {a} and {b}); record a longer take")
-            lags = np.arange(-reach, reach + 1)
-            if use_geometry:
-                s = geometry_scores(ta, tb, cams[a], cams[b], lags)
-                lag, score, margin, ok = best_lag(lags, s, ta.fps, GEOMETRY_MARGIN, relative=True)
-            else:
-                lag, score, margin, ok = best_lag(lags, motion_scores(ta, tb, lags), ta.fps, MARGIN)
-            pairs.append(PairLag(a, b, lag, score, margin, ok))
+            lags = np.arange(-r, r + 1)
+            lag, best, gap, ok = best_lag(lags, score(a, b, lags), fps, margin, relative)
+            pairs.append(PairLag(a, b, lag, best, gap, ok))
     offsets, alone = solve_offsets(live, pairs)
     for c in alone:
         unresolved[c] = ("no camera pair gives it a clear lag (the best lag does not stand out: the motion may be "
                          "periodic or too little); a take with more varied movement, or a calibration for "
                          "--method geometry, would help")
-    return TakeSync(take, offsets, unresolved, pairs, "geometry" if use_geometry else "motion", {c: t.frames for c, t in tracks.items()})
+    return TakeSync(take, offsets, unresolved, pairs, method, dict(lengths))
 
 
 # ---------------------------------------------------------------- a rig
@@ -395,6 +411,37 @@ def sync_rig(raw: str | Path, method: str = "auto", max_lag_s: float = MAX_LAG_S
             progress(take.name)
         out.append(sync_take(take.name, take.videos, cams, method, max_lag_s, rate))
     return out
+
+
+def offsets_path(rig: str | Path, overwrite: bool) -> Path:
+    """RIG/offsets.toml, checked before any work: an existing one is replaced only when asked."""
+    from .errors import ConfigError
+    from .rig import OFFSETS
+
+    path = Path(rig) / OFFSETS
+    if path.exists() and not overwrite:
+        raise ConfigError(f"{path}: exists; pass --overwrite to replace it (or move it aside)")
+    return path
+
+
+def write_offsets(path: Path, results: list[TakeSync], force: bool, echo=print) -> None:
+    """Print the table (take, camera, offset, confidence, method; unresolved cameras with why)
+    and write offsets.toml atomically."""
+    import os
+
+    echo(f"{'take':<16} {'camera':<16} {'offset':>7} {'confidence':>11}  method")
+    for r in results:
+        for cam in sorted(r.lengths):
+            if cam in r.offsets:
+                echo(f"{r.take:<16} {cam:<16} {r.offsets[cam]:>7} {r.confidence(cam):>11.3f}  {r.method}")
+            else:
+                echo(f"{r.take:<16} {cam:<16} {'?':>7} {'':>11}  unresolved: {r.unresolved[cam]}")
+    tmp = path.with_name(f".tmp.{path.name}")
+    tmp.write_text(offsets_toml(results, force))
+    os.replace(tmp, path)
+    left = sum(len(r.unresolved) for r in results)
+    echo(f"wrote {path}" + (f"; {left} camera(s) left out (commented): the build refuses their takes until "
+                            "they have an offset" if left and not force else ""))
 
 
 def offsets_toml(results: list[TakeSync], force: bool = False) -> str:

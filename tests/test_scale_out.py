@@ -221,12 +221,19 @@ def test_a_missing_bucket_is_named_before_anything_is_written(s3, small_raw, sma
         build(small_raw, "s3://nobucket/x.zarr", small_build_cfg, workers=1, progress=False)
 
 
-def test_wrong_credentials_and_an_unreachable_endpoint_are_named(s3, small_raw, small_build_cfg, monkeypatch):
+def test_wrong_or_missing_credentials_and_an_unreachable_endpoint_are_named(s3, small_raw, small_build_cfg, monkeypatch):
     from servers import free_port
 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
     with pytest.raises(LocationError, match="access denied .* set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"):
         build(small_raw, "s3://stores/denied.zarr", small_build_cfg, workers=1, progress=False)
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    t = time.time()
+    with pytest.raises(LocationError, match="s3://stores/denied.zarr: .*set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"):
+        build(small_raw, "s3://stores/denied.zarr", small_build_cfg, workers=1, progress=False)
+    assert time.time() - t < 60
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.env()["AWS_ACCESS_KEY_ID"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.env()["AWS_SECRET_ACCESS_KEY"])
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     with pytest.raises(LocationError, match="cannot reach the store's endpoint http://127.0.0.1:"):

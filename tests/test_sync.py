@@ -100,3 +100,69 @@ def test_takes_that_cannot_be_synchronized_are_refused_naming_the_take(unsynced,
         sync_take("walking", short, method="motion")
     with pytest.raises(SyncError, match="--method geometry needs"):
         sync_take("walking", videos, None, method="geometry")
+
+
+# ---------------------------------------------------------------- the learned method (sync-train sync)
+
+
+class _SameInstant:
+    """A sync head that knows the answer: each instant has its own random non-negative feature
+    vector, and the Siamese product fusion summed by a linear head scores two frames by their
+    features' overlap, highest for the same instant (what a perfect pretrained head would do)."""
+
+    def __init__(self, features: int = 64):
+        import torch
+
+        self.model = torch.nn.Module()
+        self.model.fusion = "mult"
+        self.model.omega_sync = torch.nn.Linear(features, 1)
+        with torch.no_grad():
+            self.model.omega_sync.weight.fill_(1.0)
+            self.model.omega_sync.bias.fill_(-0.5)
+
+
+def test_the_learned_synchronizer_recovers_offsets_from_a_head_that_tells_instants_apart():
+    import torch
+
+    from train.synchronize import sync_features
+
+    rng = np.random.default_rng(0)
+    instants = torch.from_numpy(np.abs(rng.normal(size=(400, 64))).astype(np.float32))
+    instants /= instants.norm(dim=1, keepdim=True)
+    starts = {"a": 0, "b": 37, "c": 81, "d": 12}  # each camera's first instant; b, c stop early too
+    ends = {"a": 400, "b": 360, "c": 390, "d": 400}
+    entry = {"fps": 60.0, "features": {c: instants[starts[c]:ends[c]] for c in starts},
+             "seen": {c: np.ones(ends[c] - starts[c], bool) for c in starts}}
+    r = sync_features("take", entry, _SameInstant())
+    late = max(starts.values())
+    assert r.offsets == {c: late - s for c, s in starts.items()} and not r.unresolved and r.method == "learned"
+    entry["seen"]["d"][:] = False  # a camera that shows nobody is named, not guessed
+    r = sync_features("take", entry, _SameInstant())
+    assert "d" in r.unresolved and "shows nobody" in r.unresolved["d"] and "d" not in r.offsets
+
+
+def test_sync_train_sync_builds_the_rigs_frames_scores_with_a_run_and_writes_offsets(unsynced, tmp_path):
+    import dataclasses
+
+    from train.cli import main as sync_train
+    from train.config import PRETRAIN_PRESETS
+    from train.pretrain import pretrain
+
+    raw = tmp_path / "rig"
+    shutil.copytree(unsynced, raw)
+    store = tmp_path / "synced.zarr"  # a tiny network, pretrained on the rig's own frames for a few steps
+    from h36m_prep.build import build
+
+    build(unsynced, store, BuildConfig(layout="rig", crop_size=64, bg_samples=8, bg_crops=2), workers=1,
+          progress=False)
+    run = tmp_path / "run"
+    pretrain(store, run, dataclasses.replace(PRETRAIN_PRESETS["tiny"], batch=4, input_size=32, steps=3, log_every=1,
+                                             workers=0))
+    r = CliRunner().invoke(sync_train, ["sync", str(raw), "--model", str(run), "--crop-size", "64", "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    assert "learned" in r.output or "unresolved" in r.output
+    table = tomllib.loads((raw / "offsets.toml").read_text())
+    assert set(table) == {"walking"}  # one table per take; a camera left out is a comment, not a guess
+    assert set(table["walking"]) <= set(rig_cameras(CFG)) and all(v >= 0 for v in table["walking"].values())
+    r = CliRunner().invoke(sync_train, ["sync", str(raw), "--model", str(run)])
+    assert r.exit_code == 2 and "exists; pass --overwrite" in r.output

@@ -159,7 +159,7 @@ def _training_command(cls, presets: dict):
         fn = config_options(cls, presets)(fn)
         for option in reversed([
             click.option("--store", required=True, type=StoreArg(exists=True),
-                         help="the store (h36m-prep build)"),
+                         help="the store (h36m-prep build): a folder, or a URL in object storage (s3://bucket/prefix, gs://, az://)"),
             click.option("--out", required=True, type=click.Path(file_okay=False), help="the run folder"),
             click.option("--preset", type=click.Choice(list(presets)), default="paper", show_default=True,
                          help="the values of every option not given (sync-train presets shows them)"),
@@ -281,6 +281,38 @@ def probe(init, store, out, protocols, val_subject, arch, input_size, seed, mirr
     from .probe import markdown
 
     click.echo(markdown(report))
+
+
+@main.command("sync")
+@click.argument("rig", type=click.Path(exists=True, file_okay=False))
+@click.option("--model", "run", required=True, type=click.Path(exists=True, file_okay=False),
+              help="a pretraining run folder (sync-train pretrain --out): its sync head scores every candidate lag")
+@click.option("--store", type=StoreArg(exists=True), default=None,
+              help="a build of RIG without offsets.toml (h36m-prep build) [default: built here, in a temporary folder]")
+@click.option("--max-lag", type=click.FloatRange(0.05, 60), default=2.0, show_default=True,
+              help="the search each way, in seconds (narrowed for a short take so that half of it still overlaps)")
+@click.option("--crop-size", type=click.IntRange(32, 1024), default=128, show_default=True,
+              help="px: the crops of the temporary store (the network sees them at its own input size)")
+@click.option("--workers", default=0, show_default=True, help="processes of that build (0: one per core)")
+@click.option("--force", is_flag=True, help="write an ambiguous camera's offset as 0 (a guess) instead of leaving "
+                                            "it out, commented, for you to fill in")
+@click.option("--overwrite", is_flag=True, help="replace an existing RIG/offsets.toml")
+def sync(rig, run, store, max_lag, crop_size, workers, force, overwrite):
+    """The learned synchronizer: every camera's frame offset in every take of a rig, scored by a
+    pretrained sync head over every pair of frames (h36m-prep sync has the label-free methods);
+    writes RIG/offsets.toml, one table per take."""
+    from h36m_prep.sync import offsets_path, write_offsets
+
+    from .synchronize import sync_rig_learned
+
+    try:
+        path = offsets_path(rig, overwrite)
+        results = sync_rig_learned(rig, run, store, max_lag, crop_size, workers,
+                                   progress=lambda line: click.echo(line, err=True))
+    except (ToolkitError, ValueError, OSError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    write_offsets(path, results, force, click.echo)
 
 
 @main.command()
