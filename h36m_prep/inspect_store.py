@@ -14,6 +14,7 @@ def _expected(size: int, silhouettes: bool = False) -> dict[str, tuple[str, tupl
     return {name: (dtype, shape[1:]) for name, (shape, _, dtype, _) in S.per_frame_arrays(0, size, silhouettes).items()}
 
 
+AHEAD = 512  # chunks verify requests at once from object storage
 H36M_FRAMES = 2_500_000  # frames of the seven public Human3.6M subjects over four cameras, roughly
 BONE_TOLERANCE = (20.0, 0.1)  # estimated poses: a bone may vary by 20 mm or 10 % of its length
 
@@ -70,7 +71,10 @@ def damaged_chunks(path: str | Path, rows: np.ndarray | None = None, progress: b
     jobs = [(name, int(r)) for name in S.PIXEL_ARRAYS for r in rows]
     jobs += [("backgrounds", r) for r in range(g["backgrounds"].shape[0])] if g.attrs.get("complete") else []
     bad = []
-    for name, r in tqdm(jobs, desc="verify chunks", unit="chunk", disable=not progress, smoothing=0.05):
+    for k, (name, r) in enumerate(tqdm(jobs, desc="verify chunks", unit="chunk", disable=not progress, smoothing=0.05)):
+        if k % AHEAD == 0:  # object storage: the next block's chunks fetched concurrently (a disk: nothing)
+            for block_name in {n for n, _ in jobs[k:k + AHEAD]}:
+                reader.prefetch(block_name, [q for n, q in jobs[k:k + AHEAD] if n == block_name])
         try:
             reader.row(name, r)
         except (StoreReadError, ValueError, RuntimeError) as e:

@@ -55,12 +55,26 @@ def reduced_affine(affine: np.ndarray, reduce: int) -> np.ndarray:
     return a
 
 
+def recompressed(image: np.ndarray, quality: int) -> np.ndarray:
+    """uint8 [H, W, 3] encoded as a JPEG of `quality` and decoded again (0: as it is). Every crop
+    re-compressed at its own random quality no longer shows where its video's keyframes fell: a
+    synchronized pair of cameras encoded with one keyframe interval from frame 0 shares that
+    phase, a cue the sync head could learn instead of the person (docs/training.md)."""
+    if not quality:
+        return image
+    import cv2
+
+    ok, data = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    return np.ascontiguousarray(cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1])
+
+
 def fetch_image(reader: StoreReader, row: int, bg_mode: int, bg_index: int,
-                bg_flip: bool = False, reduce: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                bg_flip: bool = False, reduce: int = 1, quality: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """-> (image [S, S, 3], weight [S, S, 1], behind [S, S, 3]) uint8, as the module says, at
     1/reduce of the crop's size (a JPEG crop's reduced decode). bg_flip: mirror a substituted
-    background before the composite."""
-    image = reader.image(row, reduce)
+    background before the composite. quality: re-compress the crop as a JPEG of this quality
+    (0: not)."""
+    image = recompressed(reader.image(row, reduce), quality)
     if bg_mode == KEPT:
         return image, np.ones(image.shape[:2] + (1,), np.uint8), image
     weight = reader.mask(row, reduce)[..., None]

@@ -26,6 +26,13 @@ class PlanSource:
         self.rank, self.world_size, self.pairs, self.ahead = rank, world_size, pairs, ahead
         self._plan = (None, None)
 
+    @property
+    def encoded(self) -> bool:
+        """Whether the crops go to DALI as JPEG files (decoded there, nvJPEG on a GPU): a JPEG
+        store, unless its crops are re-compressed, which happens here, on decoded pixels."""
+        cfg = getattr(self.sampler, "cfg", None)
+        return self.reader.jpeg and not (cfg is not None and getattr(cfg, "recompress", (0, 0))[1])
+
     def plan(self, step: int):
         if self._plan[0] != step:
             if self.reader.remote and self._plan[0] is None:  # a store in object storage: fetch ahead
@@ -39,13 +46,17 @@ class PlanSource:
     def __call__(self, info):
         if self.steps is not None and info.iteration >= self.steps:
             raise StopIteration
-        rows, bg_mode, bg_index, bg_flip, affine = self.plan(self.start_step + info.iteration).images()
+        plan = self.plan(self.start_step + info.iteration)
+        rows, bg_mode, bg_index, bg_flip, affine = plan.images()
         k = info.idx_in_batch
         if self.pairs:
             n_pairs = len(rows) // 2
             k = 2 * k if k < n_pairs else 2 * (k - n_pairs) + 1
-        fetch = fetch_encoded if self.reader.jpeg else fetch_image
-        image, weight, behind = fetch(self.reader, rows[k], bg_mode[k], bg_index[k], bg_flip[k])
+        if self.encoded:
+            image, weight, behind = fetch_encoded(self.reader, rows[k], bg_mode[k], bg_index[k], bg_flip[k])
+        else:  # decoded here (and re-compressed, when the plan says so)
+            quality = plan.qualities()[k] if hasattr(plan, "qualities") else 0
+            image, weight, behind = fetch_image(self.reader, rows[k], bg_mode[k], bg_index[k], bg_flip[k], 1, quality)
         return image, weight, behind, dali_matrix(affine[k])
 
 
@@ -57,7 +68,7 @@ def build_pipeline(source: PlanSource, images_per_batch: int, out_size: int, wor
     from nvidia.dali import fn, pipeline_def, types
 
     gpu = device_id is not None
-    encoded = source.reader.jpeg
+    encoded = source.encoded
 
     @pipeline_def(batch_size=images_per_batch, num_threads=threads, device_id=device_id,
                   py_num_workers=max(1, workers), py_start_method="spawn", prefetch_queue_depth=2)

@@ -82,6 +82,7 @@ def render_into(reader: StoreReader, plan, out_size: int, backend: str, out, sam
     where their `mirrored` differ (the output mirror is exactly the mirror in the affine), and
     is copied instead of rendered."""
     rows, bg_mode, bg_index, bg_flip, affine = plan.images()
+    quality = plan.qualities() if hasattr(plan, "qualities") else np.zeros(len(rows), np.int16)
     for k in range(len(rows)):
         j = -1 if same_as is None else same_as[k]
         if j >= 0:
@@ -89,7 +90,7 @@ def render_into(reader: StoreReader, plan, out_size: int, backend: str, out, sam
             continue
         if backend == "opencv":  # a JPEG crop decodes at the smallest size the output still resolves
             reduce = reduction(affine[k], reader)
-            image, weight, behind = fetch_image(reader, rows[k], bg_mode[k], bg_index[k], bg_flip[k], reduce)
+            image, weight, behind = fetch_image(reader, rows[k], bg_mode[k], bg_index[k], bg_flip[k], reduce, quality[k])
             comp = composite_opencv(image, weight, behind, bg_mode[k])
             warped = warp_opencv(comp, reduced_affine(affine[k], reduce), out_size)
             if out[k].dtype == torch.uint8:
@@ -97,7 +98,7 @@ def render_into(reader: StoreReader, plan, out_size: int, backend: str, out, sam
             else:
                 normalize_into(warped, _LUT, out[k].numpy())
         else:
-            image, weight, behind = fetch_image(reader, rows[k], bg_mode[k], bg_index[k], bg_flip[k])
+            image, weight, behind = fetch_image(reader, rows[k], bg_mode[k], bg_index[k], bg_flip[k], 1, quality[k])
             out[k].copy_(compose(image, weight, behind, affine[k], out_size))
 
 

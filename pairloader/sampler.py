@@ -60,8 +60,12 @@ class SamplerConfig:
     single_view: bool = False
     share_anchor: bool = False        # one anchor image per triplet (rendered once)
     motion: bool = True               # unsynchronized partners moved (footnote 1)
+    recompress: tuple[int, int] = (0, 0)  # JPEG quality range of a re-compression of every crop (0, 0: off)
 
     def __post_init__(self):
+        lo, hi = self.recompress
+        if (lo, hi) != (0, 0) and not 1 <= lo <= hi <= 100:
+            raise ValueError(f"recompress {self.recompress}: a JPEG quality range LO <= HI within 1-100, or (0, 0)")
         if not 0 <= self.d_min < self.d_max - 1:
             raise ValueError(f"need 0 <= d_min < d_max - 1, got d_min={self.d_min}, d_max={self.d_max}")
         if abs(sum(self.bg_mix) - 1) > 1e-6 or min(self.bg_mix) < 0:
@@ -87,6 +91,11 @@ class Plan:
     bg_index: np.ndarray
     bg_mirrored: np.ndarray
     same_as: np.ndarray
+    quality: np.ndarray | None = None  # [P, 2] int16: the JPEG quality each crop is re-compressed at (0: not)
+
+    def qualities(self) -> np.ndarray:
+        """[2P] int: each image's re-compression quality, plan.images() order (0: none)."""
+        return np.zeros(self.rows.size, np.int16) if self.quality is None else self.quality.reshape(-1)
 
     def images(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Flat per-image view (image 2k is x1 of pair k, 2k + 1 its x2): rows, bg_mode,
@@ -322,4 +331,21 @@ class PairSampler:
                            bool(cfg.single_view), bool(cfg.share_anchor), float(self.threshold))
 
     def plan(self, seed: int, step: int, rank: int = 0, world_size: int = 1) -> Plan:
-        return Plan(*plan_batch(seed, rank, world_size, step, self.cfg.batch, self.frames, self.view, self.draws))
+        arrays = plan_batch(seed, rank, world_size, step, self.cfg.batch, self.frames, self.view, self.draws)
+        lo, hi = self.cfg.recompress
+        quality = _qualities(seed, rank, world_size, step, self.cfg.batch, lo, hi) if hi else None
+        return Plan(*arrays, quality=quality)
+
+
+@njit(cache=True)
+def _qualities(seed, rank, world_size, step, batch, lo, hi):
+    """[3 batch, 2] int16: a JPEG quality in [lo, hi] for every image of a batch, from its own
+    stream (the other draws of the plan are the same with re-compression on or off)."""
+    out = np.empty((3 * batch, 2), np.int16)
+    for i in range(batch):
+        state = _key(seed, 0x1FE6, (np.int64(step) * world_size + rank) * batch + i)
+        for k in range(3):
+            for j in range(2):
+                u, state = _uniform(state)
+                out[3 * i + k, j] = lo + min(int(u * (hi - lo + 1)), hi - lo)
+    return out

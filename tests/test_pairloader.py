@@ -397,3 +397,28 @@ def test_a_loader_left_early_stops_its_render_threads(small_store):
     batches.close()
     assert threading.active_count() == before
     assert first["step"] == 0
+
+
+def test_recompression_draws_each_crops_quality_in_range_and_changes_nothing_else_of_the_plan(index, small_store):
+    """`--recompress`: every crop re-compressed as a JPEG of its own random quality (hiding the
+    videos' keyframe phase); the other draws of a plan are those of the plan without it."""
+    on = PairSampler(index, SamplerConfig(**{**CFG.__dict__, "recompress": (30, 95)}))
+    off = PairSampler(index, CFG)
+    for step in range(6):
+        a, b = on.plan(3, step), off.plan(3, step)
+        for name in ("rows", "mirrored", "sync_label", "flip_label", "affine", "bg_mode", "bg_index", "bg_mirrored"):
+            assert np.array_equal(getattr(a, name), getattr(b, name)), name
+        q = a.qualities()
+        assert q.shape == (2 * len(a.rows),) and q.min() >= 30 and q.max() <= 95 and len(np.unique(q)) > 5
+        assert np.array_equal(q, on.plan(3, step).qualities())  # same seed and step, same qualities
+        assert not b.qualities().any()
+    sampler = SamplerConfig(**{**CFG.__dict__, "recompress": (30, 40)})
+    plain, squeezed = _batches(small_store, steps=1, backend="opencv"), _batches(small_store, steps=1,
+                                                                                  backend="opencv", sampler=sampler)
+    assert not torch.equal(plain[0]["x1"], squeezed[0]["x1"])  # the pixels changed ...
+    _agree(plain, squeezed)  # ... by what a JPEG of quality 30-40 changes, no more
+    _same(squeezed[0], _batches(small_store, steps=1, backend="opencv", sampler=sampler)[0])
+    dali = _batches(small_store, steps=1, backend="dali", workers=1, sampler=sampler)  # re-compressed on the CPU too
+    _agree(squeezed, dali)
+    with pytest.raises(ValueError, match="recompress"):
+        SamplerConfig(recompress=(50, 20))

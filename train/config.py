@@ -96,6 +96,9 @@ class PretrainConfig(TrainConfig):
     crop_jitter: bool = option(False, "window scale and shift jitter (the paper augments with flips only)")
     d_min: int = option(4, "unsynchronized pairs are more than this many frames apart", units="frames")
     d_max: int = option(128, "and less than this many", units="frames")
+    recompress: int = option(0, "re-compress every crop as a JPEG of a random quality from this to 95 (0: off): hides "
+                             "where each video's keyframes fell, a cue that synchronized cameras encoded alike share "
+                             "(docs/training.md)")
     weights: str | None = option(None, "a local state-dict file to start the backbone from [default: random init]")
     eval_batches: int = option(100, "batches of the pretext accuracy on test (and training) subjects at the end")
     eval_every: int = option(0, "also every this many steps, on a quarter as many batches (eval.jsonl); 0: never")
@@ -103,13 +106,16 @@ class PretrainConfig(TrainConfig):
     def __post_init__(self):
         self._check({"fusion": ("mult", "concat", "add", "diff"), "tasks": ("sync", "flip", "both"),
                      "background": tuple(BACKGROUNDS), "views": ("multi", "single")})
+        if not (self.recompress == 0 or 1 <= self.recompress <= 95):
+            raise ConfigError(f"--recompress {self.recompress}: a JPEG quality from 1 to 95, or 0 (off)")
 
     def sampler_config(self) -> SamplerConfig:
         single = self.views == "single"
         view = JITTER if self.crop_jitter else {}
         return SamplerConfig(batch=self.batch, d_min=self.d_min, d_max=self.d_max, out_size=self.input_size,
                              bg_mix=BACKGROUNDS[self.background], single_view=single,
-                             rotation=15.0 if single else 0.0, share_anchor=self.share_anchor, **view)
+                             rotation=15.0 if single else 0.0, share_anchor=self.share_anchor,
+                             recompress=(self.recompress, 95) if self.recompress else (0, 0), **view)
 
 
 PRETRAIN_PRESETS = {
