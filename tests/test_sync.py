@@ -166,3 +166,41 @@ def test_sync_train_sync_builds_the_rigs_frames_scores_with_a_run_and_writes_off
     assert set(table["walking"]) <= set(rig_cameras(CFG)) and all(v >= 0 for v in table["walking"].values())
     r = CliRunner().invoke(sync_train, ["sync", str(raw), "--model", str(run)])
     assert r.exit_code == 2 and "exists; pass --overwrite" in r.output
+
+
+def test_cameras_of_two_codecs_and_a_camera_that_dropped_frames_are_synchronized(unsynced, tmp_path):
+    """Real rigs mix cameras (an action camera's MJPEG beside a phone's MPEG-4); an offset is
+    injected by dropping a camera's first frames, as a late start would."""
+    raw = tmp_path / "rig"
+    shutil.copytree(unsynced, raw)
+    truth = tomllib.loads((raw / "offsets_truth.toml").read_text())["walking"]
+    mjpeg, late = list(rig_cameras(CFG))[:2]  # front (landscape) and left_low (portrait)
+    src = video_path(raw, "Walking", mjpeg)
+    info = video_info(src)
+    w = cv2.VideoWriter(str(src.with_suffix(".avi")), cv2.VideoWriter_fourcc(*"MJPG"), info.fps,
+                        (info.width, info.height))
+    for f in iter_frames(src):
+        w.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    w.release()
+    src.unlink()
+    drop = 17  # the late camera loses its first 17 frames: its offset grows by 17
+    src = video_path(raw, "Walking", late)
+    frames = list(iter_frames(src))
+    w = cv2.VideoWriter(str(src.with_name("tmp.mp4")), cv2.VideoWriter_fourcc(*"mp4v"), info.fps,
+                        (frames[0].shape[1], frames[0].shape[0]))
+    for f in frames[drop:]:
+        w.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    w.release()
+    src.with_name("tmp.mp4").replace(src)
+    r = CliRunner().invoke(h36m_prep, ["sync", str(raw), "--method", "motion"])
+    assert r.exit_code == 0, r.output
+    found = tomllib.loads((raw / "offsets.toml").read_text())["walking"]
+    # offsets count frames of each video: dropping d frames of a camera moves its offset by d
+    want = {c: v - (drop if c == late else 0) for c, v in truth.items()}
+    # every offset written is within a frame of the truth; a camera whose lag does not stand out at
+    # this small test scale (192 px wide videos, 4 s) may be left out, but then it is named in the file
+    assert len(found) >= 2 and set(found) <= set(want), (found, want, r.output)
+    low = min(want[c] for c in found)
+    assert max(abs(found[c] - (want[c] - low)) for c in found) <= 1, (found, want, r.output)
+    text = (raw / "offsets.toml").read_text()
+    assert all(f"# {c} = ?  unresolved:" in text for c in set(want) - set(found)), text
