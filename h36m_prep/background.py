@@ -65,35 +65,66 @@ def sample_frames(videos: list[tuple[Path, int]], samples: int, skip_bad: bool =
 
 
 @njit(cache=True, nogil=True)
-def _agree(stack, y, x, i, j, tolerance):
-    """Samples i and j agree at pixel (y, x): every channel within `tolerance` grey levels."""
-    for c in range(stack.shape[3]):
-        if abs(np.int32(stack[i, y, x, c]) - np.int32(stack[j, y, x, c])) > tolerance:
-            return False
-    return True
-
-
-@njit(cache=True, nogil=True)
 def _plurality(stack, tolerance, out):
+    """The vote of plurality_background, row by row: a row's samples are first copied pixel-major
+    ([W, n, C]: one pixel's samples side by side in memory), each pair of samples is compared once
+    (agreement is symmetric), and the first sample with the most votes wins, as in a vote over all
+    ordered pairs."""
     n, H, W, C = stack.shape
+    row = np.empty((W, n, C), np.int32)
+    votes = np.empty(n, np.int32)
+    agree = np.empty((n, n), np.bool_)
     values = np.empty(n, np.int32)
     for y in range(H):
+        for i in range(n):
+            for x in range(W):
+                for c in range(C):
+                    row[x, i, c] = stack[i, y, x, c]
         for x in range(W):
-            best, best_i = -1, 0
-            for i in range(n):  # the sample most others agree with
-                votes = 0
-                for j in range(n):
-                    votes += _agree(stack, y, x, i, j, tolerance)
-                if votes > best:
-                    best, best_i = votes, i
+            px = row[x]
+            for i in range(n):
+                votes[i] = 1  # a sample agrees with itself
+                agree[i, i] = True
+            for i in range(n):
+                for j in range(i + 1, n):
+                    ok = True
+                    for c in range(C):
+                        if abs(px[i, c] - px[j, c]) > tolerance:
+                            ok = False
+                            break
+                    agree[i, j] = ok
+                    agree[j, i] = ok
+                    if ok:
+                        votes[i] += 1
+                        votes[j] += 1
+            best_i = 0
+            for i in range(1, n):  # the first of the most agreed-with samples
+                if votes[i] > votes[best_i]:
+                    best_i = i
             for c in range(C):  # the median of the samples that agree with it
                 k = 0
                 for j in range(n):
-                    if _agree(stack, y, x, best_i, j, tolerance):
-                        values[k] = stack[j, y, x, c]
+                    if agree[best_i, j]:
+                        values[k] = px[j, c]
                         k += 1
-                v = np.sort(values[:k])
+                v = values[:k]
+                v.sort()  # in place: no array made per pixel
                 out[y, x, c] = np.uint8(np.round(0.5 * (v[(k - 1) // 2] + v[k // 2])))
+
+
+def plurality_reference(stack: np.ndarray, tolerance: int = 8) -> np.ndarray:
+    """plurality_background written out with numpy over every ordered pair of samples (memory
+    n^2 H W: small images only; the test and the benchmark of the compiled vote)."""
+    s = stack.astype(np.int32)
+    agree = (np.abs(s[:, None] - s[None]) <= tolerance).all(axis=-1)  # [n, n, H, W]
+    best = agree.sum(axis=1).argmax(axis=0)  # [H, W]: the first sample with the most votes
+    chosen = np.take_along_axis(agree, best[None, None], axis=0)[0]  # [n, H, W]: agrees with it
+    masked = np.where(chosen[..., None], s, 1 << 20)  # others sort last
+    masked.sort(axis=0)
+    k = chosen.sum(axis=0)[..., None]  # [H, W, 1]
+    lo = np.take_along_axis(masked, ((k - 1) // 2)[None], axis=0)[0]
+    hi = np.take_along_axis(masked, (k // 2)[None], axis=0)[0]
+    return np.round(0.5 * (lo + hi)).astype(np.uint8)
 
 
 def plurality_background(frames: list[np.ndarray], tolerance: int = 8) -> np.ndarray:

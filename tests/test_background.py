@@ -39,3 +39,19 @@ def test_the_label_free_background_recovers_the_room_where_the_person_stands_mos
     assert np.abs(clean[spot] - room[spot]).max() <= 3
     assert np.abs(plain[spot] - room[spot]).mean() > 20  # the ghost
     assert np.abs(clean - room).max() <= 3
+
+
+def test_the_compiled_vote_equals_the_vote_written_out_over_every_pair_of_samples():
+    """The rewritten vote (pixel-major rows, each pair compared once) picks the same sample and
+    the same median as the plain vote over all ordered pairs, ties included (first sample wins)."""
+    from h36m_prep.background import plurality_background, plurality_reference
+
+    rng = np.random.default_rng(4)
+    for n, tolerance in ((7, 8), (48, 8), (10, 0), (9, 40)):
+        room = rng.integers(0, 256, (21, 19, 3), dtype=np.uint8)
+        stack = np.stack([np.clip(room.astype(int) + rng.integers(-6, 7, room.shape), 0, 255).astype(np.uint8)
+                          if rng.random() < 0.5 else rng.integers(0, 256, room.shape, dtype=np.uint8)
+                          for _ in range(n)])
+        stack[:, :3] = stack[0, :3]  # rows where every sample agrees
+        stack[1::2, 3:5] = 255 - stack[0::2, 3:5][: len(stack[1::2])]  # two equal camps: the tie goes to the first
+        assert np.array_equal(plurality_background(list(stack), tolerance), plurality_reference(stack, tolerance))
