@@ -69,7 +69,8 @@ def _plurality(stack, tolerance, out):
     """The vote of plurality_background, row by row: a row's samples are first copied pixel-major
     ([W, n, C]: one pixel's samples side by side in memory), each pair of samples is compared once
     (agreement is symmetric), and the first sample with the most votes wins, as in a vote over all
-    ordered pairs."""
+    ordered pairs. Sample 0 is voted on first: where it agrees with every sample (the room, seen in
+    all of them) it is the winner and the other pairs are not compared."""
     n, H, W, C = stack.shape
     row = np.empty((W, n, C), np.int32)
     votes = np.empty(n, np.int32)
@@ -85,7 +86,19 @@ def _plurality(stack, tolerance, out):
             for i in range(n):
                 votes[i] = 1  # a sample agrees with itself
                 agree[i, i] = True
-            for i in range(n):
+            for j in range(1, n):  # sample 0 first: where the room shows in every sample, it agrees with all,
+                ok = True  # which no sample can beat, and being first it wins without the other pairs
+                for c in range(C):
+                    if abs(px[0, c] - px[j, c]) > tolerance:
+                        ok = False
+                        break
+                agree[0, j] = ok
+                agree[j, 0] = ok
+                if ok:
+                    votes[0] += 1
+                    votes[j] += 1
+            done = votes[0] == n
+            for i in range(1, 1 if done else n):
                 for j in range(i + 1, n):
                     ok = True
                     for c in range(C):
@@ -98,7 +111,7 @@ def _plurality(stack, tolerance, out):
                         votes[i] += 1
                         votes[j] += 1
             best_i = 0
-            for i in range(1, n):  # the first of the most agreed-with samples
+            for i in range(1, 1 if done else n):  # the first of the most agreed-with samples
                 if votes[i] > votes[best_i]:
                     best_i = i
             for c in range(C):  # the median of the samples that agree with it
