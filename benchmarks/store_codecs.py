@@ -1,4 +1,5 @@
-"""The store's crop codecs side by side: Blosc-LZ4 (lossless) and JPEG at qualities 75, 90, 95.
+"""The store's crop codecs side by side: Blosc-LZ4 (lossless), raw (uncompressed) and JPEG at
+qualities 75, 90, 95.
 
 For each codec, a store is built from the same raw videos (default: the demo's S1 and S9), then:
 
@@ -35,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loader_throughput import run_watched  # noqa: E402  (the child-process measurement with its peak memory)
 
-CODECS = ("lz4", "jpeg:75", "jpeg:90", "jpeg:95")
+CODECS = ("lz4", "raw", "jpeg:75", "jpeg:90", "jpeg:95")
 H36M_FRAMES = 2_500_000
 
 
@@ -117,6 +118,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--batches", type=int, default=60)
     ap.add_argument("--out", default="benchmarks/results/store_codecs.json")
+    ap.add_argument("--codecs", default=",".join(CODECS), help="the codecs measured, comma-separated (lz4 first: "
+                                                                "the baseline) [default: all]")
     ap.add_argument("--one-loader", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out-size", type=int, default=224, help=argparse.SUPPRESS)
     ap.add_argument("--uint8", action="store_true", help=argparse.SUPPRESS)
@@ -137,7 +140,10 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     subjects = tuple(s.strip() for s in args.subjects.split(","))
     rows_out, stores = [], {}
-    for codec in CODECS:
+    codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
+    if codecs[:1] != ["lz4"]:
+        raise SystemExit("--codecs: lz4 comes first (the baseline of the ratios)")
+    for codec in codecs:
         store = root / f"{codec.replace(':', '')}.zarr"
         t0 = time.perf_counter()
         r = build(args.raw, store, BuildConfig(subjects=subjects, image_codec=codec), workers=args.workers)
@@ -161,7 +167,7 @@ def main() -> None:
         mse = np.mean((img - truth) ** 2)
         row["psnr_db"] = float("inf") if mse == 0 else float(10 * np.log10(255 ** 2 / mse))
         row["decode_ms"] = decode_ms(store, pick)
-        row["decode_ms_half"] = decode_ms(store, pick, 2) if row["codec"] != "lz4" else None
+        row["decode_ms_half"] = decode_ms(store, pick, 2) if row["codec"].startswith("jpeg") else None
         for size in (224, 64):
             rate = loader_rate(store, size, args.batches)
             row[f"pairs_per_s_{size}"] = rate["pairs_per_s"]

@@ -39,8 +39,9 @@ class BuildConfig:
     track_seconds: float = option(0.1, "without poses: the window that smooths the crop's path", units="s")
     size_seconds: float = option(1.0, "without poses: the window of the crop size's running 80th percentile",
                                  units="s")
-    image_codec: str = option("auto", "the crops: lz4 (lossless), jpeg[:QUALITY] (one JPEG per frame, quality 90 "
-                              "by default), or auto: jpeg:90 for real videos, lz4 for the built-in synthetic data")
+    image_codec: str = option("auto", "the crops: lz4 (lossless), raw (uncompressed: no decode on reading, for a "
+                              "store that fits in memory), jpeg[:QUALITY] (one JPEG per frame, quality 90 by default), "
+                              "or auto: jpeg:90 for real videos, lz4 for the built-in synthetic data")
     every: int = option(1, "store every K-th frame of the training sequences (test sequences whole, for the "
                         "evaluation); d_min and d_max stay in frames of the videos")
 

@@ -351,3 +351,24 @@ def test_a_build_stopped_by_a_video_that_ends_early_resumes_with_skip_bad_added(
     r = build(raw, out, BuildConfig(**{**cfg.__dict__, "skip_bad": True}), workers=1, progress=False)
     assert [s["sequence"] for s in r["skipped"]] == ["S9/Walking"] and r["units_done"] == 4
     assert verify(out) == []
+
+
+def test_an_uncompressed_store_holds_the_lz4_stores_pixels_and_reads_them_without_a_decode(
+        small_raw, small_store, small_build_cfg, tmp_path):
+    """`--image-codec raw`: every crop's chunk file is its pixels (3 S^2 bytes), read straight into
+    the row; the same pixels as the lossless LZ4 store, and a damaged file is named."""
+    import dataclasses
+
+    out = tmp_path / "raw.zarr"
+    build(small_raw, out, dataclasses.replace(small_build_cfg, image_codec="raw"), workers=1, progress=False)
+    assert verify(out) == []
+    raw, lz4 = S.StoreReader(out), S.StoreReader(small_store)
+    assert raw._layout("images")[6] is True  # read directly, no codec
+    size = small_build_cfg.crop_size
+    assert os.path.getsize(out / "images" / "c" / "3" / "0" / "0" / "0") == 3 * size * size
+    rows = range(0, zarr.open_group(str(out))["images"].shape[0], 53)
+    assert all(np.array_equal(raw.image(r), lz4.image(r)) for r in rows)
+    assert np.array_equal(zarr.open_group(str(out))["images"][7], raw.image(7))
+    (out / "images" / "c" / "9" / "0" / "0" / "0").write_bytes(b"short")
+    with pytest.raises(S.StoreReadError, match="row 9 of 'images' cannot be decoded .*5 bytes, where a row takes"):
+        S.StoreReader(out).image(9)

@@ -90,22 +90,25 @@ class StoreReader:
         return self._g
 
     def _layout(self, name: str):
-        """(chunk-key prefix, key suffix, row shape, dtype, fill, jpeg) when `name` can be read
-        directly, else None."""
+        """(chunk-key prefix, key suffix, row shape, dtype, fill, jpeg, raw) when `name` can be
+        read directly (Blosc, one JPEG, or the pixels uncompressed in little-endian order), else None."""
         if name not in self._direct:
             layout = None  # set once complete: threads may ask at the same time
-            raw = self.location.read(f"{name}/zarr.json")
-            if raw is not None:
-                meta = json.loads(raw)
+            text = self.location.read(f"{name}/zarr.json")
+            if text is not None:
+                meta = json.loads(text)
                 codecs = [c["name"] for c in meta.get("codecs", [])]
                 key = meta.get("chunk_key_encoding", {})
                 chunk = meta["chunk_grid"]["configuration"]["chunk_shape"]
-                if (codecs in (["bytes", "blosc"], [JPEG]) and key.get("name") == "default"
+                if (codecs in (["bytes", "blosc"], ["bytes"], [JPEG]) and key.get("name") == "default"
                         and key.get("configuration", {}).get("separator", "/") == "/"
                         and chunk[0] == 1 and list(chunk[1:]) == list(meta["shape"][1:])):
                     suffix = "/".join("0" * (len(chunk) - 1))
-                    layout = (f"{name}/c", suffix, tuple(chunk[1:]),
-                              np.dtype(meta["data_type"]), meta.get("fill_value", 0), codecs == [JPEG])
+                    raw = codecs == ["bytes"] and meta["codecs"][0].get("configuration", {}).get(
+                        "endian", "little") in ("little", None)
+                    if codecs != ["bytes"] or raw:
+                        layout = (f"{name}/c", suffix, tuple(chunk[1:]),
+                                  np.dtype(meta["data_type"]), meta.get("fill_value", 0), codecs == [JPEG], raw)
             self._direct[name] = layout
         return self._direct[name]
 
@@ -139,7 +142,7 @@ class StoreReader:
         layout = self._layout(name)
         if layout is None:
             return self.g[name][int(row)]
-        _, _, shape, dtype, fill, jpeg = layout
+        _, _, shape, dtype, fill, jpeg, raw = layout
         chunk, data = self._chunk(name, row)
         if data is None:  # a row never written holds the fill value
             full = np.full(shape, fill, dtype)
@@ -153,6 +156,11 @@ class StoreReader:
                                      f"crops are {want[1]} x {want[0]}")
                 return image
             out = np.empty(shape, dtype)
+            if raw:  # uncompressed: the file is the pixels
+                if len(data) != out.nbytes:
+                    raise ValueError(f"{len(data)} bytes, where a row takes {out.nbytes}")
+                out.reshape(-1).view(np.uint8)[:] = np.frombuffer(data, np.uint8)
+                return out
             blosc.decompress(data, out)  # into a writable array, no extra copy
             return out
         except (RuntimeError, ValueError) as e:

@@ -64,14 +64,15 @@ def image_codec() -> list:
     return [BloscCodec(cname="lz4", clevel=5, shuffle=BloscShuffle.shuffle)]
 
 
-IMAGE_CODECS = ("lz4", "jpeg")
+IMAGE_CODECS = ("lz4", "raw", "jpeg")
 
 
 def parse_image_codec(spec: str) -> tuple[str, int | None]:
-    """'lz4' -> ('lz4', None); 'jpeg' or 'jpeg:Q' -> ('jpeg', Q) (default quality 90)."""
+    """'lz4' -> ('lz4', None); 'raw' -> ('raw', None); 'jpeg' or 'jpeg:Q' -> ('jpeg', Q) (default
+    quality 90)."""
     name, _, quality = str(spec).partition(":")
-    if name == "lz4" and not quality:
-        return "lz4", None
+    if name in ("lz4", "raw") and not quality:
+        return name, None
     if name == "jpeg":
         try:
             q = int(quality or 90)
@@ -79,15 +80,18 @@ def parse_image_codec(spec: str) -> tuple[str, int | None]:
             q = -1
         if 1 <= q <= 100:
             return "jpeg", q
-    raise ValueError(f"image codec {spec!r}: expected lz4, jpeg or jpeg:QUALITY (1-100)")
+    raise ValueError(f"image codec {spec!r}: expected lz4, raw, jpeg or jpeg:QUALITY (1-100)")
 
 
 def images_codec(spec: str = "lz4") -> list:
-    """The codec of the `images` array: Blosc-LZ4 (lossless), or one JPEG per frame
+    """The codec of the `images` array: Blosc-LZ4 (lossless), raw (the pixels as they are, no
+    compression: a read is a file read, no decode; 3 S^2 bytes a frame), or one JPEG per frame
     (codec.JpegCodec, an array-to-bytes codec: every chunk file is a JPEG file)."""
     name, quality = parse_image_codec(spec)
     if name == "jpeg":
         return [codec.JpegCodec(quality=quality)]
+    if name == "raw":
+        return []
     return image_codec()
 
 
@@ -162,7 +166,7 @@ def all_arrays(n: int, size: int, n_backgrounds: int, n_units: int, silhouettes:
 
 def _create_array(g: zarr.Group, name: str, shape, chunks, dtype, comp, fill, overwrite: bool = False):
     kind = {"serializer": comp[0], "compressors": None} if comp and _is_serializer(comp) else \
-        {"compressors": comp} if comp else {}
+        {"compressors": comp} if comp else {"compressors": None} if comp == [] else {}  # []: uncompressed
     return g.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill, overwrite=overwrite, **kind)
 
 
