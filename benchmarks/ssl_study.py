@@ -494,8 +494,11 @@ class Study:
 
 
 def _pairs_scored(report: dict) -> bool:
-    """Whether a probe's mirror probe has the pairwise score (probes before it have each image's only)."""
-    return all("pair_hits" in m for m in report.get("mirror", {}).get("layers", {}).values())
+    """Whether a probe's mirror probe is current: it has the pairwise score (probes before it have
+    each image's only) and it rendered the mirrored images (probes before `mirrors_rendered` showed
+    every image unmirrored twice, so they read chance whatever the features)."""
+    mirror = report.get("mirror", {})
+    return bool(mirror.get("mirrors_rendered")) and all("pair_hits" in m for m in mirror.get("layers", {}).values())
 
 
 def store_fingerprint(store) -> str:

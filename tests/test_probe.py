@@ -49,6 +49,10 @@ def test_probe_command_reports_intervals_over_test_instants(probe_store, tmp_pat
     pairs = rep["mirror"]["layers"]["layer4"]["pairwise"]  # each image against its own mirror
     assert 0 <= pairs["low"] <= pairs["mean"] <= pairs["high"] <= 1 and pairs["images"] == 20
     assert set(rep["mirror"]["layers"]["layer4"]["pair_hits"]) <= {0.0, 0.5, 1.0}
+    # the mirrored images are rendered mirrored: an image and its mirror get different scores (a
+    # probe that showed the same image twice tied every pair at 0.5, and fitted its labels at chance)
+    assert rep["mirror"]["mirrors_rendered"] and 0.5 not in rep["mirror"]["layers"]["layer4"]["pair_hits"]
+    assert rep["mirror"]["layers"]["layer4"]["fit_accuracy"] > 0.6
     assert "MPJPE" in res.output
 
 

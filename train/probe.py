@@ -208,7 +208,7 @@ def mirror_probe(init: str, store, arch: str = "resnet18n", input_size: int | No
     rows = np.concatenate([fit_rows, fit_rows, test_rows, test_rows])
     mirrored = np.concatenate([np.zeros(len(fit_rows), bool), np.ones(len(fit_rows), bool),
                                np.zeros(len(test_rows), bool), np.ones(len(test_rows), bool)])
-    feats = features(phi, store, rows, size)
+    feats = features(phi, store, rows, size, mirrored)
     label = np.where(mirrored, 1.0, -1.0)
     n = 2 * len(fit_rows)
     cols = {c: np.tile(g[c].get_orthogonal_selection((test_rows,)), 2) for c in ("subject", "sequence", "frame")}
@@ -216,7 +216,8 @@ def mirror_probe(init: str, store, arch: str = "resnet18n", input_size: int | No
     names = list(g.attrs["subjects"])
     out = {"init": str(init), "arch": arch, "input_size": size, "fit_images": n, "test_images": 2 * len(test_rows),
            "test_subject": [names[i] for i in cols["subject"]], "test_sequence": cols["sequence"].tolist(),
-           "test_frame": cols["frame"].tolist(), "test_mirrored": mirrored[n:].tolist(), "layers": {}}
+           "test_frame": cols["frame"].tolist(), "test_mirrored": mirrored[n:].tolist(), "layers": {},
+           "mirrors_rendered": True}  # probes made before this key showed the unmirrored image twice
     for layer in LAYERS:
         X = feats[layer].astype(np.float64)
         norm = Standardizer(X[:n])
