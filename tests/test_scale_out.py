@@ -155,14 +155,15 @@ def test_a_store_built_into_s3_verifies_and_equals_the_local_build(s3_store, sma
     assert LOCK_NAME not in locate(s3_store).top()  # the writer's lock is released
 
 
-def test_a_dask_cluster_builds_into_s3_a_store_equal_to_the_local_build(s3, cluster, small_raw, small_store,
+def test_a_dask_cluster_builds_into_s3_a_store_equal_to_the_local_build(s3, small_raw, small_store,
                                                                          small_build_cfg):
-    from distributed import Client
+    from distributed import LocalCluster
 
-    with Client(cluster.scheduler_address, set_as_default=False) as client:
-        client.run(os.environ.update, s3.env())  # the workers' credentials, as a real cluster's environment holds
     url = "s3://stores/dask.zarr"
-    r = build(small_raw, url, small_build_cfg, progress=False, scheduler=cluster.scheduler_address)
+    # a cluster started with the credentials in its environment, as a real cluster's workers hold them
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                      silence_logs=40) as with_credentials:
+        r = build(small_raw, url, small_build_cfg, progress=False, scheduler=with_credentials.scheduler_address)
     assert r["units_done"] == 16
     same_store(url, small_store)
     assert verify(url) == []
