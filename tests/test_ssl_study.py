@@ -83,6 +83,8 @@ def test_a_stopped_study_resumes_where_it_stopped_and_ends_as_an_uninterrupted_o
     # a probe recorded before pairs were scored is redone when the study continues
     assert ssl_study._pairs_scored(done["stages"]["probe_s0"])
     assert not ssl_study._pairs_scored({"mirror": {"layers": {"layer4": {"hits": [1, 0]}}}})
+    # and so is one from the probe that showed every mirrored image unmirrored
+    assert not ssl_study._pairs_scored({"mirror": {"layers": {"layer4": {"hits": [1, 0], "pair_hits": [0.5]}}}})
     curves = done["sync_vs_gap"]  # Fig. 4 of each pretraining seed, and over seeds
     assert curves == full["sync_vs_gap"] and set(curves["per_seed"]) == {"0", "1"}
     assert curves["summary"]["test"]["subjects"] == ["S9"]
