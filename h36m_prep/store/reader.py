@@ -145,20 +145,12 @@ class StoreReader:
         _, _, shape, dtype, fill, jpeg, raw = layout
         if raw and not self.remote:  # uncompressed on a disk: the file read straight into the row
             out = np.empty(shape, dtype)
-            path = self.location.name(self._key(name, row))
             try:
-                with open(path, "rb", buffering=0) as f:
-                    got = f.readinto(memoryview(out).cast("B"))
-                    extra = f.read(1)
+                with open(self.location.name(self._key(name, row)), "rb", buffering=0) as f:
+                    if f.readinto(memoryview(out).cast("B")) == out.nbytes and not f.read(1):
+                        return out
             except FileNotFoundError:
-                got, extra = None, b""
-            if got == out.nbytes and not extra:
-                return out
-            if got is not None:
-                raise StoreReadError(f"{path}: row {row} of '{name}' cannot be decoded ({got + len(extra)}"
-                                     f"{'+' if extra else ''} bytes, where a row takes {out.nbytes}); find every "
-                                     f"damaged row with `h36m-prep verify {self.path}`, mark them with `--mark-damaged` "
-                                     "and rerun `h36m-prep build` to re-render them")
+                pass  # absent or the wrong size: the general path below says which, as for any chunk
         chunk, data = self._chunk(name, row)
         if data is None:  # a row never written holds the fill value
             full = np.full(shape, fill, dtype)
