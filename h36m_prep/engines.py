@@ -151,15 +151,16 @@ class DaskPool:
             raise EngineError(f"{self.address}: the workers cannot run the build ({type(e).__name__}: {e}); install "
                               "this toolkit in the workers' environment (`pip install multiview-sync`)") from None
         mine = code_version()
-        for what, fix in (("version", f"install multiview-sync {mine} on them"),
-                          ("raw", f"put {raw} on a filesystem every worker mounts at the same path"),
-                          ("store", f"put {store} on a shared filesystem, or use object storage (s3://...)")):
-            bad = sorted(w for w, s in seen.items() if (s[what] != mine if what == "version" else not s[what]))
+        problems = {  # what a worker reports -> (is it wrong, what is wrong, the fix)
+            "version": (lambda v: v != mine, "run another version of multiview-sync", f"install multiview-sync {mine} on them"),
+            "raw": (lambda v: not v, f"cannot see {raw}", f"put {raw} on a filesystem every worker mounts at the same path"),
+            "store": (lambda v: not v, f"cannot see {store}",
+                      f"put {store} on a shared filesystem, or use object storage (s3://...)")}
+        for what, (wrong, problem, fix) in problems.items():
+            bad = sorted(w for w, s in seen.items() if wrong(s[what]))
             if bad:
                 detail = f" (they run {sorted({seen[w]['version'] for w in bad})})" if what == "version" else ""
-                raise EngineError(f"{self.address}: worker(s) {', '.join(bad)} "
-                                  f"{'run another version of multiview-sync' if what == 'version' else 'cannot see ' + (raw if what == 'raw' else str(store))}"
-                                  f"{detail}; {fix}")
+                raise EngineError(f"{self.address}: worker(s) {', '.join(bad)} {problem}{detail}; {fix}")
 
     def submit(self, fn, *args):
         return self.client.submit(fn, *args, pure=False)
