@@ -152,8 +152,10 @@ class DaskPool:
                               "this toolkit in the workers' environment (`pip install multiview-sync`)") from None
         mine = code_version()
         problems = {  # what a worker reports -> (is it wrong, what is wrong, the fix)
-            "version": (lambda v: v != mine, "run another version of multiview-sync", f"install multiview-sync {mine} on them"),
-            "raw": (lambda v: not v, f"cannot see {raw}", f"put {raw} on a filesystem every worker mounts at the same path"),
+            "version": (lambda v: v != mine, "run another version of multiview-sync",
+                        f"install multiview-sync {mine} on them"),
+            "raw": (lambda v: not v, f"cannot see {raw}",
+                    f"put {raw} on a filesystem every worker mounts at the same path"),
             "store": (lambda v: not v, f"cannot see {store}",
                       f"put {store} on a shared filesystem, or use object storage (s3://...)")}
         for what, (wrong, problem, fix) in problems.items():
