@@ -74,7 +74,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--scale", type=float, default=0.3)
     ap.add_argument("--spread", type=float, default=2.0, help="seconds: the latest start")
     ap.add_argument("--trials", type=int, default=30, help="offset sets per take")
-    ap.add_argument("--methods", nargs="+", default=["motion", "geometry"])
+    ap.add_argument("--methods", nargs="+", default=["motion", "geometry", "auto"],
+                    help="label-free methods measured (auto: motion and geometry together, the rig being calibrated)")
     ap.add_argument("--model", default=None, help="a pretraining run: adds the learned method (sync-train sync)")
     ap.add_argument("--crop-size", type=int, default=128, help="px: crops of the rig's store for the learned method")
     ap.add_argument("--seed", type=int, default=0)

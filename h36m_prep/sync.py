@@ -11,8 +11,10 @@ each usable alone, score every candidate lag between two cameras of a take:
             is their mean correlation over the frames both cameras hold.
   geometry  (with calibration) epipolar tangents (Sinha and Pollefeys, ICPR 2004): the two
             planes through the baseline of a calibrated pair that touch the person's silhouette
-            are the same planes seen from both cameras at the same instant; a lag's score is
-            minus the median angle between one camera's planes and the other's at that lag.
+            are the same planes seen from both cameras at the same instant, so their angles over
+            time are one signal seen twice; a lag's score is their correlation, as for motion.
+  auto      motion and geometry together (their scores added) when the rig is calibrated,
+            motion alone when it is not.
 
 The pairwise lags of all camera pairs, each weighted by its confidence (the margin of the best
 lag's score over the best lag outside its neighbourhood), give each camera's offset by weighted
@@ -35,16 +37,16 @@ from .errors import ToolkitError
 from .geometry import Camera, undistort
 from .raw import RawDataError, iter_frames, video_info
 
-SIDE = 160              # px: the longer side frames are read at
+SIDE = 320              # px: the longer side frames are read at (at most; a smaller video is read as it is)
 THRESHOLD = 20          # grey levels: a pixel differs from the background (or the last frame) by more
 MAX_LAG_S = 2.0         # s: the default search, each way
 MIN_OVERLAP = 0.5       # of the shorter video: the largest lag keeps at least this much overlap
 MARGIN = 2.0            # a lag's score must beat the best lag outside its neighbourhood by this (motion: z units)
-GEOMETRY_MARGIN = 0.15  # ... by this share of the score range (geometry)
 BANDS = 3               # the person's box in horizontal bands (head and arms, trunk and hands, legs)
 NOISE = 6               # grey levels of frame-to-frame change taken as noise
 MIN_SEEN = 0.3          # of its frames: a camera that sees someone in fewer cannot be synchronized
 METHODS = ("auto", "motion", "geometry")
+WEDGE = math.radians(150)  # a silhouette spanning more of the planes about a baseline holds its epipole
 QUICK_TOLERANCE_S = 0.1  # s: the build's quick check warns about larger lags only
 
 
@@ -80,7 +82,7 @@ class Track:
 def read_track(path: str | Path, camera: str, rate: float | None = None, limit: int | None = None) -> Track:
     """The signals of one video (its first `limit` frames), at SIDE px."""
     info = video_info(path, rate)
-    scale = max(info.width, info.height) / SIDE
+    scale = max(1.0, max(info.width, info.height) / SIDE)
     size = (max(1, round(info.width / scale)), max(1, round(info.height / scale)))
     n = info.frames if limit is None else min(limit, info.frames)
     frames = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in iter_frames(path, n, rate=rate)])
@@ -163,12 +165,13 @@ def _pairs(n_a: int, n_b: int, lag: int) -> tuple[slice, slice]:
     return slice(lo, max(lo, hi)), slice(lo + lag, max(lo, hi) + lag)
 
 
-def motion_scores(a: Track, b: Track, lags: np.ndarray) -> np.ndarray:
-    """The mean correlation of the motion signals at each lag (frame i of a with i + lag of b)."""
-    sa, sb = motion_signals(a), motion_signals(b)
+def correlation_scores(sa: np.ndarray, sb: np.ndarray, lags: np.ndarray) -> np.ndarray:
+    """[len(lags)] the mean correlation of two cameras' signals ([S, T_a], [S, T_b]) at each lag
+    (frame i of a with i + lag of b), as Fisher's z times its standard error: a short overlap at a
+    far lag must correlate more to win. -inf where fewer than 8 frames overlap."""
     out = np.full(len(lags), -np.inf)
     for k, lag in enumerate(lags):
-        ia, ib = _pairs(a.frames, b.frames, int(lag))
+        ia, ib = _pairs(sa.shape[1], sb.shape[1], int(lag))
         xa, xb = sa[:, ia], sb[:, ib]
         if xa.shape[1] < 8:
             continue
@@ -176,47 +179,83 @@ def motion_scores(a: Track, b: Track, lags: np.ndarray) -> np.ndarray:
         xb = xb - xb.mean(axis=1, keepdims=True)
         den = np.sqrt((xa ** 2).sum(axis=1) * (xb ** 2).sum(axis=1))
         corr = np.where(den > 0, (xa * xb).sum(axis=1) / np.where(den > 0, den, 1), 0.0)
-        # Fisher's z times its standard error: a short overlap at a far lag must correlate more to win
         out[k] = float(np.mean(np.arctanh(np.clip(corr, -0.999, 0.999)))) * math.sqrt(xa.shape[1] - 3)
     return out
 
 
-def tangent_planes(track: Track, cam: Camera, other: Camera) -> np.ndarray:
-    """[T, 2] the angles (radians, about the baseline from `cam` to `other`) of the two epipolar
-    planes tangent to the silhouette in each frame (NaN where there is none). Both cameras of a
-    pair see the same two planes at the same instant: each touches the person at a real point
-    (a frontier point), so unlike a centroid or a top point the match is exact in 3D."""
-    base = np.asarray(other.C, np.float64) - np.asarray(cam.C, np.float64)
-    base /= np.linalg.norm(base)
-    u = np.cross(base, [0.0, 0.0, 1.0] if abs(base[2]) < 0.9 else [1.0, 0.0, 0.0])
-    u /= np.linalg.norm(u)
-    v = np.cross(base, u)
-    out = np.full((track.frames, 2), np.nan)
+def motion_scores(a: Track, b: Track, lags: np.ndarray) -> np.ndarray:
+    """The mean correlation of the motion signals at each lag (frame i of a with i + lag of b)."""
+    return correlation_scores(motion_signals(a), motion_signals(b), lags)
+
+
+def outline_rays(track: Track, cam: Camera) -> list:
+    """[T] the rays through the silhouette's outline in each frame, [P, 3] in the world's axes
+    (None where there is no outline): undistorted once per camera, whatever pairs it is in."""
+    R = np.asarray(cam.R, np.float64)
+    out: list = [None] * track.frames
     for t, pts in enumerate(track.outline):
-        if pts is None:
+        if pts is not None:
+            x = undistort((pts - cam.c) / cam.f, cam.k, cam.p, model=cam.model)
+            out[t] = np.concatenate([x, np.ones((len(x), 1))], axis=1) @ R.T
+    return out
+
+
+def tangent_planes(rays: list, axis: np.ndarray) -> np.ndarray:
+    """[T, 2] the angles (radians, about `axis`, the unit baseline of a camera pair) of the two
+    epipolar planes tangent to the silhouette in each frame (rays: outline_rays of the camera;
+    NaN where there is no silhouette, or where the other camera's centre lies inside the
+    silhouette's wedge, so that no plane through the baseline touches it). Both cameras of a pair see the same two planes at the same instant when they turn
+    them about the same axis: each touches the person at a real point (a frontier point), so unlike
+    a centroid or a top point the match is exact in 3D."""
+    axis = np.asarray(axis, np.float64)
+    u = np.cross(axis, [0.0, 0.0, 1.0] if abs(axis[2]) < 0.9 else [1.0, 0.0, 0.0])
+    u /= np.linalg.norm(u)
+    v = np.cross(axis, u)
+    out = np.full((len(rays), 2), np.nan)
+    for t, ray in enumerate(rays):
+        if ray is None:
             continue
-        x = undistort((pts - cam.c) / cam.f, cam.k, cam.p, model=cam.model)
-        rays = np.concatenate([x, np.ones((len(x), 1))], axis=1) @ np.asarray(cam.R, np.float64).T
-        normal = np.cross(base, rays)
+        # the plane through the baseline and a ray; for the other camera's rays to the same point
+        # the normal is the same, since the baseline joins the two centres
+        normal = np.cross(axis, ray)
         angle = np.arctan2(normal @ v, normal @ u)
         centre = np.angle(np.mean(np.exp(1j * angle)))
         rel = np.angle(np.exp(1j * (angle - centre)))  # unwrapped about the silhouette's middle
+        if rel.max() - rel.min() > WEDGE:  # the epipole is inside (or next to) the silhouette
+            continue
         out[t] = centre + rel.min(), centre + rel.max()
     return out
 
 
-def geometry_scores(a: Track, b: Track, cam_a: Camera, cam_b: Camera, lags: np.ndarray) -> np.ndarray:
-    """Minus the median angle (radians) between the tangent epipolar planes of the two silhouettes
-    at each lag (Sinha and Pollefeys' epipolar tangents)."""
-    pa, pb = tangent_planes(a, cam_a, cam_b), tangent_planes(b, cam_b, cam_a)
-    out = np.full(len(lags), -np.inf)
-    for k, lag in enumerate(lags):
-        ia, ib = _pairs(a.frames, b.frames, int(lag))
-        d = np.abs(np.angle(np.exp(1j * (pa[ia] - pb[ib]))))
-        d = d[np.isfinite(d).all(axis=1)]
-        if len(d) >= 8:
-            out[k] = -float(np.median(d.mean(axis=1)))
-    return out
+def tangent_signals(planes: np.ndarray, fps: float) -> np.ndarray | None:
+    """[2, T] the two tangent planes' angles over time, unwrapped, gaps filled, high-passed over
+    half a second and standardized; None where fewer than half the frames have them."""
+    window = max(3, int(round(fps / 2)) | 1)
+    out = []
+    for k in range(2):
+        x = planes[:, k].copy()
+        ok = np.isfinite(x)
+        if ok.mean() < 0.5:
+            return None
+        x[ok] = np.unwrap(x[ok])
+        out.append(_standardized(x, window))
+    return np.stack(out)
+
+
+def geometry_scores(a: Track, b: Track, cam_a: Camera, cam_b: Camera, lags: np.ndarray,
+                    rays_a: list | None = None, rays_b: list | None = None) -> np.ndarray:
+    """The correlation of the two cameras' tangent-plane angles (Sinha and Pollefeys' epipolar
+    tangents, turned about the pair's one baseline) at each lag, in motion_scores' units; -inf
+    throughout where either camera lacks them (the baseline passes through the person, or the
+    person is cut off by the frame's edge, in most frames). rays_a, rays_b: their outline_rays,
+    when already computed."""
+    axis = np.asarray(cam_b.C, np.float64) - np.asarray(cam_a.C, np.float64)
+    axis /= np.linalg.norm(axis)
+    sa = tangent_signals(tangent_planes(outline_rays(a, cam_a) if rays_a is None else rays_a, axis), a.fps)
+    sb = tangent_signals(tangent_planes(outline_rays(b, cam_b) if rays_b is None else rays_b, axis), b.fps)
+    if sa is None or sb is None:
+        return np.full(len(lags), -np.inf)
+    return correlation_scores(sa, sb, lags)
 
 
 # ---------------------------------------------------------------- from scores to offsets
@@ -322,9 +361,8 @@ class TakeSync:
 
 def sync_take(take: str, videos: dict[str, Path], cams: dict[str, Camera] | None = None, method: str = "auto",
               max_lag_s: float = MAX_LAG_S, rate: float | None = None, limit: int | None = None) -> TakeSync:
-    """The offsets of one take's cameras. method: motion, geometry (needs cams), or auto: motion
-    (measured on the synthetic rig, the epipolar tangents miss on most camera pairs so far; see
-    docs/rig.md)."""
+    """The offsets of one take's cameras. method: motion, geometry (needs cams), or auto: both
+    (their scores added) when there are cams, motion otherwise (measured in docs/rig.md)."""
     _check_method(take, method, cams)  # before the videos are read
     tracks = {c: read_track(p, c, rate, limit) for c, p in sorted(videos.items())}
     return sync_tracks(take, tracks, cams, method, max_lag_s)
@@ -341,7 +379,8 @@ def sync_tracks(take: str, tracks: dict[str, Track], cams: dict[str, Camera] | N
                 max_lag_s: float = MAX_LAG_S) -> TakeSync:
     """sync_take on tracks already read."""
     _check_method(take, method, cams)
-    use_geometry = method == "geometry"  # auto: motion (geometry does not hold up yet)
+    uses = {"motion": ("motion",), "geometry": ("geometry",)}.get(
+        method, ("motion", "geometry") if cams is not None else ("motion",))
     shortest = min(tracks.values(), key=lambda t: t.frames)
     if math.floor(shortest.frames * (1 - MIN_OVERLAP)) < 3:
         raise SyncError(f"take {take}: {shortest.frames} frames in camera {shortest.camera}, too short to tell lags "
@@ -354,13 +393,20 @@ def sync_tracks(take: str, tracks: dict[str, Track], cams: dict[str, Camera] | N
                              "out of the take")
         elif tr.energy.std() == 0 or np.ptp(tr.energy) < 1e-4:
             unresolved[c] = "shows no motion; synchronization needs someone who moves in every camera"
-    if use_geometry:
-        score = lambda a, b, lags: geometry_scores(tracks[a], tracks[b], cams[a], cams[b], lags)  # noqa: E731
-    else:
-        score = lambda a, b, lags: motion_scores(tracks[a], tracks[b], lags)  # noqa: E731
-    return offsets_from_scores(take, {c: t.frames for c, t in tracks.items()}, shortest.fps, score,
-                               GEOMETRY_MARGIN if use_geometry else MARGIN, use_geometry,
-                               "geometry" if use_geometry else "motion", max_lag_s, unresolved)
+    rays = {c: outline_rays(t, cams[c]) for c, t in tracks.items() if c not in unresolved} if "geometry" in uses else {}
+
+    def score(a: str, b: str, lags: np.ndarray) -> np.ndarray:
+        total = np.zeros(len(lags))
+        if "motion" in uses:
+            total += motion_scores(tracks[a], tracks[b], lags)
+        if "geometry" in uses:
+            g = geometry_scores(tracks[a], tracks[b], cams[a], cams[b], lags, rays[a], rays[b])
+            # a pair whose baseline passes through the person has no tangents: motion alone there
+            total += g if uses == ("geometry",) or np.isfinite(g).any() else 0.0
+        return total
+
+    return offsets_from_scores(take, {c: t.frames for c, t in tracks.items()}, shortest.fps, score, MARGIN, False,
+                               "+".join(uses), max_lag_s, unresolved)
 
 
 def offsets_from_scores(take: str, lengths: dict[str, int], fps: float, score, margin: float, relative: bool,
@@ -388,8 +434,8 @@ def offsets_from_scores(take: str, lengths: dict[str, int], fps: float, score, m
     offsets, alone = solve_offsets(live, pairs)
     for c in alone:
         unresolved[c] = ("no camera pair gives it a clear lag (the best lag does not stand out: the motion may be "
-                         "periodic or too little); a take with more varied movement, or a calibration for "
-                         "--method geometry, would help")
+                         "periodic or too little); a take with more varied movement, or the rig's "
+                         "calibration.toml (the default method then adds the epipolar tangents), would help")
     return TakeSync(take, offsets, unresolved, pairs, method, dict(lengths))
 
 

@@ -49,18 +49,21 @@ def test_sync_recovers_every_offset_and_the_build_reads_the_per_take_table(unsyn
     plan_rig(raw, BuildConfig())  # without offsets.toml the build says the videos look unsynchronized
     out = capfd.readouterr().out
     assert "look unsynchronized" in out and f"h36m-prep sync {raw}" in out
-    r = CliRunner().invoke(h36m_prep, ["sync", str(raw), "--method", "motion"])
+    r = CliRunner().invoke(h36m_prep, ["sync", str(raw)])  # calibrated: motion and geometry together
     assert r.exit_code == 0, r.output
     truth = tomllib.loads((raw / "offsets_truth.toml").read_text())["walking"]
     found = tomllib.loads((raw / "offsets.toml").read_text())["walking"]
-    assert found.keys() == truth.keys() and min(found.values()) == 0
-    # within a frame of the truth (not yet exact everywhere: docs/rig.md has the measured rates)
-    assert max(abs(found[c] - truth[c]) for c in truth) <= 1, (found, truth)
-    assert "walking" in r.output and "confidence" in r.output
+    assert found == truth
+    assert "walking" in r.output and "confidence" in r.output and "motion+geometry" in r.output
     _, units, _, _, _ = plan_rig(raw, BuildConfig())  # the build reads the take's table
     assert {u["camera"]: u.get("offset", 0) for u in units} == found
     r = CliRunner().invoke(h36m_prep, ["sync", str(raw)])  # an existing file is kept
     assert r.exit_code == 2 and "--overwrite" in r.output
+    for method in ("motion", "geometry"):  # each alone: what it writes is within a frame of the truth
+        r = CliRunner().invoke(h36m_prep, ["sync", str(raw), "--method", method, "--overwrite"])
+        assert r.exit_code == 0, r.output
+        alone = tomllib.loads((raw / "offsets.toml").read_text())["walking"]
+        assert alone and max(abs(alone[c] - truth[c] + min(truth[k] for k in alone)) for c in alone) <= 1, (method, alone)
 
 
 def test_a_camera_that_never_sees_anyone_move_is_named_and_left_out_and_the_build_refuses_until_it_has_an_offset(
@@ -204,3 +207,34 @@ def test_cameras_of_two_codecs_and_a_camera_that_dropped_frames_are_synchronized
     assert max(abs(found[c] - (want[c] - low)) for c in found) <= 1, (found, want, r.output)
     text = (raw / "offsets.toml").read_text()
     assert all(f"# {c} = ?  unresolved:" in text for c in set(want) - set(found)), text
+
+
+def test_the_two_cameras_of_a_pair_see_the_same_tangent_planes_at_the_same_instant(unsynced):
+    """The geometry method's premise, on the rig's true poses: the epipolar planes tangent to the
+    projected body (its outline being the projected joints) are the same planes in both cameras
+    of every pair at the same instant, and differ at another instant."""
+    from h36m_prep.geometry import project
+    from h36m_prep.rig import rig_calibration
+    from h36m_prep.sync import Track, outline_rays, tangent_planes
+
+    cams = rig_calibration(unsynced)
+    poses = np.load(unsynced / "walking" / "poses3d.npy")
+    n = len(poses)
+
+    def track(c):
+        uv = project(poses, cams[c])
+        return Track(c, video_path(unsynced, "Walking", c), 60.0, 1.0, np.zeros(n), np.zeros((n, 3)),
+                     np.ones(n, bool), list(uv))
+
+    names = sorted(cams)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            axis = cams[b].C - cams[a].C
+            axis = axis / np.linalg.norm(axis)
+            pa = tangent_planes(outline_rays(track(a), cams[a]), axis)
+            pb = tangent_planes(outline_rays(track(b), cams[b]), axis)
+            both = np.isfinite(pa).all(axis=1) & np.isfinite(pb).all(axis=1)
+            assert both.mean() > 0.5, (a, b)
+            assert np.abs(np.angle(np.exp(1j * (pa - pb))))[both].max() < 1e-6, (a, b)
+            later = np.abs(np.angle(np.exp(1j * (pa[:-10] - pb[10:]))))
+            assert np.nanmedian(later) > 1e-3, (a, b)
