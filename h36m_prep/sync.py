@@ -46,6 +46,7 @@ BANDS = 3               # the person's box in horizontal bands (head and arms, t
 NOISE = 6               # grey levels of frame-to-frame change taken as noise
 MIN_SEEN = 0.3          # of its frames: a camera that sees someone in fewer cannot be synchronized
 METHODS = ("auto", "motion", "geometry")
+TANGENT_WINDOW_S = 1.0  # s: the tangent angles' high-pass (chosen on benchmarks/sync_accuracy.py's rig: 0.25-2 s)
 WEDGE = math.radians(150)  # a silhouette spanning more of the planes about a baseline holds its epipole
 QUICK_TOLERANCE_S = 0.1  # s: the build's quick check warns about larger lags only
 
@@ -229,8 +230,8 @@ def tangent_planes(rays: list, axis: np.ndarray) -> np.ndarray:
 
 def tangent_signals(planes: np.ndarray, fps: float) -> np.ndarray | None:
     """[2, T] the two tangent planes' angles over time, unwrapped, gaps filled, high-passed over
-    half a second and standardized; None where fewer than half the frames have them."""
-    window = max(3, int(round(fps / 2)) | 1)
+    TANGENT_WINDOW_S and standardized; None where fewer than half the frames have them."""
+    window = max(3, int(round(fps * TANGENT_WINDOW_S)) | 1)
     out = []
     for k in range(2):
         x = planes[:, k].copy()
