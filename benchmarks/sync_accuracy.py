@@ -54,7 +54,11 @@ def trial(tracks: dict, cams, method: str, rng: np.random.Generator, spread: int
     else:
         errors = {}
     return {"truth": truth, "offsets": r.offsets, "errors": errors, "unresolved": sorted(r.unresolved),
-            "seconds": seconds}
+            "doubtful": r.doubtful(), "seconds": seconds}
+
+
+def _share(flags: list[bool]) -> float | None:
+    return float(np.mean(flags)) if flags else None
 
 
 def summarize(trials: list[dict], cameras: int) -> dict:
@@ -64,6 +68,9 @@ def summarize(trials: list[dict], cameras: int) -> dict:
             "mean_abs_error": float(np.abs(errs).mean()) if len(errs) else None,
             "max_abs_error": float(np.abs(errs).max()) if len(errs) else None,
             "unresolved": float(sum(len(t["unresolved"]) for t in trials) / total),
+            # "may be a frame off": the share of the cameras written wrong that are flagged, and of the exact ones
+            "wrong_flagged": _share([c in t.get("doubtful", ()) for t in trials for c, e in t["errors"].items() if e]),
+            "exact_flagged": _share([c in t.get("doubtful", ()) for t in trials for c, e in t["errors"].items() if not e]),
             "search_seconds": float(np.mean([t["seconds"] for t in trials]))}
 
 
@@ -118,13 +125,16 @@ def main(argv=None) -> dict:
            "per_take": {m: {take: summarize([t for t in tr if t["take"] == take], cameras) for take in read_seconds}
                         for m, tr in results.items()},
            "trials": results}
-    print(f"| method | take | cameras | exact | within 1 frame | mean abs error | unresolved | search s/take |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print(f"| method | take | cameras | exact | within 1 frame | mean abs error | unresolved | wrong flagged | "
+          f"exact flagged | search s/take |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    share = lambda x: "-" if x is None else f"{x:.0%}"  # noqa: E731
     for m, per in doc["per_take"].items():
         for take, s in per.items():
             mae = "-" if s["mean_abs_error"] is None else f"{s['mean_abs_error']:.2f}"
             print(f"| {m} | {take} | {s['cameras']} | {s['exact']:.0%} | {s['within_1']:.0%} | {mae} | "
-                  f"{s['unresolved']:.0%} | {s['search_seconds']:.1f} |")
+                  f"{s['unresolved']:.0%} | {share(s['wrong_flagged'])} | {share(s['exact_flagged'])} | "
+                  f"{s['search_seconds']:.1f} |")
     print(f"reading the videos: {', '.join(f'{t} {s:.1f} s' for t, s in read_seconds.items())} "
           f"({cameras} cameras x {args.frames} frames)")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -48,6 +48,7 @@ MIN_SEEN = 0.3          # of its frames: a camera that sees someone in fewer can
 METHODS = ("auto", "motion", "geometry")
 TANGENT_WINDOW_S = 1.0  # s: the tangent angles' high-pass (chosen on benchmarks/sync_accuracy.py's rig: 0.25-2 s)
 WEDGE = math.radians(150)  # a silhouette spanning more of the planes about a baseline holds its epipole
+DOUBT = 0.5             # frames: a camera whose pairs disagree with its offset by more may be a frame off
 QUICK_TOLERANCE_S = 0.1  # s: the build's quick check warns about larger lags only
 
 
@@ -205,9 +206,10 @@ def tangent_planes(rays: list, axis: np.ndarray) -> np.ndarray:
     """[T, 2] the angles (radians, about `axis`, the unit baseline of a camera pair) of the two
     epipolar planes tangent to the silhouette in each frame (rays: outline_rays of the camera;
     NaN where there is no silhouette, or where the other camera's centre lies inside the
-    silhouette's wedge, so that no plane through the baseline touches it). Both cameras of a pair see the same two planes at the same instant when they turn
-    them about the same axis: each touches the person at a real point (a frontier point), so unlike
-    a centroid or a top point the match is exact in 3D."""
+    silhouette's wedge, so that no plane through the baseline touches it). Both cameras of a pair
+    see the same two planes at the same instant when they turn them about the same axis: each
+    touches the person at a real point (a frontier point), so unlike a centroid or a top point the
+    match is exact in 3D."""
     axis = np.asarray(axis, np.float64)
     u = np.cross(axis, [0.0, 0.0, 1.0] if abs(axis[2]) < 0.9 else [1.0, 0.0, 0.0])
     u /= np.linalg.norm(u)
@@ -359,6 +361,20 @@ class TakeSync:
         ms = [p.margin for p in self.pairs if p.confident and camera in (p.a, p.b)]
         return max(ms) if ms else 0.0
 
+    def disagreement(self, camera: str) -> float:
+        """Frames: the largest difference between a confident pair's lag (to a fraction of a frame)
+        and the offsets written, over the pairs the camera is in. Above DOUBT the camera's offset
+        may be a frame off (measured in docs/rig.md: most cameras a frame off are caught, and on
+        a take of little motion most exact ones too)."""
+        off = self.offsets
+        ds = [abs(p.lag - (off[p.b] - off[p.a])) for p in self.pairs
+              if p.confident and camera in (p.a, p.b) and p.a in off and p.b in off]
+        return max(ds) if ds else 0.0
+
+    def doubtful(self) -> list[str]:
+        """The cameras written whose offset may be a frame off (disagreement above DOUBT)."""
+        return [c for c in sorted(self.offsets) if self.disagreement(c) > DOUBT]
+
 
 def sync_take(take: str, videos: dict[str, Path], cams: dict[str, Camera] | None = None, method: str = "auto",
               max_lag_s: float = MAX_LAG_S, rate: float | None = None, limit: int | None = None) -> TakeSync:
@@ -477,11 +493,14 @@ def write_offsets(path: Path, results: list[TakeSync], force: bool, echo=print) 
     and write offsets.toml atomically."""
     import os
 
-    echo(f"{'take':<16} {'camera':<16} {'offset':>7} {'confidence':>11}  method")
+    echo(f"{'take':<16} {'camera':<16} {'offset':>7} {'confidence':>11} {'pairs off by':>13}  method")
     for r in results:
         for cam in sorted(r.lengths):
             if cam in r.offsets:
-                echo(f"{r.take:<16} {cam:<16} {r.offsets[cam]:>7} {r.confidence(cam):>11.3f}  {r.method}")
+                d = r.disagreement(cam)
+                note = "  (may be a frame off)" if d > DOUBT else ""
+                echo(f"{r.take:<16} {cam:<16} {r.offsets[cam]:>7} {r.confidence(cam):>11.3f} {d:>13.2f}  "
+                     f"{r.method}{note}")
             else:
                 echo(f"{r.take:<16} {cam:<16} {'?':>7} {'':>11}  unresolved: {r.unresolved[cam]}")
     tmp = path.with_name(f".tmp.{path.name}")
@@ -490,6 +509,10 @@ def write_offsets(path: Path, results: list[TakeSync], force: bool, echo=print) 
     left = sum(len(r.unresolved) for r in results)
     echo(f"wrote {path}" + (f"; {left} camera(s) left out (commented): the build refuses their takes until "
                             "they have an offset" if left and not force else ""))
+    doubt = [f"{r.take}/{c}" for r in results for c in r.doubtful()]
+    if doubt:
+        echo(f"{len(doubt)} camera(s) may be a frame off ({', '.join(doubt)}): their camera pairs disagree by more "
+             f"than {DOUBT:g} frame; a take with more varied movement, or the rig's calibration.toml, would help")
 
 
 def offsets_toml(results: list[TakeSync], force: bool = False) -> str:
@@ -500,7 +523,9 @@ def offsets_toml(results: list[TakeSync], force: bool = False) -> str:
         lines.append(f"[{_toml_key(r.take)}]")
         for c in sorted(r.lengths):
             if c in r.offsets:
-                lines.append(f"{_toml_key(c)} = {r.offsets[c]}  # confidence {r.confidence(c):.3f}, {r.method}")
+                d = r.disagreement(c)
+                doubt = f", pairs disagree by {d:.2f} frames: may be a frame off" if d > DOUBT else ""
+                lines.append(f"{_toml_key(c)} = {r.offsets[c]}  # confidence {r.confidence(c):.3f}, {r.method}{doubt}")
             elif force:
                 lines.append(f"{_toml_key(c)} = 0  # a guess (--force): {r.unresolved[c]}")
             else:
