@@ -185,11 +185,6 @@ def correlation_scores(sa: np.ndarray, sb: np.ndarray, lags: np.ndarray) -> np.n
     return out
 
 
-def motion_scores(a: Track, b: Track, lags: np.ndarray) -> np.ndarray:
-    """The mean correlation of the motion signals at each lag (frame i of a with i + lag of b)."""
-    return correlation_scores(motion_signals(a), motion_signals(b), lags)
-
-
 def outline_rays(track: Track, cam: Camera) -> list:
     """[T] the rays through the silhouette's outline in each frame, [P, 3] in the world's axes
     (None where there is no outline): undistorted once per camera, whatever pairs it is in."""
@@ -245,17 +240,17 @@ def tangent_signals(planes: np.ndarray, fps: float) -> np.ndarray | None:
     return np.stack(out)
 
 
-def geometry_scores(a: Track, b: Track, cam_a: Camera, cam_b: Camera, lags: np.ndarray,
-                    rays_a: list | None = None, rays_b: list | None = None) -> np.ndarray:
-    """The correlation of the two cameras' tangent-plane angles (Sinha and Pollefeys' epipolar
-    tangents, turned about the pair's one baseline) at each lag, in motion_scores' units; -inf
-    throughout where either camera lacks them (the baseline passes through the person, or the
-    person is cut off by the frame's edge, in most frames). rays_a, rays_b: their outline_rays,
-    when already computed."""
+def geometry_scores(rays_a: list, rays_b: list, cam_a: Camera, cam_b: Camera, fps_a: float, fps_b: float,
+                    lags: np.ndarray) -> np.ndarray:
+    """The correlation of two cameras' tangent-plane angles (Sinha and Pollefeys' epipolar
+    tangents, turned about the pair's one baseline; rays_a, rays_b: their outline_rays) at each
+    lag, in correlation_scores' units, as the motion signals are scored; -inf throughout where
+    either camera lacks them (the baseline passes through the person, or the person is cut off by
+    the frame's edge, in most frames)."""
     axis = np.asarray(cam_b.C, np.float64) - np.asarray(cam_a.C, np.float64)
     axis /= np.linalg.norm(axis)
-    sa = tangent_signals(tangent_planes(outline_rays(a, cam_a) if rays_a is None else rays_a, axis), a.fps)
-    sb = tangent_signals(tangent_planes(outline_rays(b, cam_b) if rays_b is None else rays_b, axis), b.fps)
+    sa = tangent_signals(tangent_planes(rays_a, axis), fps_a)
+    sb = tangent_signals(tangent_planes(rays_b, axis), fps_b)
     if sa is None or sb is None:
         return np.full(len(lags), -np.inf)
     return correlation_scores(sa, sb, lags)
@@ -410,14 +405,16 @@ def sync_tracks(take: str, tracks: dict[str, Track], cams: dict[str, Camera] | N
                              "out of the take")
         elif tr.energy.std() == 0 or np.ptp(tr.energy) < 1e-4:
             unresolved[c] = "shows no motion; synchronization needs someone who moves in every camera"
-    rays = {c: outline_rays(t, cams[c]) for c, t in tracks.items() if c not in unresolved} if "geometry" in uses else {}
+    live = [c for c in tracks if c not in unresolved]  # each camera's signals and rays once, whatever its pairs
+    signals = {c: motion_signals(tracks[c]) for c in live} if "motion" in uses else {}
+    rays = {c: outline_rays(tracks[c], cams[c]) for c in live} if "geometry" in uses else {}
 
     def score(a: str, b: str, lags: np.ndarray) -> np.ndarray:
         total = np.zeros(len(lags))
         if "motion" in uses:
-            total += motion_scores(tracks[a], tracks[b], lags)
+            total += correlation_scores(signals[a], signals[b], lags)
         if "geometry" in uses:
-            g = geometry_scores(tracks[a], tracks[b], cams[a], cams[b], lags, rays[a], rays[b])
+            g = geometry_scores(rays[a], rays[b], cams[a], cams[b], tracks[a].fps, tracks[b].fps, lags)
             # a pair whose baseline passes through the person has no tangents: motion alone there
             total += g if uses == ("geometry",) or np.isfinite(g).any() else 0.0
         return total
