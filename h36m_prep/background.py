@@ -64,6 +64,15 @@ def sample_frames(videos: list[tuple[Path, int]], samples: int, skip_bad: bool =
     return out
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _close(px, i, j, tolerance):
+    """Samples i and j of one pixel ([n, C]) agree: every channel within `tolerance` grey levels."""
+    for c in range(px.shape[1]):
+        if abs(px[i, c] - px[j, c]) > tolerance:
+            return False
+    return True
+
+
 @njit(cache=True, nogil=True)
 def _plurality(stack, tolerance, out):
     """The vote of plurality_background, row by row: a row's samples are first copied pixel-major
@@ -86,12 +95,10 @@ def _plurality(stack, tolerance, out):
             for i in range(n):
                 votes[i] = 1  # a sample agrees with itself
                 agree[i, i] = True
-            for j in range(1, n):  # sample 0 first: where the room shows in every sample, it agrees with all,
-                ok = True  # which no sample can beat, and being first it wins without the other pairs
-                for c in range(C):
-                    if abs(px[0, c] - px[j, c]) > tolerance:
-                        ok = False
-                        break
+            # sample 0 first: where the room shows in every sample, it agrees with all, which no
+            # sample can beat, and being first it wins without the other pairs
+            for j in range(1, n):
+                ok = _close(px, 0, j, tolerance)
                 agree[0, j] = ok
                 agree[j, 0] = ok
                 if ok:
@@ -100,11 +107,7 @@ def _plurality(stack, tolerance, out):
             done = votes[0] == n
             for i in range(1, 1 if done else n):
                 for j in range(i + 1, n):
-                    ok = True
-                    for c in range(C):
-                        if abs(px[i, c] - px[j, c]) > tolerance:
-                            ok = False
-                            break
+                    ok = _close(px, i, j, tolerance)
                     agree[i, j] = ok
                     agree[j, i] = ok
                     if ok:
