@@ -85,6 +85,31 @@ def codecs(store: Path, frames: int = 200) -> list[dict]:
     return rows
 
 
+def row_writes(store: Path, frames: int = 200) -> dict:
+    """ms per frame to write a frame's crop and mask (one chunk each, the store's codecs) through
+    Zarr's array API, as the build once did, and straight into the chunk files (S.RowWriter)."""
+    from h36m_prep import store as S
+
+    src = zarr.open_group(str(store), mode="r")
+    images, masks = src["images"][:frames], src["masks"][:frames]
+    out = {}
+    for how in ("zarr", "direct"):
+        path = Path(tempfile.mkdtemp()) / "w.zarr"
+        g = S.create(path, frames, images.shape[1], 1, 1, {}, codec="lz4")
+        writer = S.RowWriter(S.StoreReader(path).location, g)
+        t = time.perf_counter()
+        with S.writing():
+            for i in range(0, frames, 16):
+                for name, rows in (("images", images[i:i + 16]), ("masks", masks[i:i + 16])):
+                    if how == "zarr":
+                        g[name][i:i + len(rows)] = rows
+                    else:
+                        writer.write(name, i, rows)
+        out[how] = (time.perf_counter() - t) / frames * 1e3
+        shutil.rmtree(path.parent)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--raw", default=None)
@@ -116,6 +141,7 @@ def main() -> None:
                   "store_bytes": report["bytes"], "stage_seconds": report["stage_seconds"]},
         "ratio_build_over_decode": (n_build / t_build) / (n_dec / t_dec),
         "codecs": codecs(work / "store.zarr"),
+        "row_write_ms": row_writes(work / "store.zarr"),
     }
     print(f"\n{'stage':<14}{'frames':>8}{'seconds':>10}{'frames/s':>10}")
     print(f"{'decode only':<14}{n_dec:>8}{t_dec:>10.1f}{n_dec / t_dec:>10.1f}")
@@ -123,6 +149,9 @@ def main() -> None:
     print("build stages (s): " + ", ".join(f"{k} {v}" for k, v in report["stage_seconds"].items()))
     print(f"ratio build / decode-only: {result['ratio_build_over_decode']:.2f} "
           f"({args.workers} workers, {result['video_size'][1]}x{result['video_size'][0]} video)")
+    w = result["row_write_ms"]
+    print(f"writing a frame's crop and mask: {w['zarr']:.2f} ms through Zarr's API, {w['direct']:.2f} ms straight "
+          f"into the chunk files ({w['zarr'] / w['direct']:.1f}x)")
     print(f"\n{'codec':<24}{'frames/chunk':>13}{'write ms':>10}{'read ms':>9}{'KB/frame':>10}{'ratio':>7}")
     for r in result["codecs"]:
         print(f"{r['codec']:<24}{r['frames_per_chunk']:>13}{r['write_ms']:>10.2f}{r['random_read_ms']:>9.3f}"

@@ -20,9 +20,14 @@ from numba import njit
 from .raw import RawDataError, iter_rows, video_info
 
 
+SEEK_GAP = 48  # frames: a pick at most this far ahead is reached by decoding forward; an OpenCV seek
+# costs about as much as decoding 40 frames (it decodes from well before the keyframe), measured
+
+
 def sample_frames(videos: list[tuple[Path, int]], samples: int, skip_bad: bool = False,
                   rate: float | None = None) -> list[tuple[int, int, np.ndarray]]:
-    """Decode `samples` frames spread evenly over the concatenation of (video, usable frames).
+    """Decode `samples` frames spread evenly over the concatenation of (video, usable frames),
+    each video in one forward pass that seeks only across long gaps.
 
     -> [(video index, frame t, RGB frame [H, W, 3] uint8)]. With skip_bad a video that fails
     to decode gives no samples (the build skips its sequence when it gets there).
@@ -43,11 +48,16 @@ def sample_frames(videos: list[tuple[Path, int]], samples: int, skip_bad: bool =
                     raise
             continue
         cap = cv2.VideoCapture(str(path))
-        got = []
+        got, at = [], 0  # at: the frame the next read returns
         try:
             for t in local:
-                cap.set(cv2.CAP_PROP_POS_FRAMES, int(t))
-                ok, bgr = cap.read()
+                if not 0 <= t - at <= SEEK_GAP:
+                    cap.set(cv2.CAP_PROP_POS_FRAMES, int(t))
+                    at = t
+                while at < t and cap.grab():  # a near pick: decoding forward is cheaper than a seek
+                    at += 1
+                ok, bgr = cap.read() if at == t else (False, None)
+                at = t + 1
                 if not ok:
                     if skip_bad:
                         got = []
@@ -74,58 +84,79 @@ def _close(px, i, j, tolerance):
 
 
 @njit(cache=True, nogil=True)
-def _plurality(stack, tolerance, out):
-    """The vote of plurality_background, row by row: a row's samples are first copied pixel-major
-    ([W, n, C]: one pixel's samples side by side in memory), each pair of samples is compared once
-    (agreement is symmetric), and the first sample with the most votes wins, as in a vote over all
-    ordered pairs. Sample 0 is voted on first: where it agrees with every sample (the room, seen in
-    all of them) it is the winner and the other pairs are not compared."""
+def _pixel_major(stack, y, row):
+    """Row y of every sample, pixel-major ([W, n, C]: one pixel's samples side by side in memory)."""
+    n, _, W, C = stack.shape
+    for i in range(n):
+        for x in range(W):
+            for c in range(C):
+                row[x, i, c] = stack[i, y, x, c]
+
+
+@njit(cache=True, nogil=True)
+def _vote(stack, tolerance, winner):
+    """winner [H, W]: at each pixel the first sample with the most votes (samples that agree with
+    it, itself included), as in a vote over all ordered pairs; each pair is compared once
+    (agreement is symmetric). Sample 0 is voted on first: where it agrees with every sample (the
+    room, seen in all of them) no sample can beat it, and the other pairs are not compared."""
     n, H, W, C = stack.shape
     row = np.empty((W, n, C), np.int32)
     votes = np.empty(n, np.int32)
-    agree = np.empty((n, n), np.bool_)
-    values = np.empty(n, np.int32)
     for y in range(H):
-        for i in range(n):
-            for x in range(W):
-                for c in range(C):
-                    row[x, i, c] = stack[i, y, x, c]
+        _pixel_major(stack, y, row)
         for x in range(W):
             px = row[x]
-            for i in range(n):
-                votes[i] = 1  # a sample agrees with itself
-                agree[i, i] = True
-            # sample 0 first: where the room shows in every sample, it agrees with all, which no
-            # sample can beat, and being first it wins without the other pairs
+            votes[:] = 1  # a sample agrees with itself
             for j in range(1, n):
-                ok = _close(px, 0, j, tolerance)
-                agree[0, j] = ok
-                agree[j, 0] = ok
-                if ok:
+                if _close(px, 0, j, tolerance):
                     votes[0] += 1
                     votes[j] += 1
             done = votes[0] == n
             for i in range(1, 1 if done else n):
                 for j in range(i + 1, n):
-                    ok = _close(px, i, j, tolerance)
-                    agree[i, j] = ok
-                    agree[j, i] = ok
-                    if ok:
+                    if _close(px, i, j, tolerance):
                         votes[i] += 1
                         votes[j] += 1
-            best_i = 0
-            for i in range(1, 1 if done else n):  # the first of the most agreed-with samples
-                if votes[i] > votes[best_i]:
-                    best_i = i
-            for c in range(C):  # the median of the samples that agree with it
-                k = 0
+            best = 0
+            for i in range(1, 1 if done else n):
+                if votes[i] > votes[best]:
+                    best = i
+            winner[y, x] = best
+
+
+@njit(cache=True, nogil=True)
+def _median_of_agreeing(stack, winner, scale, tolerance, out):
+    """out [H, W, C]: at each pixel the median of the samples that agree with the winner there
+    (winner [ceil(H / scale), ceil(W / scale)]: the vote at 1/scale of the size), counted, not
+    sorted: they lie within `tolerance` of the winner, 2 tolerance + 1 grey levels."""
+    n, H, W, C = stack.shape
+    row = np.empty((W, n, C), np.int32)
+    agree = np.empty(n, np.bool_)
+    counts = np.empty(2 * tolerance + 1, np.int32)
+    for y in range(H):
+        _pixel_major(stack, y, row)
+        for x in range(W):
+            px = row[x]
+            best = winner[y // scale, x // scale]
+            k = 0
+            for j in range(n):
+                agree[j] = _close(px, best, j, tolerance)
+                k += agree[j]
+            for c in range(C):
+                base = px[best, c] - tolerance
+                counts[:] = 0
                 for j in range(n):
-                    if agree[best_i, j]:
-                        values[k] = px[j, c]
-                        k += 1
-                v = values[:k]
-                v.sort()  # in place: no array made per pixel
-                out[y, x, c] = np.uint8(np.round(0.5 * (v[(k - 1) // 2] + v[k // 2])))
+                    if agree[j]:
+                        counts[px[j, c] - base] += 1
+                lo, hi, seen = -1, 0, 0
+                for b in range(counts.shape[0]):
+                    seen += counts[b]
+                    if lo < 0 and seen > (k - 1) // 2:
+                        lo = b
+                    if seen > k // 2:
+                        hi = b
+                        break
+                out[y, x, c] = np.uint8(np.round(0.5 * (lo + hi) + base))
 
 
 def plurality_reference(stack: np.ndarray, tolerance: int = 8) -> np.ndarray:
@@ -143,14 +174,33 @@ def plurality_reference(stack: np.ndarray, tolerance: int = 8) -> np.ndarray:
     return np.round(0.5 * (lo + hi)).astype(np.uint8)
 
 
-def plurality_background(frames: list[np.ndarray], tolerance: int = 8) -> np.ndarray:
+def plurality_background(frames: list[np.ndarray], tolerance: int = 8, vote_scale: int = 1) -> np.ndarray:
     """[H, W, 3] uint8: at each pixel, the median of the samples whose colour lies within
     `tolerance` grey levels (every channel) of the sample that most samples lie within
-    `tolerance` of. frames: [H, W, 3] uint8 each, the same view. No label is used."""
+    `tolerance` of. frames: [H, W, 3] uint8 each, the same view. No label is used.
+
+    vote_scale k > 1: the winning sample is voted on the samples area-averaged to 1/k of the size
+    (k^2 fewer pixels, and their noise averaged down), then the median is taken at full size over
+    the samples that agree with it there (benchmarks/background_vote.py measures both against the
+    room the synthetic renderer drew)."""
     stack = np.ascontiguousarray(np.stack(frames))
+    small = stack
+    if vote_scale > 1:
+        h, w = stack.shape[1:3]
+        size = (-(-w // vote_scale), -(-h // vote_scale))
+        small = np.stack([_area(f, size, vote_scale) for f in stack])
+    winner = np.empty(small.shape[1:3], np.int16)
+    _vote(small, int(tolerance), winner)
     out = np.empty(stack.shape[1:], np.uint8)
-    _plurality(stack, int(tolerance), out)
+    _median_of_agreeing(stack, winner, int(vote_scale), int(tolerance), out)
     return out
+
+
+def _area(frame: np.ndarray, size: tuple[int, int], k: int) -> np.ndarray:
+    """frame area-averaged over k x k blocks (a partial block at the edge with its edge pixels repeated)."""
+    h, w = frame.shape[:2]
+    padded = cv2.copyMakeBorder(frame, 0, size[1] * k - h, 0, size[0] * k - w, cv2.BORDER_REPLICATE)
+    return cv2.resize(padded, size, interpolation=cv2.INTER_AREA)
 
 
 def median_background(frames: list[np.ndarray], person: list[np.ndarray] | None = None) -> np.ndarray:

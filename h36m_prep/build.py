@@ -60,10 +60,10 @@ def code_version() -> str:
 # ---------------------------------------------------------------- jobs (engines.py runs them)
 
 def _median_job(videos: list[tuple[str, int]], samples: int, tolerance: int, skip_bad: bool,
-                fps: float | None = None) -> np.ndarray:
+                fps: float | None = None, vote_scale: int = 1) -> np.ndarray:
     """Median background of one view, from its videos alone (no pose). videos: [(mp4, usable frames)]."""
     picked = sample_frames([(Path(v), n) for v, n in videos], samples, skip_bad, fps)
-    return plurality_background([f for _, _, f in picked], tolerance)
+    return plurality_background([f for _, _, f in picked], tolerance, vote_scale)
 
 
 def _unit_job(store: Location, video: str, poses: tuple[str, str] | None, cam_json: dict, unit: dict,
@@ -120,6 +120,7 @@ def _unit_rows(store: Location, video: str, poses: tuple[str, str] | None, cam_j
     from .geometry import camera_from_json
 
     g = zarr.open_group(store.zarr_store(), mode="r+")
+    writer = S.RowWriter(store, g)
     cam = camera_from_json(unit["camera"], cam_json)
     median = g[f"medians/{subject}/{unit['camera']}"][:]
     n, start, size, offset = unit["length"], unit["start"], cfg.crop_size, unit.get("offset", 0)
@@ -148,8 +149,8 @@ def _unit_rows(store: Location, video: str, poses: tuple[str, str] | None, cam_j
             meta[k][t] = getattr(geo, k)
         if b == WRITE_BLOCK - 1 or t == n - 1:
             lo = t - b
-            g["images"][start + lo:start + t + 1] = images[:b + 1]
-            g["masks"][start + lo:start + t + 1] = masks[:b + 1]
+            writer.write("images", start + lo, images[:b + 1])
+            writer.write("masks", start + lo, masks[:b + 1])
             tick(b + 1)
     empty = float((sil.reshape(n, -1).max(axis=1) == 0).mean())
     if empty > EMPTY_MASKS:
@@ -281,7 +282,8 @@ def _build(raw: Path, out: Location, cfg: BuildConfig, pool, progress: bool) -> 
             todo = [v for v in views if f"medians/{v[0]}/{v[1]}" not in g or
                     g[f"medians/{v[0]}/{v[1]}"].nchunks_initialized == 0]
             bar.set_postfix_str(f"median backgrounds ({len(todo)} views)")
-            margs = {v: (by_key[v], cfg.bg_samples, cfg.bg_tolerance, cfg.skip_bad, fps) for v in todo}
+            margs = {v: (by_key[v], cfg.bg_samples, cfg.bg_tolerance, cfg.skip_bad, fps, cfg.bg_vote_scale)
+                     for v in todo}
 
             def write_median(view, fut):
                 med = fut.result()

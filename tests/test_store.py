@@ -372,3 +372,32 @@ def test_an_uncompressed_store_holds_the_lz4_stores_pixels_and_reads_them_withou
     (out / "images" / "c" / "9" / "0" / "0" / "0").write_bytes(b"short")
     with pytest.raises(S.StoreReadError, match="row 9 of 'images' cannot be decoded .*5 bytes, where a row takes"):
         S.StoreReader(out).image(9)
+
+
+@pytest.mark.parametrize("codec", ["lz4", "raw", "jpeg:85"])
+def test_rows_written_straight_into_chunk_files_are_the_bytes_zarr_writes(codec, tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    masks = (rng.random((5, 32, 32)) > 0.5).astype(np.uint8)
+    backgrounds = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    stores = {}
+    for how in ("zarr", "direct"):
+        path = tmp_path / f"{how}.zarr"
+        g = S.create(path, n=5, size=32, n_backgrounds=2, n_units=1, attrs={}, codec=codec)
+        writer = S.RowWriter(S.StoreReader(path).location, g)
+        with S.writing():
+            for name, rows in (("images", images), ("masks", masks), ("backgrounds", backgrounds)):
+                if how == "zarr":
+                    g[name][1:1 + len(rows)] = rows[:4]
+                else:
+                    writer.write(name, 1, rows[:4])
+        stores[how] = path
+    for name, rows in (("images", 4), ("masks", 4), ("backgrounds", 1)):
+        files = sorted(p.relative_to(stores["zarr"]) for p in (stores["zarr"] / name / "c").rglob("*") if p.is_file())
+        assert len(files) == rows  # one chunk file per row written, none for the rows left alone
+        for f in files:
+            assert (stores["direct"] / f).read_bytes() == (stores["zarr"] / f).read_bytes(), f
+    g = zarr.open_group(str(stores["direct"]), mode="r")
+    assert np.array_equal(g["masks"][1:5], masks[:4]) and not g["masks"][0].any()
+    if codec != "jpeg:85":
+        assert np.array_equal(g["images"][1:5], images[:4])

@@ -77,6 +77,7 @@ class Location:
 
     def __init__(self, url: str, path: Path | None):
         self.url, self.path = url, path
+        self._root = None if path is None else str(path)  # keys joined as strings: a loader reads thousands a second
         self._obj = None
         self._lock = threading.Lock()
 
@@ -110,7 +111,7 @@ class Location:
         """The file or object of `key` as a user reads it in a message."""
         if not key:
             return self.url
-        return str(self.path / key) if not self.remote else f"{self.url}/{key}"
+        return os.path.join(self._root, key) if not self.remote else f"{self.url}/{key}"
 
     # ------------------------------------------------------------ object storage clients
 
@@ -152,7 +153,7 @@ class Location:
         """The bytes of `key`, None when it does not exist."""
         if not self.remote:
             try:
-                with open(self.path / key, "rb") as f:
+                with open(os.path.join(self._root, key), "rb") as f:
                     return f.read()
             except (FileNotFoundError, NotADirectoryError):
                 return None
@@ -177,10 +178,19 @@ class Location:
             return None
 
     def write(self, key: str, data: bytes) -> None:
+        """Store `data` at `key`, whole or not at all: on a disk through a temporary file renamed
+        over the key (as Zarr writes a chunk), so a reader or a killed writer never leaves half."""
         if not self.remote:
             target = self.path / key
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+            partial = target.with_name(f"{target.name}.{os.getpid()}-{threading.get_ident()}.partial")
+            try:
+                with open(partial, "wb") as f:
+                    f.write(data)
+                os.replace(partial, target)
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
             return
         import obstore
 

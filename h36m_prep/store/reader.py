@@ -2,8 +2,8 @@
 
 The store's image arrays have one frame per chunk and Blosc compression (or, for `images`, one
 JPEG file per chunk); such a chunk is read by opening its file (or getting its object) and
-decoding it, about 8x faster than through Zarr's general machinery. Any other layout reads
-through Zarr. This is the only code besides Zarr that knows how the chunks lie on disk.
+decoding it, about 8x faster than through Zarr's general machinery (chunks.py knows where a
+row's chunk lies and how it is encoded). Any other layout reads through Zarr.
 
 In object storage every chunk is one GET, a round trip: the reader fetches concurrently and
 ahead (`prefetch`: the loaders name the rows of the batches the sampler has already planned), so
@@ -11,7 +11,6 @@ a loader is not bound by the round trips.
 """
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import zarr
 from numcodecs import blosc
 
 from ..errors import ToolkitError
-from .codec import NAME as JPEG
+from . import chunks
 from .codec import decode_jpeg, encode_jpeg, jpeg_size
 from .location import Location, ReadAhead, locate
 from .schema import PIXEL_ARRAYS, done_rows
@@ -89,32 +88,13 @@ class StoreReader:
             self._g = zarr.open_group(self.location.zarr_store(read_only=True), mode="r")
         return self._g
 
-    def _layout(self, name: str):
-        """(chunk-key prefix, key suffix, row shape, dtype, fill, jpeg, raw) when `name` can be
-        read directly (Blosc, one JPEG, or the pixels uncompressed in little-endian order), else None."""
-        if name not in self._direct:
-            layout = None  # set once complete: threads may ask at the same time
-            text = self.location.read(f"{name}/zarr.json")
-            if text is not None:
-                meta = json.loads(text)
-                codecs = [c["name"] for c in meta.get("codecs", [])]
-                key = meta.get("chunk_key_encoding", {})
-                chunk = meta["chunk_grid"]["configuration"]["chunk_shape"]
-                if (codecs in (["bytes", "blosc"], ["bytes"], [JPEG]) and key.get("name") == "default"
-                        and key.get("configuration", {}).get("separator", "/") == "/"
-                        and chunk[0] == 1 and list(chunk[1:]) == list(meta["shape"][1:])):
-                    suffix = "/".join("0" * (len(chunk) - 1))
-                    raw = codecs == ["bytes"] and meta["codecs"][0].get("configuration", {}).get(
-                        "endian", "little") in ("little", None)
-                    if codecs != ["bytes"] or raw:
-                        layout = (f"{name}/c", suffix, tuple(chunk[1:]),
-                                  np.dtype(meta["data_type"]), meta.get("fill_value", 0), codecs == [JPEG], raw)
-            self._direct[name] = layout
+    def _layout(self, name: str) -> chunks.Layout | None:
+        if name not in self._direct:  # set once made: threads may ask at the same time
+            self._direct[name] = chunks.layout(self.location, name)
         return self._direct[name]
 
     def _key(self, name: str, row: int) -> str:
-        prefix, suffix = self._layout(name)[:2]
-        return f"{prefix}/{int(row)}/{suffix}"
+        return chunks.key(self._layout(name), row)
 
     def _chunk(self, name: str, row: int) -> tuple[str, bytes | None]:
         """(chunk file or object, its bytes) of a directly readable row; None for a row never
@@ -135,14 +115,14 @@ class StoreReader:
     def jpeg(self) -> bool:
         """Whether the store's crops are JPEG files (so a reduced decode is possible)."""
         layout = self._layout("images")
-        return bool(layout and layout[5])
+        return bool(layout and layout.jpeg)
 
     def row(self, name: str, row: int, reduce: int = 1) -> np.ndarray:
         """Row `row` of array `name`; reduce 2, 4 or 8: a JPEG image decoded at that fraction of its size."""
         layout = self._layout(name)
         if layout is None:
             return self.g[name][int(row)]
-        _, _, shape, dtype, fill, jpeg, raw = layout
+        shape, dtype, fill, jpeg, raw = layout.shape, layout.dtype, layout.fill, layout.jpeg, layout.raw
         if raw and not self.remote:  # uncompressed on a disk: the file read straight into the row
             out = np.empty(shape, dtype)
             try:
@@ -184,13 +164,13 @@ class StoreReader:
         checked for its start and end markers like a decode here."""
         chunk, raw = self._chunk("images", row)
         if raw is None:  # a row never written: the fill value, encoded
-            return np.frombuffer(encode_jpeg(np.zeros(self._layout("images")[2], np.uint8), 90), np.uint8)
+            return np.frombuffer(encode_jpeg(np.zeros(self._layout("images").shape, np.uint8), 90), np.uint8)
         data = np.frombuffer(raw, np.uint8)
         if len(data) < 4 or bytes(data[:2]) != b"\xff\xd8" or bytes(data[-2:]) != b"\xff\xd9":
             raise StoreReadError(f"{chunk}: row {row} of 'images' is not a complete JPEG image (truncated?); find "
                                  f"every damaged row with `h36m-prep verify {self.path}`, mark them with "
                                  "`--mark-damaged` and rerun `h36m-prep build` to re-render them")
-        shape = self._layout("images")[2]
+        shape = self._layout("images").shape
         size = jpeg_size(data)
         if size != (shape[1], shape[0]):
             raise StoreReadError(f"{chunk}: row {row} of 'images' is a JPEG of "
