@@ -3,7 +3,7 @@
 FFCV (https://github.com/libffcv/ffcv) reads images from a `.beton` file and runs its standard
 train pipeline: RandomResizedCrop to the output size and a random flip, each stage compiled with
 numba, uint8 out. We write N random crops of the store (the 256 px crops the loader reads) to a
-RAW and a JPEG `.beton` once, and time, each in its own process, median of --repeats runs:
+RAW and a JPEG `.beton` once, and time, each in its own process, median of --repeats runs (interleaved):
 
 - FFCV RAW and FFCV JPG: images/s after one warm-up epoch (its compilation), batch --batch,
   --workers threads;
@@ -159,12 +159,15 @@ def main(argv=None) -> dict:
     for size in SIZES:
         targets = [("ffcv", f"FFCV {mode.upper()}", b) for mode, b in betons.items()]
         targets += [("ours", f"ours {Path(s).name}", s) for s in args.stores]
+        runs = {name: [] for _, name, _ in targets}
+        for _ in range(args.repeats):  # interleaved: a change in the machine's load reaches every row alike
+            for kind, name, target in targets:
+                python = args.ffcv_python if kind == "ffcv" else sys.executable
+                runs[name].append(child_run(python, kind, target, size, args)["images_per_s"])
         for kind, name, target in targets:
-            python = args.ffcv_python if kind == "ffcv" else sys.executable
-            runs = [child_run(python, kind, target, size, args) for _ in range(args.repeats)]
-            rate = float(np.median([r["images_per_s"] for r in runs]))
+            rate = float(np.median(runs[name]))
             rows.append({"loader": name, "kind": kind, "target": target, "size": size, "images_per_s": rate,
-                         "runs_images_per_s": [r["images_per_s"] for r in runs]})
+                         "runs_images_per_s": runs[name]})
             print(f"{name:<28} {size:>4} px  {rate:8.0f} images/s", flush=True)
     print("\n| loader | px | images/s | / FFCV RAW | / FFCV JPG |\n|---|---:|---:|---:|---:|")
     for r in rows:

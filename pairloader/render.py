@@ -3,10 +3,10 @@
 Two backends of the same function as the DALI pipeline:
   'opencv'  the fast path, on uint8 until the last step: a JPEG crop decoded at the smallest
             size the output resolves (libjpeg's DCT scaling: 1/2 of the side for 64 px outputs of
-            256 px crops), composite by the 0/1 weight
-            (cv2.copyTo), one bilinear cv2.warpAffine (zeros outside), then one numba pass that
-            normalizes through a per-channel lookup table while turning HWC into CHW, straight
-            into the batch tensor;
+            256 px crops), composite by the 0/1 weight (cv2.copyTo), one bilinear cv2.warpAffine
+            (zeros outside); a uint8 batch is channels-last in memory and the warp writes each
+            image straight into it; a float batch gets one numba pass that normalizes through a
+            per-channel lookup table while turning HWC into CHW;
   'torch'   the reference (`reference.compose`), float32 throughout.
 They differ only by OpenCV's fixed-point interpolation weights (1/32 px) and the rounding of the
 warp to uint8. Every step releases the GIL (file reads, Blosc, OpenCV, the numba pass), so the
@@ -50,12 +50,13 @@ def chw_into(image, out):
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
     """A uint8 batch [..., 3, O, O] (on any device, after the transfer) -> float32 normalized as the
-    float path normalizes (the same float32 operations as its lookup table); a float batch as is."""
+    float path normalizes (the same float32 operations as its lookup table), in the float path's
+    contiguous layout (so a model computes exactly as on float batches); a float batch as is."""
     if x.dtype != torch.uint8:
         return x
     mean = torch.as_tensor(MEAN, dtype=torch.float32, device=x.device)[:, None, None]
     std = torch.as_tensor(STD, dtype=torch.float32, device=x.device)[:, None, None]
-    return (x.float() - mean) / std
+    return ((x.float() - mean) / std).contiguous()
 
 
 def composite_opencv(image: np.ndarray, weight: np.ndarray, behind: np.ndarray, bg_mode: int) -> np.ndarray:
@@ -67,11 +68,15 @@ def composite_opencv(image: np.ndarray, weight: np.ndarray, behind: np.ndarray, 
     return out
 
 
-def warp_opencv(comp: np.ndarray, affine: np.ndarray, out_size: int) -> np.ndarray:
-    """uint8 [S, S, 3] -> uint8 [O, O, 3]; affine [2, 3]: output pixel -> crop pixel."""
-    return cv2.warpAffine(comp, np.asarray(affine, np.float64), (out_size, out_size),
-                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
-                          borderValue=0)
+def warp_opencv(comp: np.ndarray, affine: np.ndarray, out_size: int, out: np.ndarray | None = None) -> np.ndarray:
+    """uint8 [S, S, 3] -> uint8 [O, O, 3] (into `out`, contiguous [O, O, 3], when given); affine
+    [2, 3]: output pixel -> crop pixel."""
+    warped = cv2.warpAffine(comp, np.asarray(affine, np.float64), (out_size, out_size), dst=out,
+                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
+                            borderValue=0)
+    if out is not None and warped is not out:  # OpenCV made a new array: never for a contiguous uint8 `out`
+        out[...] = warped
+    return warped
 
 
 def render_into(reader: StoreReader, plan, out_size: int, backend: str, out, same_as=None,
@@ -92,6 +97,10 @@ def render_into(reader: StoreReader, plan, out_size: int, backend: str, out, sam
             reduce = reduction(affine[k], reader)
             image, weight, behind = fetch_image(reader, rows[k], bg_mode[k], bg_index[k], bg_flip[k], reduce, quality[k])
             comp = composite_opencv(image, weight, behind, bg_mode[k])
+            hwc = out[k].permute(1, 2, 0)
+            if out[k].dtype == torch.uint8 and hwc.is_contiguous():  # a channels-last batch: warped in place
+                warp_opencv(comp, reduced_affine(affine[k], reduce), out_size, hwc.numpy())
+                continue
             warped = warp_opencv(comp, reduced_affine(affine[k], reduce), out_size)
             if out[k].dtype == torch.uint8:
                 chw_into(warped, out[k].numpy())
@@ -108,9 +117,18 @@ def _dtype(backend: str, uint8: bool) -> torch.dtype:
     return torch.uint8 if uint8 else torch.float32
 
 
+def _batch(shape: tuple, dtype: torch.dtype) -> torch.Tensor:
+    """An empty batch [..., 3, O, O]; uint8 in channels-last memory ([..., O, O, 3] underneath, as
+    the GPU's convolutions prefer it), so each image is warped straight into it."""
+    if dtype != torch.uint8:
+        return torch.empty(shape, dtype=dtype)
+    *lead, c, h, w = shape
+    return torch.empty((*lead, h, w, c), dtype=dtype).movedim(-1, -3)
+
+
 def render_cpu(reader: StoreReader, plan, out_size: int, backend: str = "torch", uint8: bool = False) -> torch.Tensor:
     """Every image of a plan: float32 (or uint8) [n, 3, O, O] in plan.images() order."""
-    out = torch.empty((len(plan.images()[0]), 3, out_size, out_size), dtype=_dtype(backend, uint8))
+    out = _batch((len(plan.images()[0]), 3, out_size, out_size), _dtype(backend, uint8))
     render_into(reader, plan, out_size, backend, out)
     return out
 
@@ -120,7 +138,7 @@ def render_pairs(reader: StoreReader, plan, out_size: int, backend: str = "torch
     contiguous. The OpenCV backend renders an image shared by several pairs once (plan.same_as);
     the torch reference renders every image from its own affine."""
     n_pairs = len(plan.rows)
-    out = torch.empty((2, n_pairs, 3, out_size, out_size), dtype=_dtype(backend, uint8))
+    out = _batch((2, n_pairs, 3, out_size, out_size), _dtype(backend, uint8))
     views = [out[k % 2, k // 2] for k in range(2 * n_pairs)]
     if backend == "opencv":
         render_into(reader, plan, out_size, backend, views, plan.same_as.reshape(-1),

@@ -131,6 +131,9 @@ def test_a_valid_jpeg_of_the_wrong_size_is_damage_found_by_verify_the_loader_and
 
 @pytest.mark.parametrize("which", ["lz4", "jpeg"])
 def test_uint8_batches_normalized_after_the_transfer_equal_the_float_path(small_store, jpeg_store, which):
+    """uint8 batches, normalized after the transfer, equal the float batches; they are
+    channels-last in memory (each image warped straight into the batch), as a GPU's convolutions
+    prefer."""
     from pairloader import PoseLoader, normalize
 
     store = small_store if which == "lz4" else jpeg_store
@@ -139,11 +142,13 @@ def test_uint8_batches_normalized_after_the_transfer_equal_the_float_path(small_
     floats, bytes_ = list(PairLoader(store, **args)), list(PairLoader(store, uint8=True, **args))
     for f, b in zip(floats, bytes_):
         assert b["x1"].dtype == torch.uint8 and b["x1"].element_size() * 4 == f["x1"].element_size()
+        assert b["x1"].is_contiguous(memory_format=torch.channels_last) and b["x1"].shape == f["x1"].shape
         assert (normalize(b["x1"]) - f["x1"]).abs().max() <= 1e-6
         assert (normalize(b["x2"]) - f["x2"]).abs().max() <= 1e-6
     pose = dict(batch_size=4, seed=1, steps=1, backend="opencv", workers=0, out_size=24)
     f, b = next(iter(PoseLoader(store, **pose))), next(iter(PoseLoader(store, uint8=True, **pose)))
     assert (normalize(b["image"]) - f["image"]).abs().max() <= 1e-6
+    assert b["image"].is_contiguous(memory_format=torch.channels_last)
     with pytest.raises(ValueError, match="OpenCV backend"):
         PairLoader(store, uint8=True, backend="torch")
 
