@@ -110,13 +110,38 @@ def row_writes(store: Path, frames: int = 200) -> dict:
     return out
 
 
+def measure(raw: Path, subjects: tuple[str, ...], workers: int, store: Path | None = None) -> dict:
+    """Decode-only and build rates of RAW's `subjects` with `workers` processes, in one run (the
+    store written to `store`, or to a temporary folder removed after)."""
+    keep = store is not None
+    store = store or Path(tempfile.mkdtemp(prefix="build_bench_")) / "store.zarr"
+    videos = [str(p) for s in discover(raw, subjects) for p in s.videos.values()]
+    _decode(videos[0])  # warm the codec and the page cache
+    n_dec, t_dec = decode_only(videos, workers)
+    t = time.perf_counter()
+    report = build(raw, store, BuildConfig(subjects=subjects), workers=workers, progress=False)
+    t_build = time.perf_counter() - t
+    n_build = report["frames_written"]
+    if not keep:
+        shutil.rmtree(store.parent, ignore_errors=True)
+    return {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "workers": workers, "subjects": list(subjects),
+        "video_size": list(cv2.VideoCapture(videos[0]).read()[1].shape[:2]),
+        "decode_only": {"frames": n_dec, "seconds": t_dec, "fps": n_dec / t_dec},
+        "build": {"frames": n_build, "seconds": t_build, "fps": n_build / t_build,
+                  "store_bytes": report["bytes"], "stage_seconds": report["stage_seconds"]},
+        "ratio_build_over_decode": (n_build / t_build) / (n_dec / t_dec),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--raw", default=None)
-    ap.add_argument("--subjects", default="S1,S9")
-    ap.add_argument("--workers", type=int, default=os.cpu_count())
-    ap.add_argument("--scale", type=float, default=0.5, help="synthetic video resolution (1.0: 1000 px)")
-    ap.add_argument("--out", default="benchmarks/results/build_throughput.json")
+    ap.add_argument("--raw", default=None, help="a raw folder to build (default: a synthetic dataset written first)")
+    ap.add_argument("--subjects", default="S1,S9", help="the subjects built (default S1,S9)")
+    ap.add_argument("--workers", type=int, default=os.cpu_count(), help="processes (default: one per core)")
+    ap.add_argument("--scale", type=float, default=0.5, help="synthetic video resolution (1.0: 1000 px; default 0.5)")
+    ap.add_argument("--out", default="benchmarks/results/build_throughput.json", help="the JSON written")
     args = ap.parse_args()
     subjects = tuple(args.subjects.split(","))
     work = Path(tempfile.mkdtemp(prefix="build_bench_"))
@@ -125,24 +150,12 @@ def main() -> None:
     if not args.raw:
         print(f"writing synthetic data ({', '.join(subjects)}) to {raw} (not timed)")
         write_dataset(raw, synth_cfg, workers=args.workers, progress=False)
-    videos = [str(p) for s in discover(raw, subjects) for p in s.videos.values()]
-    _decode(videos[0])  # warm the codec and the page cache
-    n_dec, t_dec = decode_only(videos, args.workers)
-    t = time.perf_counter()
-    report = build(raw, work / "store.zarr", BuildConfig(subjects=subjects), workers=args.workers, progress=False)
-    t_build = time.perf_counter() - t
-    n_build = report["frames_written"]
-    result = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "workers": args.workers, "subjects": list(subjects),
-        "video_size": list(cv2.VideoCapture(videos[0]).read()[1].shape[:2]),
-        "decode_only": {"frames": n_dec, "seconds": t_dec, "fps": n_dec / t_dec},
-        "build": {"frames": n_build, "seconds": t_build, "fps": n_build / t_build,
-                  "store_bytes": report["bytes"], "stage_seconds": report["stage_seconds"]},
-        "ratio_build_over_decode": (n_build / t_build) / (n_dec / t_dec),
-        "codecs": codecs(work / "store.zarr"),
-        "row_write_ms": row_writes(work / "store.zarr"),
-    }
+    result = measure(raw, subjects, args.workers, work / "store.zarr")
+    result["codecs"] = codecs(work / "store.zarr")
+    result["row_write_ms"] = row_writes(work / "store.zarr")
+    n_dec, t_dec = result["decode_only"]["frames"], result["decode_only"]["seconds"]
+    n_build, t_build = result["build"]["frames"], result["build"]["seconds"]
+    report = result["build"]
     print(f"\n{'stage':<14}{'frames':>8}{'seconds':>10}{'frames/s':>10}")
     print(f"{'decode only':<14}{n_dec:>8}{t_dec:>10.1f}{n_dec / t_dec:>10.1f}")
     print(f"{'build':<14}{n_build:>8}{t_build:>10.1f}{n_build / t_build:>10.1f}")

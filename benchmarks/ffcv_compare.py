@@ -10,12 +10,15 @@ RAW and a JPEG `.beton` once, and time, each in its own process, median of --rep
 - ours: `PairLoader` on each STORE given (uint8 out, the OpenCV backend, --workers render
   threads, batch --batch images = batch/6 anchors x 3 pairs x 2 images), which does more per
   image: it decodes the person's mask too, composites the removed or substituted background,
-  and warps by the plan's affine. It samples from every row of the store, FFCV from the N
-  crops written; both read from the page cache (the store and the files are read once before).
+  and warps by the plan's affine; and on the first STORE with float32 normalized out (FFCV's
+  NormalizeImage needs a GPU). It samples from every row of the store, FFCV from the N crops
+  written; both read from the page cache (the store and the files are read once before), and
+  with --cold also from the disk (their files dropped from the cache after the warm-up);
 
 at 224 px and 64 px. Our JPEG row needs a JPEG store (`h36m-prep build --image-codec jpeg`).
+With --build RAW the same table ends with a build of RAW against only decoding its videos.
 
-    python benchmarks/ffcv_compare.py [STORE ...] [--ffcv-python PY] [--crops 4000]
+    python benchmarks/ffcv_compare.py [STORE ...] [--ffcv-python PY] [--crops 4000] [--cold] [--build RAW]
 
 FFCV is optional: --ffcv-python names an interpreter that can import it (default: this one);
 where none can, its rows are skipped with a note (`pip install ffcv` builds it against
@@ -40,7 +43,19 @@ SIZES = (224, 64)
 
 # ---------------------------------------------------------------- child side
 
-def run_ffcv(beton: str, size: int, batch: int, workers: int, epochs: int) -> dict:
+def evict(target: str) -> None:
+    """Drop every file of `target` (a file or a folder) from the page cache: the next reads come
+    from the disk, as a store or a .beton larger than the memory would be read."""
+    paths = [Path(target)] if Path(target).is_file() else [p for p in Path(target).rglob("*") if p.is_file()]
+    for p in paths:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def run_ffcv(beton: str, size: int, batch: int, workers: int, epochs: int, cold: bool = False) -> dict:
     from ffcv.fields.decoders import RandomResizedCropRGBImageDecoder
     from ffcv.loader import Loader, OrderOption
     from ffcv.transforms import RandomHorizontalFlip, ToTensor, ToTorchImage
@@ -51,6 +66,9 @@ def run_ffcv(beton: str, size: int, batch: int, workers: int, epochs: int) -> di
     for (x,) in loader:  # the first epoch compiles the pipeline
         pass
     assert x.dtype.is_floating_point is False and tuple(x.shape[1:]) == (3, size, size), x.shape
+    if cold:
+        evict(beton)
+        epochs = 1  # a second epoch would read from the page cache again
     images, t = 0, time.perf_counter()
     for _ in range(epochs):
         for (x,) in loader:
@@ -58,15 +76,20 @@ def run_ffcv(beton: str, size: int, batch: int, workers: int, epochs: int) -> di
     return {"images": images, "seconds": time.perf_counter() - t}
 
 
-def run_ours(store: str, size: int, batch: int, workers: int, batches: int) -> dict:
+def run_ours(store: str, size: int, batch: int, workers: int, batches: int, cold: bool = False,
+             uint8: bool = True) -> dict:
     from pairloader import PairLoader, SamplerConfig
 
-    loader = PairLoader(store, batch_size=max(1, batch // 6), seed=0, backend="opencv", threads=workers,
-                        uint8=True, sampler=SamplerConfig(out_size=size))
+    loader = PairLoader(store, batch_size=max(1, batch // 6), seed=0, backend="opencv", workers=workers,
+                        uint8=uint8, sampler=SamplerConfig(out_size=size))
     it = iter(loader)
     for _ in range(3):
         b = next(it)
-    assert b["x1"].dtype.is_floating_point is False and tuple(b["x1"].shape[1:]) == (3, size, size)
+    assert b["x1"].dtype.is_floating_point is not uint8 and tuple(b["x1"].shape[1:]) == (3, size, size)
+    if cold:
+        evict(store)
+        for _ in range(2 * workers + 1):  # the batches rendered ahead before the eviction
+            next(it)
     images, t = 0, time.perf_counter()
     for _ in range(batches):
         b = next(it)
@@ -114,9 +137,9 @@ def _write(store: str, rows_file: str, path: str, mode: str) -> None:
     os.replace(tmp, path)
 
 
-def child_run(python: str, kind: str, target: str, size: int, args) -> dict:
-    call = (f"run_ffcv({target!r}, {size}, {args.batch}, {args.workers}, {args.epochs})" if kind == "ffcv"
-            else f"run_ours({target!r}, {size}, {args.batch}, {args.workers}, {args.batches})")
+def child_run(python: str, kind: str, target: str, size: int, args, cold: bool = False, uint8: bool = True) -> dict:
+    call = (f"run_ffcv({target!r}, {size}, {args.batch}, {args.workers}, {args.epochs}, {cold})" if kind == "ffcv"
+            else f"run_ours({target!r}, {size}, {args.batch}, {args.workers}, {args.batches}, {cold}, {uint8})")
     code = (f"import sys, json; sys.path.insert(0, {str(Path(__file__).parent)!r}); import ffcv_compare as f; "
             f"print(json.dumps(f.{call}))")
     out = subprocess.run([python, "-c", code], check=True, capture_output=True, text=True).stdout
@@ -142,6 +165,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--batches", type=int, default=60, help="our batches timed after 3 warm-up (default 60)")
     ap.add_argument("--repeats", type=int, default=3, help="runs a row; the table shows the median (default 3)")
     ap.add_argument("--cache", default="runs/ffcv_compare", help="where the .beton files are kept")
+    ap.add_argument("--cold", action="store_true", help="also time every loader from a cold page cache (its files "
+                    "dropped from the cache after the warm-up; FFCV then times one epoch)")
+    ap.add_argument("--build", default=None, metavar="RAW", help="also time a build of RAW against decoding its "
+                    "videos, with --workers processes (benchmarks/build_throughput.py)")
+    ap.add_argument("--build-subjects", default="S1,S9", help="the subjects of RAW built (default S1,S9)")
     ap.add_argument("--out", default="benchmarks/results/ffcv_compare.json")
     args = ap.parse_args(argv)
     why = ffcv_usable(args.ffcv_python)
@@ -156,28 +184,43 @@ def main(argv=None) -> dict:
                     while f.read(1 << 24):
                         pass
     rows = []
+    caches = ("memory", "cold") if args.cold else ("memory",)
     for size in SIZES:
-        targets = [("ffcv", f"FFCV {mode.upper()}", b) for mode, b in betons.items()]
-        targets += [("ours", f"ours {Path(s).name}", s) for s in args.stores]
-        runs = {name: [] for _, name, _ in targets}
+        targets = [("ffcv", f"FFCV {mode.upper()}", b, True) for mode, b in betons.items()]
+        targets += [("ours", f"ours {Path(s).name}", s, True) for s in args.stores]
+        targets += [("ours", f"ours {Path(args.stores[0]).name}", args.stores[0], False)]  # the float path
+        runs = {(name, uint8, cache): [] for _, name, _, uint8 in targets for cache in caches}
         for _ in range(args.repeats):  # interleaved: a change in the machine's load reaches every row alike
-            for kind, name, target in targets:
-                python = args.ffcv_python if kind == "ffcv" else sys.executable
-                runs[name].append(child_run(python, kind, target, size, args)["images_per_s"])
-        for kind, name, target in targets:
-            rate = float(np.median(runs[name]))
-            rows.append({"loader": name, "kind": kind, "target": target, "size": size, "images_per_s": rate,
-                         "runs_images_per_s": runs[name]})
-            print(f"{name:<28} {size:>4} px  {rate:8.0f} images/s", flush=True)
-    print("\n| loader | px | images/s | / FFCV RAW | / FFCV JPG |\n|---|---:|---:|---:|---:|")
+            for cache in caches:
+                for kind, name, target, uint8 in targets:
+                    python = args.ffcv_python if kind == "ffcv" else sys.executable
+                    r = child_run(python, kind, target, size, args, cache == "cold", uint8)
+                    runs[(name, uint8, cache)].append(r["images_per_s"])
+        for cache in caches:
+            for kind, name, target, uint8 in targets:
+                rate = float(np.median(runs[(name, uint8, cache)]))
+                rows.append({"loader": name, "kind": kind, "target": target, "size": size,
+                             "out": "uint8" if uint8 else "float32", "cache": cache, "images_per_s": rate,
+                             "runs_images_per_s": runs[(name, uint8, cache)]})
+                print(f"{name:<28} {size:>4} px {rows[-1]['out']:>8} {cache:>7}  {rate:8.0f} images/s", flush=True)
+    print("\n| loader | px | out | page cache | images/s | / FFCV RAW | / FFCV JPG |\n|---|---:|---|---|---:|---:|---:|")
     for r in rows:
-        ref = {k: next((x["images_per_s"] for x in rows if x["loader"] == f"FFCV {k}" and x["size"] == r["size"]), None)
-               for k in ("RAW", "JPG")}
+        ref = {k: next((x["images_per_s"] for x in rows if x["loader"] == f"FFCV {k}" and x["size"] == r["size"]
+                        and x["cache"] == r["cache"]), None) for k in ("RAW", "JPG")}
         ratio = [f"{r['images_per_s'] / v:.2f}" if v else "-" for v in ref.values()]
-        print(f"| {r['loader']} | {r['size']} | {r['images_per_s']:.0f} | {ratio[0]} | {ratio[1]} |")
+        print(f"| {r['loader']} | {r['size']} | {r['out']} | {r['cache']} | {r['images_per_s']:.0f} | {ratio[0]} | "
+              f"{ratio[1]} |")
+    build = None
+    if args.build:
+        from build_throughput import measure
+
+        build = measure(Path(args.build), tuple(args.build_subjects.split(",")), args.workers)
+        print(f"| build / decode-only ({build['video_size'][1]} x {build['video_size'][0]}, {args.workers} processes) "
+              f"| | | | {build['build']['fps']:.0f} frames/s | {build['ratio_build_over_decode']:.2f} of "
+              f"{build['decode_only']['fps']:.0f} | |")
     doc = {"stores": args.stores, "crops": args.crops, "batch": args.batch, "workers": args.workers,
            "ffcv": why or "measured", "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-           "written": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}
+           "written": time.strftime("%Y-%m-%d %H:%M"), "rows": rows, "build": build}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(doc, indent=1))
     return doc
