@@ -38,16 +38,6 @@ def normalize_into(image, lut, out):
                 out[c, y, x] = lut[c, image[y, x, c]]
 
 
-@njit(cache=True, nogil=True)
-def chw_into(image, out):
-    """uint8 [O, O, 3] -> out uint8 [3, O, O] (a uint8 batch, normalized later on the device)."""
-    h, w, channels = image.shape
-    for c in range(channels):
-        for y in range(h):
-            for x in range(w):
-                out[c, y, x] = image[y, x, c]
-
-
 def normalize(x: torch.Tensor) -> torch.Tensor:
     """A uint8 batch [..., 3, O, O] (on any device, after the transfer) -> float32 normalized as the
     float path normalizes (the same float32 operations as its lookup table), in the float path's
@@ -82,7 +72,8 @@ def warp_opencv(comp: np.ndarray, affine: np.ndarray, out_size: int, out: np.nda
 def render_into(reader: StoreReader, plan, out_size: int, backend: str, out, same_as=None,
                 mirrored=None) -> None:
     """Every image of `plan` (plan.images() order) into out[k], a float32 [3, O, O] tensor (or,
-    with the OpenCV backend, a uint8 one: the warped pixels, normalized later by `normalize`).
+    with the OpenCV backend, a uint8 one in channels-last memory, `_batch`: the warped pixels,
+    normalized later by `normalize`).
     same_as, mirrored [n] (optional): image k with same_as[k] = j >= 0 is image j, mirrored
     where their `mirrored` differ (the output mirror is exactly the mirror in the affine), and
     is copied instead of rendered."""
@@ -97,15 +88,10 @@ def render_into(reader: StoreReader, plan, out_size: int, backend: str, out, sam
             reduce = reduction(affine[k], reader)
             image, weight, behind = fetch_image(reader, rows[k], bg_mode[k], bg_index[k], bg_flip[k], reduce, quality[k])
             comp = composite_opencv(image, weight, behind, bg_mode[k])
-            hwc = out[k].permute(1, 2, 0)
-            if out[k].dtype == torch.uint8 and hwc.is_contiguous():  # a channels-last batch: warped in place
-                warp_opencv(comp, reduced_affine(affine[k], reduce), out_size, hwc.numpy())
-                continue
-            warped = warp_opencv(comp, reduced_affine(affine[k], reduce), out_size)
-            if out[k].dtype == torch.uint8:
-                chw_into(warped, out[k].numpy())
+            if out[k].dtype == torch.uint8:  # channels-last: warped straight into the batch
+                warp_opencv(comp, reduced_affine(affine[k], reduce), out_size, out[k].permute(1, 2, 0).numpy())
             else:
-                normalize_into(warped, _LUT, out[k].numpy())
+                normalize_into(warp_opencv(comp, reduced_affine(affine[k], reduce), out_size), _LUT, out[k].numpy())
         else:
             image, weight, behind = fetch_image(reader, rows[k], bg_mode[k], bg_index[k], bg_flip[k], 1, quality[k])
             out[k].copy_(compose(image, weight, behind, affine[k], out_size))
