@@ -25,13 +25,19 @@ SEEK_GAP = 48  # frames: a pick at most this far ahead is reached by decoding fo
 
 
 def sample_frames(videos: list[tuple[Path, int]], samples: int, skip_bad: bool = False,
-                  rate: float | None = None) -> list[tuple[int, int, np.ndarray]]:
+                  rate: float | None = None, size: tuple[int, int] | None = None) -> list[tuple[int, int, np.ndarray]]:
     """Decode `samples` frames spread evenly over the concatenation of (video, usable frames),
     each video in one forward pass that seeks only across long gaps.
 
-    -> [(video index, frame t, RGB frame [H, W, 3] uint8)]. With skip_bad a video that fails
-    to decode gives no samples (the build skips its sequence when it gets there).
+    -> [(video index, frame t, RGB frame [H, W, 3] uint8)], each resized to `size` (w, h; area
+    averaging) as it is decoded when given. With skip_bad a video that fails to decode gives no
+    samples (the build skips its sequence when it gets there).
     """
+    def fit(frame):
+        if size is None or (frame.shape[1], frame.shape[0]) == tuple(size):
+            return frame
+        return cv2.resize(frame, tuple(size), interpolation=cv2.INTER_AREA)
+
     total = sum(n for _, n in videos)
     picks = np.unique(np.linspace(0, total - 1, min(samples, total)).round().astype(int))
     out, start = [], 0
@@ -42,7 +48,7 @@ def sample_frames(videos: list[tuple[Path, int]], samples: int, skip_bad: bool =
             continue
         if video_info(path, rate).variable:  # rows placed by timestamp (at the store's rate): one pass, no seeking
             try:
-                out += [(v, int(t), f) for t, f in zip(local, iter_rows(path, local, rate))]
+                out += [(v, int(t), fit(f)) for t, f in zip(local, iter_rows(path, local, rate))]
             except RawDataError:
                 if not skip_bad:
                     raise
@@ -64,7 +70,7 @@ def sample_frames(videos: list[tuple[Path, int]], samples: int, skip_bad: bool =
                         break
                     raise RawDataError(f"{path}: cannot decode frame {t} (truncated?); replace the "
                                        "file or skip the sequence with --skip-bad")
-                got.append((v, int(t), cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+                got.append((v, int(t), fit(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))))
         finally:
             cap.release()
         out += got

@@ -193,7 +193,8 @@ if __name__ == "__main__":
 @click.option("--method", type=click.Choice(["auto", "motion", "geometry"]), default="auto", show_default=True,
               help="motion: the person's frame-to-frame change, correlated (no calibration needed); geometry: "
                    "the epipolar tangents of the silhouettes, correlated (needs calibration.toml); auto: both, their "
-                   "scores added, when the rig has calibration.toml, motion otherwise (measured in docs/rig.md). "
+                   "scores added (the tangents weigh more between frames), when the rig has calibration.toml, "
+                   "motion otherwise (measured in docs/rig.md). "
                    "The learned method: sync-train sync RIG --model RUN")
 @click.option("--max-lag", type=click.FloatRange(0.05, 60), default=2.0, show_default=True,
               help="the search each way, in seconds (narrowed for a short take so that half of it still overlaps)")

@@ -13,8 +13,10 @@ each usable alone, score every candidate lag between two cameras of a take:
             planes through the baseline of a calibrated pair that touch the person's silhouette
             are the same planes seen from both cameras at the same instant, so their angles over
             time are one signal seen twice; a lag's score is their correlation, as for motion.
-  auto      motion and geometry together (their scores added) when the rig is calibrated,
-            motion alone when it is not.
+  auto      motion and geometry together when the rig is calibrated (their scores added find the
+            peak; the tangents, weighed TANGENT_WEIGHT times, place it between frames: two views'
+            motion signals can peak a frame apart on a take of little motion, while the tangents
+            match in 3D but lose precision on small silhouettes), motion alone when it is not.
 
 The pairwise lags of all camera pairs, each weighted by its confidence (the margin of the best
 lag's score over the best lag outside its neighbourhood), give each camera's offset by weighted
@@ -38,6 +40,12 @@ from .geometry import Camera, undistort
 from .raw import RawDataError, iter_frames, video_info
 
 SIDE = 320              # px: the longer side frames are read at (at most; a smaller video is read as it is)
+OUTLINE_SIDE = 640      # px: the same for the silhouettes' outlines (the epipolar tangents' precision:
+                        # docs/rig.md; 320 px left a take of little motion a frame off three times as often)
+TANGENT_WEIGHT = 2.0    # the tangents' weight against motion in placing a lag between frames (chosen on the
+                        # synthetic rigs, docs/rig.md: 1 left a take of pointing a frame off twice as often,
+                        # the tangents alone missed on silhouettes ~50 px tall)
+BACKGROUND_SAMPLES = 48  # frames spread over a video: its median background
 THRESHOLD = 20          # grey levels: a pixel differs from the background (or the last frame) by more
 MAX_LAG_S = 2.0         # s: the default search, each way
 MIN_OVERLAP = 0.5       # of the shorter video: the largest lag keeps at least this much overlap
@@ -81,47 +89,84 @@ class Track:
                                    seen=self.seen[first:end], outline=self.outline[first:end])
 
 
-def read_track(path: str | Path, camera: str, rate: float | None = None, limit: int | None = None) -> Track:
-    """The signals of one video (its first `limit` frames), at SIDE px."""
+def read_track(path: str | Path, camera: str, rate: float | None = None, limit: int | None = None,
+               outline: bool = True) -> Track:
+    """The signals of one video (its first `limit` frames), streamed: the change and the person's
+    box at SIDE px, the silhouette's outline (unless `outline` is False) at OUTLINE_SIDE px, each
+    against the median of BACKGROUND_SAMPLES frames spread over the video."""
+    from .background import sample_frames
+
     info = video_info(path, rate)
-    scale = max(1.0, max(info.width, info.height) / SIDE)
-    size = (max(1, round(info.width / scale)), max(1, round(info.height / scale)))
     n = info.frames if limit is None else min(limit, info.frames)
-    frames = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in iter_frames(path, n, rate=rate)])
-    background = np.median(frames[np.linspace(0, n - 1, min(n, 48)).round().astype(int)], axis=0).astype(np.int16)
-    energy = np.zeros(n)
-    energy[1:] = (np.abs(np.diff(frames.astype(np.int16), axis=0)).max(axis=-1) > THRESHOLD).mean(axis=(1, 2))
-    energy[0] = energy[1] if n > 1 else 0.0
+    coarse = _size(info.width, info.height, SIDE)
+    fine = _size(info.width, info.height, OUTLINE_SIDE)
+    samples = [f for _, _, f in sample_frames([(Path(path), n)], BACKGROUND_SAMPLES, rate=rate, size=fine)]
+    background = np.median(np.stack([_resized(f, coarse) for f in samples]), axis=0).astype(np.uint8)
+    fine_background = np.median(np.stack(samples), axis=0).astype(np.uint8) if outline else None
+    del samples
+    energy, bands, seen = np.zeros(n), np.zeros((n, BANDS)), np.zeros(n, bool)
+    outlines: list = [None] * n
     kernel = np.ones((3, 3), np.uint8)
-    seen = np.zeros(n, bool)
-    outline: list = [None] * n
-    bands = np.zeros((n, BANDS))
-    box = None
-    for t, f in enumerate(frames):
-        if t and box is not None:  # the change since the last frame, band by band down the person's last box
-            y0, y1, x0, x1 = box
-            change = np.abs(f[y0:y1, x0:x1].astype(np.int16) - frames[t - 1, y0:y1, x0:x1]).max(axis=-1)
-            change = np.maximum(change - NOISE, 0).astype(np.float64)
-            edges = np.linspace(0, y1 - y0, BANDS + 1).round().astype(int)
-            bands[t] = [change[edges[k]:edges[k + 1]].sum() for k in range(BANDS)]
-            bands[t] /= max(1, (y1 - y0) * (x1 - x0))
-        mask = (np.abs(f.astype(np.int16) - background).max(axis=-1) > THRESHOLD).astype(np.uint8)
-        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
+    box, last = None, None
+    for t, frame in enumerate(iter_frames(path, n, rate=rate)):
+        frame = _resized(frame, fine)
+        f = _resized(frame, coarse)
+        if last is not None:
+            energy[t] = (_change(f, last) > THRESHOLD).mean()
+            if box is not None:  # the change since the last frame, band by band down the person's last box
+                y0, y1, x0, x1 = box
+                change = cv2.subtract(_change(f[y0:y1, x0:x1], last[y0:y1, x0:x1]), NOISE).astype(np.float64)
+                edges = np.linspace(0, y1 - y0, BANDS + 1).round().astype(int)
+                bands[t] = [change[edges[k]:edges[k + 1]].sum() for k in range(BANDS)]
+                bands[t] /= max(1, (y1 - y0) * (x1 - x0))
+        last = f
+        mask = cv2.morphologyEx(_foreground(f, background), cv2.MORPH_OPEN, kernel)
         ys, xs = np.nonzero(mask)
         if len(ys) < max(4, 0.001 * mask.size):
             box = None
             continue
         seen[t] = True
-        if not (mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()):
-            contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-            edge = np.concatenate([c[:, 0, :] for c in contours]).astype(np.float64)
-            outline[t] = (edge + 0.5) * scale - 0.5
+        if outline:
+            outlines[t] = _outline(cv2.morphologyEx(_foreground(frame, fine_background), cv2.MORPH_OPEN, kernel),
+                                   info.width / fine[0])
         top, bottom = np.percentile(ys, 2), np.percentile(ys, 98)
         pad = max(2, int(0.1 * (bottom - top)))
         box = (max(0, int(top) - pad), min(f.shape[0], int(bottom) + pad + 1),
                max(0, int(np.percentile(xs, 2)) - pad), min(f.shape[1], int(np.percentile(xs, 98)) + pad + 1))
-    bands[0] = bands[1] if n > 1 else 0.0
-    return Track(camera, Path(path), info.fps, scale, energy, bands, seen, outline)
+    if n > 1:
+        energy[0], bands[0] = energy[1], bands[1]
+    return Track(camera, Path(path), info.fps, info.width / coarse[0], energy, bands, seen, outlines)
+
+
+def _size(width: int, height: int, side: int) -> tuple[int, int]:
+    """(w, h) of a frame scaled so that its longer side is at most `side` px."""
+    scale = max(1.0, max(width, height) / side)
+    return max(1, round(width / scale)), max(1, round(height / scale))
+
+
+def _resized(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return frame if (frame.shape[1], frame.shape[0]) == size else cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+
+
+def _change(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """[H, W] uint8: the largest absolute difference over the colour channels of two frames."""
+    d = cv2.split(cv2.absdiff(a, b))
+    return cv2.max(cv2.max(d[0], d[1]), d[2])
+
+
+def _foreground(frame: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """[H, W] uint8 0/1: the pixels that differ from the background by more than THRESHOLD."""
+    return (_change(frame, background) > THRESHOLD).view(np.uint8)
+
+
+def _outline(mask: np.ndarray, scale: float) -> np.ndarray | None:
+    """[P, 2] full-resolution pixels: the outline of every blob of a foreground mask read at
+    1/scale; None where there is none or a blob touches the frame's edge (the person cut off)."""
+    if not mask.any() or mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any():
+        return None
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    edge = np.concatenate([c[:, 0, :] for c in contours]).astype(np.float64)
+    return (edge + 0.5) * scale - 0.5
 
 
 # ---------------------------------------------------------------- the two scores of a lag
@@ -269,19 +314,23 @@ class PairLag:
     confident: bool
 
 
-def best_lag(lags: np.ndarray, scores: np.ndarray, fps: float, margin: float, relative: bool = False) -> tuple:
+def best_lag(lags: np.ndarray, scores: np.ndarray, fps: float, margin: float, relative: bool = False,
+             precise: np.ndarray | None = None) -> tuple:
     """(lag, score, margin, confident): the best lag and its margin over the best lag more than a
-    tenth of a second (at least 2 frames) away; relative: the margin as a share of the scores' range."""
+    tenth of a second (at least 2 frames) away; relative: the margin as a share of the scores' range.
+    precise: scores whose peak within that neighbourhood places the lag instead (to a fraction of a
+    frame), where they have one there."""
     ok = np.isfinite(scores)
     if not ok.any():
         return 0, -np.inf, 0.0, False
     k = int(np.argmax(np.where(ok, scores, -np.inf)))
-    lag = float(lags[k])
-    if 0 < k < len(lags) - 1 and ok[k - 1] and ok[k + 1]:  # the peak between frames (a parabola through three)
-        curve = scores[k - 1] - 2 * scores[k] + scores[k + 1]
-        if curve < 0:
-            lag += float(np.clip(0.5 * (scores[k - 1] - scores[k + 1]) / curve, -0.5, 0.5))
     near = max(2, int(round(fps / 10)))
+    lag = _peak(lags, scores, k)
+    if precise is not None:  # its highest lag in the neighbourhood, when a peak (not rising beyond it)
+        around = np.isfinite(precise) & (np.abs(lags - lags[k]) <= near)
+        j = int(np.argmax(np.where(around, precise, -np.inf)))
+        if around[j] and 0 < j < len(lags) - 1 and around[j - 1] and around[j + 1]:
+            lag = _peak(lags, precise, j)
     far = ok & (np.abs(lags - lags[k]) > near)
     second = scores[far].max() if far.any() else scores[ok].min()
     gap = float(scores[k] - second)
@@ -289,6 +338,16 @@ def best_lag(lags: np.ndarray, scores: np.ndarray, fps: float, margin: float, re
         span = float(scores[ok].max() - scores[ok].min())
         gap = gap / span if span > 0 else 0.0
     return lag, float(scores[k]), gap, gap >= margin
+
+
+def _peak(lags: np.ndarray, scores: np.ndarray, k: int) -> float:
+    """The lag of the peak at index k to a fraction of a frame: the vertex of a parabola through three."""
+    lag = float(lags[k])
+    if 0 < k < len(lags) - 1 and np.isfinite(scores[k - 1]) and np.isfinite(scores[k + 1]):
+        curve = scores[k - 1] - 2 * scores[k] + scores[k + 1]
+        if curve < 0:
+            lag += float(np.clip(0.5 * (scores[k - 1] - scores[k + 1]) / curve, -0.5, 0.5))
+    return lag
 
 
 def solve_offsets(cameras: list[str], pairs: list[PairLag]) -> tuple[dict[str, int], list[str]]:
@@ -374,9 +433,11 @@ class TakeSync:
 def sync_take(take: str, videos: dict[str, Path], cams: dict[str, Camera] | None = None, method: str = "auto",
               max_lag_s: float = MAX_LAG_S, rate: float | None = None, limit: int | None = None) -> TakeSync:
     """The offsets of one take's cameras. method: motion, geometry (needs cams), or auto: both
-    (their scores added) when there are cams, motion otherwise (measured in docs/rig.md)."""
+    (their scores added; the tangents weigh more between frames) when there are cams, motion
+    otherwise (measured in docs/rig.md)."""
     _check_method(take, method, cams)  # before the videos are read
-    tracks = {c: read_track(p, c, rate, limit) for c, p in sorted(videos.items())}
+    outline = method != "motion" and cams is not None  # the silhouettes only where the tangents are used
+    tracks = {c: read_track(p, c, rate, limit, outline) for c, p in sorted(videos.items())}
     return sync_tracks(take, tracks, cams, method, max_lag_s)
 
 
@@ -409,24 +470,33 @@ def sync_tracks(take: str, tracks: dict[str, Track], cams: dict[str, Camera] | N
     signals = {c: motion_signals(tracks[c]) for c in live} if "motion" in uses else {}
     rays = {c: outline_rays(tracks[c], cams[c]) for c in live} if "geometry" in uses else {}
 
-    def score(a: str, b: str, lags: np.ndarray) -> np.ndarray:
+    def score(a: str, b: str, lags: np.ndarray):
         total = np.zeros(len(lags))
         if "motion" in uses:
             total += correlation_scores(signals[a], signals[b], lags)
-        if "geometry" in uses:
-            g = geometry_scores(rays[a], rays[b], cams[a], cams[b], tracks[a].fps, tracks[b].fps, lags)
-            # a pair whose baseline passes through the person has no tangents: motion alone there
-            total += g if uses == ("geometry",) or np.isfinite(g).any() else 0.0
-        return total
+        if "geometry" not in uses:
+            return total
+        g = geometry_scores(rays[a], rays[b], cams[a], cams[b], tracks[a].fps, tracks[b].fps, lags)
+        if uses == ("geometry",):
+            return g
+        if not np.isfinite(g).any():  # a pair whose baseline passes through the person has no tangents
+            return total
+        # both find the peak; the tangents, weighed more, place it between frames
+        return total + g, total + TANGENT_WEIGHT * g
 
     return offsets_from_scores(take, {c: t.frames for c, t in tracks.items()}, shortest.fps, score, MARGIN, False,
                                "+".join(uses), max_lag_s, unresolved)
 
 
+def _split(scores) -> tuple[np.ndarray, np.ndarray | None]:
+    return scores if isinstance(scores, tuple) else (scores, None)
+
+
 def offsets_from_scores(take: str, lengths: dict[str, int], fps: float, score, margin: float, relative: bool,
                         method: str, max_lag_s: float = MAX_LAG_S, unresolved: dict | None = None) -> TakeSync:
     """Every camera's offset in a take from a method's lag scores: score(a, b, lags) -> [len(lags)]
-    (higher: frame i of a more likely the instant of frame i + lag of b), for every pair of the
+    (higher: frame i of a more likely the instant of frame i + lag of b), or (scores, precise) where
+    another score places the peak more precisely (best_lag), for every pair of the
     cameras in `lengths` (frames per camera) not already `unresolved` (camera -> why); the best lag
     of each pair with its margin (relative: as a share of the scores' range), then solve_offsets.
     Any method (motion, geometry, a trained network) goes through here."""
@@ -443,7 +513,8 @@ def offsets_from_scores(take: str, lengths: dict[str, int], fps: float, score, m
                 raise SyncError(f"take {take}: {min(lengths[a], lengths[b])} frames, too short to tell lags apart "
                                 f"(cameras {a} and {b}); record a longer take")
             lags = np.arange(-r, r + 1)
-            lag, best, gap, ok = best_lag(lags, score(a, b, lags), fps, margin, relative)
+            scores, precise = _split(score(a, b, lags))
+            lag, best, gap, ok = best_lag(lags, scores, fps, margin, relative, precise)
             pairs.append(PairLag(a, b, lag, best, gap, ok))
     offsets, alone = solve_offsets(live, pairs)
     for c in alone:

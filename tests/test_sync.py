@@ -257,3 +257,20 @@ def test_a_camera_whose_pairs_disagree_by_more_than_half_a_frame_is_written_as_m
     flagged = [line.split(" =")[0] for line in text.splitlines() if "may be a frame off" in line]
     assert flagged == ["a", "c"]
     assert "walking/a, walking/c" in lines[-1] and "may be a frame off" in lines[-1]
+
+
+def test_the_sum_finds_a_pairs_peak_and_the_precise_scores_place_it_between_frames():
+    from h36m_prep.sync import best_lag
+
+    lags = np.arange(-20, 21)
+    coarse = -0.05 * (lags - 3.0) ** 2  # a broad peak at 3
+    precise = -1.0 * (lags - 4.3) ** 2  # a sharp one at 4.3, within the neighbourhood (2 frames at 20 fps)
+    lag, score, _, ok = best_lag(lags, coarse, 20.0, 0.2)
+    assert lag == pytest.approx(3.0) and ok
+    lag, score2, _, _ = best_lag(lags, coarse, 20.0, 0.2, precise=precise)
+    assert lag == pytest.approx(4.3) and score2 == score  # the score and margin stay the sum's
+    far = -1.0 * (lags + 10.0) ** 2  # precise scores rising beyond the neighbourhood: no peak there
+    lag, _, _, _ = best_lag(lags, coarse, 20.0, 0.2, precise=far)
+    assert lag == pytest.approx(3.0)
+    nan = np.full(len(lags), -np.inf)  # where the precise scores have nothing, the sum places it
+    assert best_lag(lags, coarse, 20.0, 0.2, precise=nan)[0] == pytest.approx(3.0)
