@@ -96,7 +96,8 @@ def test_takes_that_cannot_be_synchronized_are_refused_naming_the_take(unsynced,
     short = {}
     for c, v in videos.items():  # five frames: no lag can be told apart
         short[c] = tmp_path / f"short_{c}.mp4"
-        w = cv2.VideoWriter(str(short[c]), cv2.VideoWriter_fourcc(*"mp4v"), 60.0, (video_info(v).width, video_info(v).height))
+        size = (video_info(v).width, video_info(v).height)
+        w = cv2.VideoWriter(str(short[c]), cv2.VideoWriter_fourcc(*"mp4v"), 60.0, size)
         for f in iter_frames(v, 5):
             w.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
         w.release()
