@@ -10,10 +10,12 @@ RAW and a JPEG `.beton` once, and time, each in its own process, median of --rep
 - ours: `PairLoader` on each STORE given (uint8 out, the OpenCV backend, --workers render
   threads, batch --batch images = batch/6 anchors x 3 pairs x 2 images), which does more per
   image: it decodes the person's mask too, composites the removed or substituted background,
-  and warps by the plan's affine; and on the first STORE with float32 normalized out (FFCV's
-  NormalizeImage needs a GPU). It samples from every row of the store, FFCV from the N crops
-  written; both read from the page cache (the store and the files are read once before), and
-  with --cold also from the disk (their files dropped from the cache after the warm-up);
+  and warps by the plan's affine (the paper's centred 224 of 256 by default: at 224 px a copy);
+  and on the first STORE with float32 normalized out (FFCV's NormalizeImage needs a GPU) and
+  with the optional crop jitter (a random window, resampled, as FFCV's RandomResizedCrop does).
+  It samples from every row of the store, FFCV from the N crops written; both read from the
+  page cache (the store and the files are read once before), and with --cold also from the disk
+  (their files dropped from the cache after the warm-up);
 
 at 224 px and 64 px. Our JPEG row needs a JPEG store (`h36m-prep build --image-codec jpeg`).
 With --build RAW the same table ends with a build of RAW against only decoding its videos.
@@ -77,11 +79,13 @@ def run_ffcv(beton: str, size: int, batch: int, workers: int, epochs: int, cold:
 
 
 def run_ours(store: str, size: int, batch: int, workers: int, batches: int, cold: bool = False,
-             uint8: bool = True) -> dict:
+             uint8: bool = True, jitter: bool = False) -> dict:
     from pairloader import PairLoader, SamplerConfig
+    from pairloader.sampler import JITTER
 
+    sampler = SamplerConfig(out_size=size, **(JITTER if jitter else {}))
     loader = PairLoader(store, batch_size=max(1, batch // 6), seed=0, backend="opencv", workers=workers,
-                        uint8=uint8, sampler=SamplerConfig(out_size=size))
+                        uint8=uint8, sampler=sampler)
     it = iter(loader)
     for _ in range(3):
         b = next(it)
@@ -137,9 +141,11 @@ def _write(store: str, rows_file: str, path: str, mode: str) -> None:
     os.replace(tmp, path)
 
 
-def child_run(python: str, kind: str, target: str, size: int, args, cold: bool = False, uint8: bool = True) -> dict:
+def child_run(python: str, kind: str, target: str, size: int, args, cold: bool = False, uint8: bool = True,
+              jitter: bool = False) -> dict:
     call = (f"run_ffcv({target!r}, {size}, {args.batch}, {args.workers}, {args.epochs}, {cold})" if kind == "ffcv"
-            else f"run_ours({target!r}, {size}, {args.batch}, {args.workers}, {args.batches}, {cold}, {uint8})")
+            else f"run_ours({target!r}, {size}, {args.batch}, {args.workers}, {args.batches}, {cold}, {uint8}, "
+                 f"{jitter})")
     code = (f"import sys, json; sys.path.insert(0, {str(Path(__file__).parent)!r}); import ffcv_compare as f; "
             f"print(json.dumps(f.{call}))")
     out = subprocess.run([python, "-c", code], check=True, capture_output=True, text=True).stdout
@@ -186,24 +192,29 @@ def main(argv=None) -> dict:
     rows = []
     caches = ("memory", "cold") if args.cold else ("memory",)
     for size in SIZES:
-        targets = [("ffcv", f"FFCV {mode.upper()}", b, True) for mode, b in betons.items()]
-        targets += [("ours", f"ours {Path(s).name}", s, True) for s in args.stores]
-        targets += [("ours", f"ours {Path(args.stores[0]).name}", args.stores[0], False)]  # the float path
-        runs = {(name, uint8, cache): [] for _, name, _, uint8 in targets for cache in caches}
+        first = Path(args.stores[0]).name
+        targets = [("ffcv", f"FFCV {mode.upper()}", b, True, False) for mode, b in betons.items()]
+        targets += [("ours", f"ours {Path(s).name}", s, True, False) for s in args.stores]
+        targets += [("ours", f"ours {first}", args.stores[0], False, False)]  # the float path
+        # with the optional crop jitter (a random window, resampled like FFCV's RandomResizedCrop)
+        # where the default copies the paper's centred window at 224 px
+        targets += [("ours", f"ours {first}, crop jitter", args.stores[0], True, True)]
+        runs = {(name, uint8, cache): [] for _, name, _, uint8, _ in targets for cache in caches}
         for _ in range(args.repeats):  # interleaved: a change in the machine's load reaches every row alike
             for cache in caches:
-                for kind, name, target, uint8 in targets:
+                for kind, name, target, uint8, jitter in targets:
                     python = args.ffcv_python if kind == "ffcv" else sys.executable
-                    r = child_run(python, kind, target, size, args, cache == "cold", uint8)
+                    r = child_run(python, kind, target, size, args, cache == "cold", uint8, jitter)
                     runs[(name, uint8, cache)].append(r["images_per_s"])
         for cache in caches:
-            for kind, name, target, uint8 in targets:
+            for kind, name, target, uint8, _ in targets:
                 rate = float(np.median(runs[(name, uint8, cache)]))
                 rows.append({"loader": name, "kind": kind, "target": target, "size": size,
                              "out": "uint8" if uint8 else "float32", "cache": cache, "images_per_s": rate,
                              "runs_images_per_s": runs[(name, uint8, cache)]})
                 print(f"{name:<28} {size:>4} px {rows[-1]['out']:>8} {cache:>7}  {rate:8.0f} images/s", flush=True)
-    print("\n| loader | px | out | page cache | images/s | / FFCV RAW | / FFCV JPG |\n|---|---:|---|---|---:|---:|---:|")
+    print("\n| loader | px | out | page cache | images/s | / FFCV RAW | / FFCV JPG |\n"
+          "|---|---:|---|---|---:|---:|---:|")
     for r in rows:
         ref = {k: next((x["images_per_s"] for x in rows if x["loader"] == f"FFCV {k}" and x["size"] == r["size"]
                         and x["cache"] == r["cache"]), None) for k in ("RAW", "JPG")}

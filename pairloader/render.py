@@ -4,9 +4,11 @@ Two backends of the same function as the DALI pipeline:
   'opencv'  the fast path, on uint8 until the last step: a JPEG crop decoded at the smallest
             size the output resolves (libjpeg's DCT scaling: 1/2 of the side for 64 px outputs of
             256 px crops), composite by the 0/1 weight (cv2.copyTo), one bilinear cv2.warpAffine
-            (zeros outside); a uint8 batch is channels-last in memory and the warp writes each
-            image straight into it; a float batch gets one numba pass that normalizes through a
-            per-channel lookup table while turning HWC into CHW;
+            (zeros outside), or where the affine only scales and mirrors a window on whole pixels
+            (the paper's centred 224 of 256) a copy or cv2.resize of it, the same samples; a
+            uint8 batch is channels-last in memory and the warp writes each image straight into
+            it; a float batch gets one numba pass that normalizes through a per-channel lookup
+            table while turning HWC into CHW;
   'torch'   the reference (`reference.compose`), float32 throughout.
 They differ only by OpenCV's fixed-point interpolation weights (1/32 px) and the rounding of the
 warp to uint8. Every step releases the GIL (file reads, Blosc, OpenCV, the numba pass), so the
@@ -60,13 +62,53 @@ def composite_opencv(image: np.ndarray, weight: np.ndarray, behind: np.ndarray, 
 
 def warp_opencv(comp: np.ndarray, affine: np.ndarray, out_size: int, out: np.ndarray | None = None) -> np.ndarray:
     """uint8 [S, S, 3] -> uint8 [O, O, 3] (into `out`, contiguous [O, O, 3], when given); affine
-    [2, 3]: output pixel -> crop pixel."""
+    [2, 3]: output pixel -> crop pixel. A window that the affine only scales (and mirrors), on
+    whole pixels inside the crop, is copied or resized instead (the paper's centred window: the
+    same samples, 4-10x faster than the general warp)."""
+    window = axis_aligned_window(affine, out_size, comp.shape[1], comp.shape[0])
+    if window is not None:
+        return _window_into(comp, window, out_size, out)
     warped = cv2.warpAffine(comp, np.asarray(affine, np.float64), (out_size, out_size), dst=out,
                             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
                             borderValue=0)
     if out is not None and warped is not out:  # OpenCV made a new array: never for a contiguous uint8 `out`
         out[...] = warped
     return warped
+
+
+def axis_aligned_window(affine: np.ndarray, out_size: int, width: int, height: int) -> tuple | None:
+    """(x0, y0, w, h, mirrored) when `affine` (output pixel -> crop pixel, centres at integers)
+    samples exactly as resizing the crop's window [y0, y0 + h) x [x0, x0 + w) to out_size (and
+    mirroring it) does: no rotation or shear, the window on whole pixels and inside the crop;
+    None otherwise."""
+    a = np.asarray(affine, np.float64)
+    if a[0, 1] != 0 or a[1, 0] != 0 or a[0, 0] == 0 or a[1, 1] <= 0:
+        return None
+    sx, sy = abs(a[0, 0]), a[1, 1]
+    bx = a[0, 2] if a[0, 0] > 0 else a[0, 2] + a[0, 0] * (out_size - 1)  # the unmirrored window's
+    x0, y0 = bx - 0.5 * sx + 0.5, a[1, 2] - 0.5 * sy + 0.5  # resizing maps pixel i to (i + 0.5) * s - 0.5
+    w, h = out_size * sx, out_size * sy
+    whole = [round(v) for v in (x0, y0, w, h)]
+    if any(abs(v - r) > 1e-6 for v, r in zip((x0, y0, w, h), whole)):
+        return None
+    x0, y0, w, h = whole
+    if x0 < 0 or y0 < 0 or x0 + w > width or y0 + h > height or w < 1 or h < 1:
+        return None
+    return x0, y0, w, h, bool(a[0, 0] < 0)
+
+
+def _window_into(comp: np.ndarray, window: tuple, out_size: int, out: np.ndarray | None) -> np.ndarray:
+    x0, y0, w, h, mirrored = window
+    roi = comp[y0:y0 + h, x0:x0 + w]
+    if out is None:
+        out = np.empty((out_size, out_size, comp.shape[2]), np.uint8)
+    if (w, h) != (out_size, out_size):
+        roi = cv2.resize(roi, (out_size, out_size), interpolation=cv2.INTER_LINEAR)
+    if mirrored:
+        cv2.flip(roi, 1, dst=out)
+    else:
+        np.copyto(out, roi)
+    return out
 
 
 def render_into(reader: StoreReader, plan, out_size: int, backend: str, out, same_as=None,
@@ -86,7 +128,8 @@ def render_into(reader: StoreReader, plan, out_size: int, backend: str, out, sam
             continue
         if backend == "opencv":  # a JPEG crop decodes at the smallest size the output still resolves
             reduce = reduction(affine[k], reader)
-            image, weight, behind = fetch_image(reader, rows[k], bg_mode[k], bg_index[k], bg_flip[k], reduce, quality[k])
+            image, weight, behind = fetch_image(reader, rows[k], bg_mode[k], bg_index[k], bg_flip[k], reduce,
+                                                quality[k])
             comp = composite_opencv(image, weight, behind, bg_mode[k])
             if out[k].dtype == torch.uint8:  # channels-last: warped straight into the batch
                 warp_opencv(comp, reduced_affine(affine[k], reduce), out_size, out[k].permute(1, 2, 0).numpy())

@@ -422,3 +422,34 @@ def test_recompression_draws_each_crops_quality_in_range_and_changes_nothing_els
     _agree(squeezed, dali)
     with pytest.raises(ValueError, match="recompress"):
         SamplerConfig(recompress=(50, 20))
+
+
+def test_a_window_the_affine_only_scales_and_mirrors_is_copied_or_resized_with_the_warps_samples():
+    import cv2
+
+    from pairloader.render import axis_aligned_window, warp_opencv
+
+    rng = np.random.default_rng(0)
+    crop = cv2.GaussianBlur(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8), (0, 0), 2)
+
+    def general(a, size):  # what the warp gives without the shortcut
+        return cv2.warpAffine(crop, a, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+    for size, s, x0, y0 in [(224, 1.0, 16, 16), (64, 3.5, 16, 16), (64, 4.0, 0, 0), (128, 1.75, 10, 20)]:
+        for mirrored in (False, True):
+            a = np.array([[s, 0, x0 + 0.5 * s - 0.5], [0, s, y0 + 0.5 * s - 0.5]])
+            if mirrored:  # output pixel i shows what pixel size - 1 - i shows unmirrored
+                a = np.array([[-s, 0, a[0, 2] + s * (size - 1)], [0, s, a[1, 2]]])
+            assert axis_aligned_window(a, size, 256, 256) == (x0, y0, round(size * s), round(size * s), mirrored)
+            out = np.empty((size, size, 3), np.uint8)
+            got = warp_opencv(crop, a, size, out)
+            assert got is out
+            diff = np.abs(got.astype(int) - general(a, size).astype(int))
+            assert diff.max() <= (0 if s == 1 else 1), (size, s, mirrored)  # fixed-point rounding only
+    turned = cv2.getRotationMatrix2D((128, 128), 5, 1.0)
+    off_grid = np.array([[1.0, 0, 16.3], [0, 1.0, 16.0]])
+    outside = np.array([[1.0, 0, 40.0], [0, 1.0, 16.0]])  # the window would leave the crop
+    for a in (turned, off_grid, outside):
+        assert axis_aligned_window(a, 224, 256, 256) is None
+        assert np.array_equal(warp_opencv(crop, a, 224), general(a, 224))
