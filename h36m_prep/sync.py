@@ -102,7 +102,8 @@ def read_track(path: str | Path, camera: str, rate: float | None = None, limit: 
     fine = _size(info.width, info.height, OUTLINE_SIDE)
     samples = [f for _, _, f in sample_frames([(Path(path), n)], BACKGROUND_SAMPLES, rate=rate, size=fine)]
     background = np.median(np.stack([_resized(f, coarse) for f in samples]), axis=0).astype(np.uint8)
-    fine_background = np.median(np.stack(samples), axis=0).astype(np.uint8) if outline else None
+    same = fine == coarse  # a video of at most SIDE px: one mask serves both
+    fine_background = np.median(np.stack(samples), axis=0).astype(np.uint8) if outline and not same else None
     del samples
     energy, bands, seen = np.zeros(n), np.zeros((n, BANDS)), np.zeros(n, bool)
     outlines: list = [None] * n
@@ -127,8 +128,9 @@ def read_track(path: str | Path, camera: str, rate: float | None = None, limit: 
             continue
         seen[t] = True
         if outline:
-            outlines[t] = _outline(cv2.morphologyEx(_foreground(frame, fine_background), cv2.MORPH_OPEN, kernel),
-                                   info.width / fine[0])
+            fine_mask = mask if same else cv2.morphologyEx(_foreground(frame, fine_background), cv2.MORPH_OPEN,
+                                                           kernel)
+            outlines[t] = _outline(fine_mask, info.width / fine[0])
         top, bottom = np.percentile(ys, 2), np.percentile(ys, 98)
         pad = max(2, int(0.1 * (bottom - top)))
         box = (max(0, int(top) - pad), min(f.shape[0], int(bottom) + pad + 1),
