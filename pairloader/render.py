@@ -5,9 +5,10 @@ Two backends of the same function as the DALI pipeline:
             size the output resolves (libjpeg's DCT scaling: 1/2 of the side for 64 px outputs of
             256 px crops), composite by the 0/1 weight (cv2.copyTo), one bilinear cv2.warpAffine
             (zeros outside), or where the affine only scales and mirrors a window on whole pixels
-            (the paper's centred 224 of 256) a copy or cv2.resize of it, the same samples; a
-            uint8 batch is channels-last in memory and the warp writes each image straight into
-            it; a float batch gets one numba pass that normalizes through a per-channel lookup
+            (the paper's centred 224 of 256) only that window composited, then copied or
+            cv2.resize'd, the same samples; a uint8 batch is channels-last in memory and each
+            image is written straight into it (the composite itself, for an unmirrored window
+            at scale 1); a float batch gets one numba pass that normalizes through a per-channel lookup
             table while turning HWC into CHW;
   'torch'   the reference (`reference.compose`), float32 throughout.
 They differ only by OpenCV's fixed-point interpolation weights (1/32 px) and the rounding of the
@@ -68,6 +69,10 @@ def warp_opencv(comp: np.ndarray, affine: np.ndarray, out_size: int, out: np.nda
     window = axis_aligned_window(affine, out_size, comp.shape[1], comp.shape[0])
     if window is not None:
         return _window_into(comp, window, out_size, out)
+    return _warp_into(comp, affine, out_size, out)
+
+
+def _warp_into(comp: np.ndarray, affine: np.ndarray, out_size: int, out: np.ndarray | None) -> np.ndarray:
     warped = cv2.warpAffine(comp, np.asarray(affine, np.float64), (out_size, out_size), dst=out,
                             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT,
                             borderValue=0)
@@ -80,8 +85,21 @@ def axis_aligned_window(affine: np.ndarray, out_size: int, width: int, height: i
     """(x0, y0, w, h, mirrored) when `affine` (output pixel -> crop pixel, centres at integers)
     samples exactly as resizing the crop's window [y0, y0 + h) x [x0, x0 + w) to out_size (and
     mirroring it) does: no rotation or shear, the window on whole pixels and inside the crop;
-    None otherwise."""
+    None otherwise. Remembered per affine (a batch without jitter has two: mirrored or not)."""
     a = np.asarray(affine, np.float64)
+    key = (a.tobytes(), out_size, width, height)
+    window = _WINDOWS.get(key, False)
+    if window is False:
+        if len(_WINDOWS) > 4096:  # jittered plans: every affine new, nothing worth keeping
+            _WINDOWS.clear()
+        window = _WINDOWS[key] = _window_of(a, out_size, width, height)
+    return window
+
+
+_WINDOWS: dict[tuple, tuple | None] = {}
+
+
+def _window_of(a: np.ndarray, out_size: int, width: int, height: int) -> tuple | None:
     if a[0, 1] != 0 or a[1, 0] != 0 or a[0, 0] == 0 or a[1, 1] <= 0:
         return None
     sx, sy = abs(a[0, 0]), a[1, 1]
@@ -111,30 +129,62 @@ def _window_into(comp: np.ndarray, window: tuple, out_size: int, out: np.ndarray
     return out
 
 
+def render_image(image: np.ndarray, weight: np.ndarray, behind: np.ndarray, bg_mode: int, affine: np.ndarray,
+                 out_size: int, out: np.ndarray | None = None) -> np.ndarray:
+    """composite_opencv then warp_opencv, into `out` (uint8 [O, O, 3], contiguous) when given, with
+    the same result: where the affine samples a whole-pixel window, only the window is composited
+    (a window resized or copied samples nothing outside itself)."""
+    window = axis_aligned_window(affine, out_size, image.shape[1], image.shape[0])
+    if window is None:
+        return _warp_into(composite_opencv(image, weight, behind, bg_mode), affine, out_size, out)
+    x0, y0, w, h, mirrored = window
+    rows, cols = slice(y0, y0 + h), slice(x0, x0 + w)
+    if bg_mode == KEPT:
+        comp = image[rows, cols]
+    else:
+        direct = out is not None and (w, h) == (out_size, out_size) and not mirrored
+        comp = out if direct else np.empty((h, w, image.shape[2]), np.uint8)
+        np.copyto(comp, behind[rows, cols])
+        cv2.copyTo(image[rows, cols], weight[rows, cols], comp)
+        if direct:
+            return out
+    return _window_into(comp, (0, 0, w, h, mirrored), out_size, out)
+
+
 def render_into(reader: StoreReader, plan, out_size: int, backend: str, out, same_as=None,
-                mirrored=None) -> None:
+                mirrored=None, arrays=None) -> None:
     """Every image of `plan` (plan.images() order) into out[k], a float32 [3, O, O] tensor (or,
     with the OpenCV backend, a uint8 one in channels-last memory, `_batch`: the warped pixels,
     normalized later by `normalize`).
     same_as, mirrored [n] (optional): image k with same_as[k] = j >= 0 is image j, mirrored
     where their `mirrored` differ (the output mirror is exactly the mirror in the affine), and
-    is copied instead of rendered."""
+    is copied instead of rendered. arrays (optional, OpenCV backend): out[k]'s memory as numpy,
+    [O, O, 3] for uint8, [3, O, O] for float32 (`_arrays`)."""
     rows, bg_mode, bg_index, bg_flip, affine = plan.images()
     quality = plan.qualities() if hasattr(plan, "qualities") else np.zeros(len(rows), np.int16)
+    if backend == "opencv" and arrays is None:
+        arrays = [o.permute(1, 2, 0).numpy() if o.dtype == torch.uint8 else o.numpy() for o in out]
     for k in range(len(rows)):
         j = -1 if same_as is None else same_as[k]
         if j >= 0:
-            out[k].copy_(out[j].flip(-1) if mirrored[k] != mirrored[j] else out[j])
+            if backend != "opencv":
+                out[k].copy_(out[j].flip(-1) if mirrored[k] != mirrored[j] else out[j])
+            elif mirrored[k] == mirrored[j]:
+                np.copyto(arrays[k], arrays[j])
+            elif arrays[k].dtype == np.uint8:
+                cv2.flip(arrays[j], 1, dst=arrays[k])
+            else:
+                np.copyto(arrays[k], arrays[j][..., ::-1])
             continue
         if backend == "opencv":  # a JPEG crop decodes at the smallest size the output still resolves
             reduce = reduction(affine[k], reader)
             image, weight, behind = fetch_image(reader, rows[k], bg_mode[k], bg_index[k], bg_flip[k], reduce,
                                                 quality[k])
-            comp = composite_opencv(image, weight, behind, bg_mode[k])
-            if out[k].dtype == torch.uint8:  # channels-last: warped straight into the batch
-                warp_opencv(comp, reduced_affine(affine[k], reduce), out_size, out[k].permute(1, 2, 0).numpy())
+            a = reduced_affine(affine[k], reduce)
+            if arrays[k].dtype == np.uint8:  # channels-last: rendered straight into the batch
+                render_image(image, weight, behind, bg_mode[k], a, out_size, arrays[k])
             else:
-                normalize_into(warp_opencv(comp, reduced_affine(affine[k], reduce), out_size), _LUT, out[k].numpy())
+                normalize_into(render_image(image, weight, behind, bg_mode[k], a, out_size), _LUT, arrays[k])
         else:
             image, weight, behind = fetch_image(reader, rows[k], bg_mode[k], bg_index[k], bg_flip[k], 1, quality[k])
             out[k].copy_(compose(image, weight, behind, affine[k], out_size))
@@ -170,8 +220,9 @@ def render_pairs(reader: StoreReader, plan, out_size: int, backend: str = "torch
     out = _batch((2, n_pairs, 3, out_size, out_size), _dtype(backend, uint8))
     views = [out[k % 2, k // 2] for k in range(2 * n_pairs)]
     if backend == "opencv":
+        memory = (out.permute(0, 1, 3, 4, 2) if uint8 else out).numpy()  # the batch's memory, once
         render_into(reader, plan, out_size, backend, views, plan.same_as.reshape(-1),
-                    plan.mirrored.reshape(-1))
+                    plan.mirrored.reshape(-1), [memory[k % 2, k // 2] for k in range(2 * n_pairs)])
     else:
         render_into(reader, plan, out_size, backend, views)
     return out

@@ -453,3 +453,29 @@ def test_a_window_the_affine_only_scales_and_mirrors_is_copied_or_resized_with_t
     for a in (turned, off_grid, outside):
         assert axis_aligned_window(a, 224, 256, 256) is None
         assert np.array_equal(warp_opencv(crop, a, 224), general(a, 224))
+
+
+def test_rendering_only_the_window_equals_compositing_the_whole_crop_then_warping():
+    import cv2
+
+    from pairloader.render import composite_opencv, render_image, warp_opencv
+    from pairloader.sampler import KEPT, REMOVED, SUBSTITUTED
+
+    rng = np.random.default_rng(1)
+    image = cv2.GaussianBlur(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8), (0, 0), 2)
+    behind = cv2.GaussianBlur(rng.integers(0, 256, (256, 256, 3), dtype=np.uint8), (0, 0), 3)
+    weight = (cv2.GaussianBlur(rng.random((256, 256)), (0, 0), 8) > 0.5).astype(np.uint8)[..., None]
+    assert 0.1 < weight.mean() < 0.9  # both the person and what is behind show in every window
+
+    affines = []
+    for size, s, x0, y0 in [(224, 1.0, 16, 16), (224, 1.0, 0, 32), (64, 3.5, 16, 16), (128, 1.75, 10, 20)]:
+        a = np.array([[s, 0, x0 + 0.5 * s - 0.5], [0, s, y0 + 0.5 * s - 0.5]])
+        affines += [(size, a), (size, np.array([[-s, 0, a[0, 2] + s * (size - 1)], [0, s, a[1, 2]]]))]
+    affines += [(224, cv2.getRotationMatrix2D((128, 128), 5, 1.0)), (64, np.array([[3.3, 0, 16.3], [0, 3.3, 9.0]]))]
+    for size, a in affines:
+        for mode in (KEPT, REMOVED, SUBSTITUTED):
+            want = warp_opencv(composite_opencv(image, weight, behind, mode), a, size)
+            assert np.array_equal(render_image(image, weight, behind, mode, a, size), want), (size, a, mode)
+            out = np.full((size, size, 3), 7, np.uint8)
+            assert render_image(image, weight, behind, mode, a, size, out) is out
+            assert np.array_equal(out, want), (size, a, mode)

@@ -96,9 +96,9 @@ class StoreReader:
     def _key(self, name: str, row: int) -> str:
         return chunks.key(self._layout(name), row)
 
-    def _chunk(self, name: str, row: int) -> tuple[str, bytes | None]:
-        """(chunk file or object, its bytes) of a directly readable row; None for a row never
-        written. A written row whose chunk is absent is damage: StoreReadError."""
+    def _chunk(self, name: str, row: int) -> bytes | None:
+        """The bytes of a directly readable row's chunk; None for a row never written. A written row
+        whose chunk is absent is damage: StoreReadError."""
         key = self._key(name, row)
         if self.remote:
             data = self._read_ahead().read(key)
@@ -109,7 +109,10 @@ class StoreReader:
                 raise StoreReadError(f"{self.location.name(key)}: row {row} of '{name}' is missing, though the store "
                                      f"says it was written; find every damaged row with `h36m-prep verify {self.path}`, "
                                      "mark them with `--mark-damaged` and rerun `h36m-prep build` to re-render them")
-        return self.location.name(key), data
+        return data
+
+    def _chunk_name(self, name: str, row: int) -> str:
+        return self.location.name(self._key(name, row))
 
     @property
     def jpeg(self) -> bool:
@@ -131,7 +134,7 @@ class StoreReader:
                         return out
             except FileNotFoundError:
                 pass  # absent or the wrong size: the general path below says which, as for any chunk
-        chunk, data = self._chunk(name, row)
+        data = self._chunk(name, row)
         if data is None:  # a row never written holds the fill value
             full = np.full(shape, fill, dtype)
             return full if reduce == 1 else np.ascontiguousarray(full[::reduce, ::reduce])
@@ -152,9 +155,9 @@ class StoreReader:
             blosc.decompress(data, out)  # into a writable array, no extra copy
             return out
         except (RuntimeError, ValueError) as e:
-            raise StoreReadError(f"{chunk}: row {row} of '{name}' cannot be decoded ({e}); find every damaged "
-                                 f"row with `h36m-prep verify {self.path}`, mark them with `--mark-damaged` and "
-                                 "rerun `h36m-prep build` to re-render them") from None
+            raise StoreReadError(f"{self._chunk_name(name, row)}: row {row} of '{name}' cannot be decoded ({e}); "
+                                 f"find every damaged row with `h36m-prep verify {self.path}`, mark them with "
+                                 "`--mark-damaged` and rerun `h36m-prep build` to re-render them") from None
 
     def image(self, row: int, reduce: int = 1) -> np.ndarray:
         return self.row("images", row, reduce)
@@ -162,7 +165,8 @@ class StoreReader:
     def encoded_image(self, row: int) -> np.ndarray:
         """uint8 [bytes]: a JPEG crop's file as it is, for a decoder elsewhere (DALI's nvJPEG);
         checked for its start and end markers like a decode here."""
-        chunk, raw = self._chunk("images", row)
+        raw = self._chunk("images", row)
+        chunk = self._chunk_name("images", row)
         if raw is None:  # a row never written: the fill value, encoded
             return np.frombuffer(encode_jpeg(np.zeros(self._layout("images").shape, np.uint8), 90), np.uint8)
         data = np.frombuffer(raw, np.uint8)
