@@ -103,8 +103,9 @@ def _person_track(video: str, median: np.ndarray, n: int, offset: int, cfg: Buil
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     small_bg = cv2.resize(median, size, interpolation=cv2.INTER_AREA)
     boxes = np.zeros((n, 4))
-    for t, frame in enumerate(iter_frames(video, (n - 1) * every + 1, offset, every, fps)):
-        box = detect_person(cv2.resize(frame, size, interpolation=cv2.INTER_AREA), small_bg, cfg.mask_threshold)
+    for t, frame in enumerate(iter_frames(video, (n - 1) * every + 1, offset, every, fps, bgr=True)):
+        small = cv2.cvtColor(cv2.resize(frame, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+        box = detect_person(small, small_bg, cfg.mask_threshold)
         boxes[t] = (box + 0.5) / scale - 0.5  # detection pixels -> video pixels (centres at integers)
     centre, half, missed = smooth_track(boxes, round(cfg.track_seconds * fps / every),
                                         round(cfg.size_seconds * fps / every))
@@ -138,11 +139,11 @@ def _unit_rows(store: Location, video: str, poses: tuple[str, str] | None, cam_j
     sil = np.zeros((n, SILHOUETTE, SILHOUETTE), np.uint8)
     images = np.zeros((WRITE_BLOCK, size, size, 3), np.uint8)
     masks = np.zeros((WRITE_BLOCK, size, size), np.uint8)
-    for t, frame in enumerate(iter_frames(video, frames, offset, every, fps)):
+    for t, frame in enumerate(iter_frames(video, frames, offset, every, fps, bgr=True)):
         geo = geometry(t)
         _check_box(geo.box, frame.shape, video, t * every + offset)
         b = t % WRITE_BLOCK
-        images[b] = warp(frame, geo)
+        cv2.cvtColor(warp(frame, geo), cv2.COLOR_BGR2RGB, dst=images[b])  # the crop converted, not the frame
         masks[b] = foreground_mask(images[b], warp(median, geo), cfg.mask_threshold)
         sil[t] = silhouette(masks[b])
         for k in meta:

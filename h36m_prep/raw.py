@@ -290,10 +290,12 @@ def video_info(path: str | Path, rate: float | None = None) -> VideoInfo:
 
 
 def iter_frames(path: str | Path, count: int | None = None, start: int = 0, step: int = 1,
-                rate: float | None = None) -> Iterator[np.ndarray]:
+                rate: float | None = None, bgr: bool = False) -> Iterator[np.ndarray]:
     """Decode frames [start, start + count) as RGB uint8 [H, W, 3]; with step, only every step-th
     of them (the others are grabbed and dropped). A video whose frame rate varies gives its rows
-    at `rate` (the store's; default its header's), each frame placed by its timestamp.
+    at `rate` (the store's; default its header's), each frame placed by its timestamp. bgr: the
+    frames in the decoder's BGR order, not converted (a caller that keeps only a small part of
+    each frame converts that part).
 
     Raises RawDataError when the video ends early: fewer frames than asked for (or than the
     header promises when count is None) means a truncated or damaged file.
@@ -302,7 +304,7 @@ def iter_frames(path: str | Path, count: int | None = None, start: int = 0, step
     info = video_info(path, rate)
     stop = info.frames if count is None else start + count
     if info.variable:
-        yield from iter_rows(path, np.arange(start, stop, step), rate)
+        yield from iter_rows(path, np.arange(start, stop, step), rate, bgr)
         return
     cap = cv2.VideoCapture(str(path))
     try:
@@ -314,16 +316,16 @@ def iter_frames(path: str | Path, count: int | None = None, start: int = 0, step
                     raise RawDataError(f"{path}: {t} frames decoded, {stop} expected (truncated?); "
                                        "replace the file or skip the sequence with --skip-bad")
                 continue
-            ok, bgr = cap.read()
+            ok, frame = cap.read()
             if not ok:
                 raise RawDataError(f"{path}: {t} frames decoded, {stop} expected (truncated?); "
                                    "replace the file or skip the sequence with --skip-bad")
-            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            yield frame if bgr else cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
     finally:
         cap.release()
 
 
-def iter_rows(path: str | Path, rows, rate: float | None = None) -> Iterator[np.ndarray]:
+def iter_rows(path: str | Path, rows, rate: float | None = None, bgr: bool = False) -> Iterator[np.ndarray]:
     """The frames of the given rows (increasing) of a video whose frame rate varies, each the
     source frame its timestamp puts there: one pass from the start (seeking by frame number is
     not exact for such a video), each frame decoded once, repeated where rows share it."""
@@ -347,7 +349,7 @@ def iter_rows(path: str | Path, rows, rate: float | None = None) -> Iterator[np.
                     raise RawDataError(f"{path}: {current + 1} frames decoded, {int(k) + 1} expected (truncated?); "
                                        "replace the file or skip the sequence with --skip-bad")
                 current += 1
-            yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            yield frame if bgr else cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
     finally:
         cap.release()
 
