@@ -80,25 +80,6 @@ def sample_frames(videos: list[tuple[Path, int]], samples: int, skip_bad: bool =
     return out
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _close(px, i, j, tolerance):
-    """Samples i and j of one pixel ([n, C]) agree: every channel within `tolerance` grey levels."""
-    for c in range(px.shape[1]):
-        if abs(px[i, c] - px[j, c]) > tolerance:
-            return False
-    return True
-
-
-@njit(cache=True, nogil=True)
-def _pixel_major(stack, y, row):
-    """Row y of every sample, pixel-major ([W, n, C]: one pixel's samples side by side in memory)."""
-    n, _, W, C = stack.shape
-    for i in range(n):
-        for x in range(W):
-            for c in range(C):
-                row[x, i, c] = stack[i, y, x, c]
-
-
 @njit(cache=True, nogil=True)
 def _channel_planes(stack, y, r, g, b):
     """Row y of every sample as three channel planes ([W, n] int16 each: one pixel's samples of one
@@ -143,36 +124,40 @@ def _vote(stack, tolerance, winner):
 
 @njit(cache=True, nogil=True)
 def _median_of_agreeing(stack, winner, scale, tolerance, out):
-    """out [H, W, C]: at each pixel the median of the samples that agree with the winner there
+    """out [H, W, 3]: at each pixel the median of the samples that agree with the winner there
     (winner [ceil(H / scale), ceil(W / scale)]: the vote at 1/scale of the size), counted, not
-    sorted: they lie within `tolerance` of the winner, 2 tolerance + 1 grey levels."""
-    n, H, W, C = stack.shape
-    row = np.empty((W, n, C), np.int32)
-    agree = np.empty(n, np.bool_)
-    counts = np.empty(2 * tolerance + 1, np.int32)
+    sorted: they lie within `tolerance` of the winner, 2 tolerance + 1 grey levels. One pass over
+    the samples counts all three channels."""
+    n, H, W, _ = stack.shape
+    r = np.empty((W, n), np.int16)
+    g = np.empty((W, n), np.int16)
+    b = np.empty((W, n), np.int16)
+    counts = np.empty((3, 2 * tolerance + 1), np.int32)
     for y in range(H):
-        _pixel_major(stack, y, row)
+        _channel_planes(stack, y, r, g, b)
         for x in range(W):
-            px = row[x]
+            pr, pg, pb = r[x], g[x], b[x]
             best = winner[y // scale, x // scale]
+            rb, gb, bb = pr[best], pg[best], pb[best]
+            counts[:] = 0
             k = 0
             for j in range(n):
-                agree[j] = _close(px, best, j, tolerance)
-                k += agree[j]
-            for c in range(C):
-                base = px[best, c] - tolerance
-                counts[:] = 0
-                for j in range(n):
-                    if agree[j]:
-                        counts[px[j, c] - base] += 1
+                dr, dg, db = pr[j] - rb, pg[j] - gb, pb[j] - bb
+                if abs(dr) <= tolerance and abs(dg) <= tolerance and abs(db) <= tolerance:
+                    counts[0, dr + tolerance] += 1
+                    counts[1, dg + tolerance] += 1
+                    counts[2, db + tolerance] += 1
+                    k += 1
+            for c in range(3):
                 lo, hi, seen = -1, 0, 0
-                for b in range(counts.shape[0]):
-                    seen += counts[b]
+                for v in range(counts.shape[1]):
+                    seen += counts[c, v]
                     if lo < 0 and seen > (k - 1) // 2:
-                        lo = b
+                        lo = v
                     if seen > k // 2:
-                        hi = b
+                        hi = v
                         break
+                base = (rb if c == 0 else gb if c == 1 else bb) - tolerance
                 out[y, x, c] = np.uint8(np.round(0.5 * (lo + hi) + base))
 
 
