@@ -21,7 +21,7 @@ class BuildConfig:
                                units="grey levels")
     bg_vote_scale: int = option(1, "the median background's vote (which sample shows the room at each pixel) runs on "
                                 "the samples shrunk to 1/this of the frame's size, the median itself at full size; "
-                                "2 is 1.3x faster at 1000 px and as close to the room where the person moves "
+                                "2 is 1.6x faster at 1000 px and as close to the room where the person moves "
                                 "(benchmarks/background_vote.py), but a person still in most samples can stay as a "
                                 "ghost")
     bg_crops: int = option(16, "background crops per view in the background bank")
