@@ -8,8 +8,8 @@ Two backends of the same function as the DALI pipeline:
             (the paper's centred 224 of 256) only that window composited, then copied or
             cv2.resize'd, the same samples; a uint8 batch is channels-last in memory and each
             image is written straight into it (the composite itself, for an unmirrored window
-            at scale 1); a float batch gets one numba pass that normalizes through a per-channel lookup
-            table while turning HWC into CHW;
+            at scale 1); a float batch gets one numba pass that normalizes through a
+            per-channel lookup table while turning HWC into CHW;
   'torch'   the reference (`reference.compose`), float32 throughout.
 They differ only by OpenCV's fixed-point interpolation weights (1/32 px) and the rounding of the
 warp to uint8. Every step releases the GIL (file reads, Blosc, OpenCV, the numba pass), so the
@@ -159,7 +159,8 @@ def render_into(reader: StoreReader, plan, out_size: int, backend: str, out, sam
     same_as, mirrored [n] (optional): image k with same_as[k] = j >= 0 is image j, mirrored
     where their `mirrored` differ (the output mirror is exactly the mirror in the affine), and
     is copied instead of rendered. arrays (optional, OpenCV backend): out[k]'s memory as numpy,
-    [O, O, 3] for uint8, [3, O, O] for float32 (`_arrays`)."""
+    [O, O, 3] for uint8, [3, O, O] for float32 (render_pairs takes them from the batch once);
+    made from `out` when not given."""
     rows, bg_mode, bg_index, bg_flip, affine = plan.images()
     quality = plan.qualities() if hasattr(plan, "qualities") else np.zeros(len(rows), np.int16)
     if backend == "opencv" and arrays is None:

@@ -166,18 +166,17 @@ class StoreReader:
         """uint8 [bytes]: a JPEG crop's file as it is, for a decoder elsewhere (DALI's nvJPEG);
         checked for its start and end markers like a decode here."""
         raw = self._chunk("images", row)
-        chunk = self._chunk_name("images", row)
         if raw is None:  # a row never written: the fill value, encoded
             return np.frombuffer(encode_jpeg(np.zeros(self._layout("images").shape, np.uint8), 90), np.uint8)
         data = np.frombuffer(raw, np.uint8)
         if len(data) < 4 or bytes(data[:2]) != b"\xff\xd8" or bytes(data[-2:]) != b"\xff\xd9":
-            raise StoreReadError(f"{chunk}: row {row} of 'images' is not a complete JPEG image (truncated?); find "
-                                 f"every damaged row with `h36m-prep verify {self.path}`, mark them with "
-                                 "`--mark-damaged` and rerun `h36m-prep build` to re-render them")
+            raise StoreReadError(f"{self._chunk_name('images', row)}: row {row} of 'images' is not a complete JPEG "
+                                 f"image (truncated?); find every damaged row with `h36m-prep verify {self.path}`, "
+                                 "mark them with `--mark-damaged` and rerun `h36m-prep build` to re-render them")
         shape = self._layout("images").shape
         size = jpeg_size(data)
         if size != (shape[1], shape[0]):
-            raise StoreReadError(f"{chunk}: row {row} of 'images' is a JPEG of "
+            raise StoreReadError(f"{self._chunk_name('images', row)}: row {row} of 'images' is a JPEG of "
                                  f"{'unknown size' if size is None else f'{size[0]} x {size[1]} px'}, where the "
                                  f"store's crops are {shape[1]} x {shape[0]}; find every such row with `h36m-prep "
                                  f"verify {self.path}`, mark them with `--mark-damaged` and rerun `h36m-prep build`")

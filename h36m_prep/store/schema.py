@@ -97,7 +97,7 @@ def images_codec(spec: str = "lz4") -> list:
 
 def mask_codec() -> list:
     # lz4 without a shuffle: a 0/1 mask decodes in a quarter of the time a bit shuffle takes (10 against
-    # 39 us at 256 px) for 2.8 KB a frame instead of 1.2 (docs/loader.md)
+    # 39 us at 256 px) for 2.8 KB a frame instead of 1.2 (docs/store.md)
     return [BloscCodec(cname="lz4", clevel=5, shuffle=BloscShuffle.noshuffle)]
 
 
