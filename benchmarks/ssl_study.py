@@ -501,10 +501,17 @@ def _pairs_scored(report: dict) -> bool:
     return bool(mirror.get("mirrors_rendered")) and all("pair_hits" in m for m in mirror.get("layers", {}).values())
 
 
+# Build options added after the study's first store: at their default they leave the store as it
+# was before they existed, so they are left out of the fingerprint then (a rebuilt store keeps
+# the fingerprint its results were recorded with).
+LATER_BUILD_OPTIONS = {"bg_vote_scale": 1}
+
+
 def store_fingerprint(store) -> str:
     """What the study's results depend on in the store: its raw files, build options, rows and format."""
     a = S.open_store(store).attrs
     doc = {k: a.get(k) for k in ("raw_fingerprint", "build", "sequences", "units", "format_version", "image_codec")}
+    doc["build"] = {k: v for k, v in (doc["build"] or {}).items() if LATER_BUILD_OPTIONS.get(k, object()) != v}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
