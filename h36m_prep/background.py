@@ -21,7 +21,31 @@ from .raw import RawDataError, iter_rows, video_info
 
 
 SEEK_GAP = 48  # frames: a pick at most this far ahead is reached by decoding forward; an OpenCV seek
-# costs about as much as decoding 40 frames (it decodes from well before the keyframe), measured
+SEEK_COST = 40  # costs about as much as decoding 40 frames (it decodes from well before the keyframe), measured
+
+
+def spread(total: int, samples: int) -> np.ndarray:
+    """The indices of `samples` frames spread evenly over `total` (all of them when fewer)."""
+    return np.unique(np.linspace(0, total - 1, min(samples, total)).round().astype(int))
+
+
+def sampling_cost(videos: list[tuple[Path, int]], samples: int, rate: float | None = None) -> int:
+    """About how many frames `sample_frames` decodes for these picks (a seek counted as SEEK_COST):
+    all of them when the picks are dense (short videos), a few per pick when they are far apart."""
+    picks, cost, start = spread(sum(n for _, n in videos), samples), 0, 0
+    for path, n in videos:
+        local = picks[(picks >= start) & (picks < start + n)] - start
+        start += n
+        if not len(local):
+            continue
+        if video_info(path, rate).variable:  # one pass from the start
+            cost += int(local[-1]) + 1
+            continue
+        at = 0
+        for t in local:
+            cost += int(t - at) + 1 if 0 <= t - at <= SEEK_GAP else SEEK_COST + 1
+            at = t + 1
+    return cost
 
 
 def sample_frames(videos: list[tuple[Path, int]], samples: int, skip_bad: bool = False,
@@ -39,7 +63,7 @@ def sample_frames(videos: list[tuple[Path, int]], samples: int, skip_bad: bool =
         return cv2.resize(frame, tuple(size), interpolation=cv2.INTER_AREA)
 
     total = sum(n for _, n in videos)
-    picks = np.unique(np.linspace(0, total - 1, min(samples, total)).round().astype(int))
+    picks = spread(total, samples)
     out, start = [], 0
     for v, (path, n) in enumerate(videos):
         local = picks[(picks >= start) & (picks < start + n)] - start

@@ -7,9 +7,11 @@ smoothed over time), with the same store arrays.
 
 Stages: plan the rows (every sequence x camera is a unit with a fixed row range), median
 backgrounds per subject (a rig: per session) and camera, the units in parallel worker processes, then the
-background-crop bank and the `complete` flag. A unit is marked done only after all its rows are
-written, so killing the build at any moment and rerunning it finishes the job with the same
-arrays as an uninterrupted build.
+background-crop bank and the `complete` flag. Where sampling a view's median would decode most of
+its frames anyway (short takes) and its crops follow the poses, the view is one job that decodes
+each frame once (`_one_pass`): its crops, then its median, then its masks; the store is the same.
+A unit is marked done only after all its rows are written, so killing the build at any moment and
+rerunning it finishes the job with the same arrays as an uninterrupted build.
 """
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ import zarr
 from tqdm import tqdm
 
 from . import store as S
-from .background import plurality_background, sample_frames
+from .background import plurality_background, sample_frames, sampling_cost, spread
 from .crops import (SILHOUETTE, crop_geometry, detect_person, detect_scale, foreground_mask, label_free_geometry,
                     moving_frames, silhouette, silhouette_threshold, smooth_track, warp)
 from .geometry import FLIP_PAIRS, FPS, JOINT_NAMES, PARENTS, crop_sampling_map
@@ -116,53 +118,159 @@ def _person_track(video: str, median: np.ndarray, n: int, offset: int, cfg: Buil
     return centre, half
 
 
-def _unit_rows(store: Location, video: str, poses: tuple[str, str] | None, cam_json: dict, unit: dict,
-               subject: str, cfg: BuildConfig, calibrated: bool, fps: float) -> dict:
+def _view_job(store: Location, view: list[tuple[int, str, tuple[str, str], dict, dict]], subject: str,
+              cfg: BuildConfig, calibrated: bool, fps: float) -> tuple[np.ndarray, dict]:
+    """One view (subject, camera) whose crops follow its poses, each frame decoded once: pass 1
+    crops and writes the images of all its units (view: [(unit index, video, poses, camera JSON,
+    unit)]) and keeps the frames sampled for the median background (evenly over the view's
+    stored rows, as `sample_frames` picks them); then the median; pass 2 the masks, from the
+    written crops. -> (median, {unit index: metadata, or the RawDataError that stopped the unit
+    (with --skip-bad)})."""
     from .geometry import camera_from_json
 
-    g = zarr.open_group(store.zarr_store(), mode="r+")
-    writer = S.RowWriter(store, g)
-    cam = camera_from_json(unit["camera"], cam_json)
-    median = g[f"medians/{subject}/{unit['camera']}"][:]
+    with S.writing():
+        g = zarr.open_group(store.zarr_store(), mode="r+")
+        writer = S.RowWriter(store, g)
+        lengths = [u["length"] for *_, u in view]
+        picks = spread(sum(lengths), cfg.bg_samples)
+        firsts = np.cumsum([0] + lengths)
+        samples, done, results, reader = [], [], {}, S.StoreReader(store)
+        for (i, video, poses, cam_json, unit), first in zip(view, firsts):
+            cam = camera_from_json(unit["camera"], cam_json)
+            keep = set((picks[(picks >= first) & (picks < first + unit["length"])] - first).tolist())
+            try:
+                pose = _load_poses(poses)[:_frames(unit):unit.get("every", 1)]
+                meta, _, kept = _crop_pass(writer, video, unit, lambda t: crop_geometry(pose[t], cam, cfg.crop_size,
+                                                                                        cfg.margin), cfg, fps, keep=keep)
+            except RawDataError as e:
+                if not cfg.skip_bad:
+                    raise
+                results[i] = e
+                continue
+            samples += [kept[t] for t in sorted(kept)]
+            done.append((i, video, cam, unit, pose, meta))
+        if not samples:
+            raise RawDataError(f"{Path(view[0][1]).parent}: no frame of this view could be decoded for the median "
+                               "background; replace the videos")
+        median = plurality_background(samples, cfg.bg_tolerance, cfg.bg_vote_scale)
+        del samples
+        for i, video, cam, unit, pose, meta in done:
+            sil = _mask_pass(writer, reader, unit, median, cam, cfg, meta)
+            results[i] = _unit_meta(meta, sil, video, unit["length"], pose, cfg)
+        return median, results
+
+
+ONE_PASS = 0.3  # see _one_pass
+
+
+def _one_pass(videos: list[tuple[str, int]], units: list[dict], poses: bool, codec: str, cfg: BuildConfig,
+              fps: float) -> bool:
+    """Whether a view is built by `_view_job`, each frame decoded once, rather than by sampling
+    its median first (decoding the sampled frames) and then its units. Only where the crops
+    follow the poses (label-free crops need the median to find the person), the store is
+    lossless (the masks of pass 2 come from the written crops, which must be the crops
+    themselves for the same store either way), and every frame of the takes is stored (the
+    median's samples are then stored rows). And only where it is cheaper: when sampling the
+    median would decode more than ONE_PASS of the view's frames (short takes, where the samples
+    lie close together); pass 2 costs about that much a frame (the sampling map again, the crop
+    read back), against about 5 ms a 1000 px frame to decode, measured."""
+    if not poses or codec.startswith("jpeg") or any(u.get("every", 1) > 1 or u.get("offset") for u in units):
+        return False
+    frames = sum(n for _, n in videos)
+    return sampling_cost([(Path(v), n) for v, n in videos], cfg.bg_samples, fps) > ONE_PASS * frames
+
+
+def _frames(unit: dict) -> int:
+    """The source frames a unit's rows span: rows 0 .. length - 1 are frames 0, every, 2 every, ..."""
+    return (unit["length"] - 1) * unit.get("every", 1) + 1
+
+
+def _crop_pass(writer, video: str, unit: dict, geometry, cfg: BuildConfig, fps: float,
+               median: np.ndarray | None = None, keep=frozenset()) -> tuple[dict, np.ndarray | None, dict]:
+    """Decode a unit's frames once and write its crops (geometry(t): the crop of row t), and its
+    masks when the median background is given. -> (per-row metadata, silhouettes when the masks
+    were made, {row: RGB frame} of the rows in `keep`)."""
     n, start, size, offset = unit["length"], unit["start"], cfg.crop_size, unit.get("offset", 0)
-    every = unit.get("every", 1)  # rows are frames 0, every, 2 every, ... of the take
-    frames = (n - 1) * every + 1
-    if poses is not None:
-        pose = _load_poses(poses)[:frames:every]
-        geometry = lambda t: crop_geometry(pose[t], cam, size, cfg.margin)  # noqa: E731
-    else:
-        centre, half = _person_track(video, median, n, offset, cfg, fps, every)
-        geometry = lambda t: label_free_geometry(centre[t], half[t], cam, size, cfg.margin, calibrated)  # noqa: E731
+    every = unit.get("every", 1)
     meta = {k: np.zeros((n, *s)) for k, s in
             (("pose3d", (17, 3)), ("pose2d", (17, 2)), ("K", (3, 3)), ("R_v", (3, 3)),
              ("root_cam", (3,)), ("box", (4,)))}
-    sil = np.zeros((n, SILHOUETTE, SILHOUETTE), np.uint8)
+    sil = None if median is None else np.zeros((n, SILHOUETTE, SILHOUETTE), np.uint8)
     images = np.zeros((WRITE_BLOCK, size, size, 3), np.uint8)
     masks = np.zeros((WRITE_BLOCK, size, size), np.uint8)
-    for t, frame in enumerate(iter_frames(video, frames, offset, every, fps, bgr=True)):
+    kept = {}
+    for t, frame in enumerate(iter_frames(video, _frames(unit), offset, every, fps, bgr=True)):
         geo = geometry(t)
         _check_box(geo.box, frame.shape, video, t * every + offset)
         b = t % WRITE_BLOCK
         cv2.cvtColor(warp(frame, geo), cv2.COLOR_BGR2RGB, dst=images[b])  # the crop converted, not the frame
-        masks[b] = foreground_mask(images[b], warp(median, geo), cfg.mask_threshold)
-        sil[t] = silhouette(masks[b])
+        if t in keep:
+            kept[t] = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        if median is not None:
+            masks[b] = foreground_mask(images[b], warp(median, geo), cfg.mask_threshold)
+            sil[t] = silhouette(masks[b])
         for k in meta:
             meta[k][t] = getattr(geo, k)
         if b == WRITE_BLOCK - 1 or t == n - 1:
-            lo = t - b
-            writer.write("images", start + lo, images[:b + 1])
-            writer.write("masks", start + lo, masks[:b + 1])
+            writer.write("images", start + t - b, images[:b + 1])
+            if median is not None:
+                writer.write("masks", start + t - b, masks[:b + 1])
             tick(b + 1)
+    return meta, sil, kept
+
+
+def _mask_pass(writer, reader, unit: dict, median: np.ndarray, cam, cfg: BuildConfig, meta: dict) -> np.ndarray:
+    """The masks of a unit whose crops are written (pass 2 of `_view_job`): each written crop
+    against the median seen through the same crop camera (the stored R_v and K give the very
+    sampling map the crop had). -> silhouettes [n, 32, 32]."""
+    n, start, size = unit["length"], unit["start"], cfg.crop_size
+    sil = np.zeros((n, SILHOUETTE, SILHOUETTE), np.uint8)
+    masks = np.zeros((WRITE_BLOCK, size, size), np.uint8)
+    for lo in range(0, n, WRITE_BLOCK):
+        rows = range(start + lo, start + min(n, lo + WRITE_BLOCK))
+        for b, crop in enumerate(map(reader.image, rows)):  # as stored (a JPEG store: as the loader sees it)
+            map_x, map_y = crop_sampling_map(meta["R_v"][lo + b], meta["K"][lo + b], cam, size)
+            background = cv2.remap(median, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            masks[b] = foreground_mask(crop, background, cfg.mask_threshold)
+            sil[lo + b] = silhouette(masks[b])
+        writer.write("masks", start + lo, masks[:len(rows)])
+    return sil
+
+
+def _unit_meta(meta: dict, sil: np.ndarray, video: str, n: int, pose: np.ndarray | None, cfg: BuildConfig) -> dict:
+    """A unit's metadata with its notes and its moving frames (from the poses, or label-free from
+    the silhouettes, which are then stored)."""
     empty = float((sil.reshape(n, -1).max(axis=1) == 0).mean())
     if empty > EMPTY_MASKS:
         meta["notes"] = [f"{video}: the foreground mask is empty in {empty:.0%} of the {n} stored frames "
                          "(the person is not in this view, or --mask-threshold is too high for this video)"]
-    if poses is not None:
+    if pose is not None:
         meta["moving"] = moving_frames(pose, cfg.move_threshold)
     else:
         meta["silhouette"] = sil
         meta["moving"] = moving_frames(sil.reshape(n, 1, -1).astype(np.float64), silhouette_threshold(cfg.move_silhouette))
     return meta
+
+
+def _unit_rows(store: Location, video: str, poses: tuple[str, str] | None, cam_json: dict, unit: dict,
+               subject: str, cfg: BuildConfig, calibrated: bool, fps: float) -> dict:
+    """One unit of a view whose median background is already stored (a label-free view, whose
+    crops follow the person found against it; or a view resumed after its median was written)."""
+    from .geometry import camera_from_json
+
+    g = zarr.open_group(store.zarr_store(), mode="r+")
+    cam = camera_from_json(unit["camera"], cam_json)
+    median = g[f"medians/{subject}/{unit['camera']}"][:]
+    n, size, every = unit["length"], cfg.crop_size, unit.get("every", 1)
+    if poses is not None:
+        pose = _load_poses(poses)[:_frames(unit):every]
+        geometry = lambda t: crop_geometry(pose[t], cam, size, cfg.margin)  # noqa: E731
+    else:
+        pose = None
+        centre, half = _person_track(video, median, n, unit.get("offset", 0), cfg, fps, every)
+        geometry = lambda t: label_free_geometry(centre[t], half[t], cam, size, cfg.margin, calibrated)  # noqa: E731
+    meta, sil, _ = _crop_pass(S.RowWriter(store, g), video, unit, geometry, cfg, fps, median=median)
+    return _unit_meta(meta, sil, video, n, pose, cfg)
 
 
 # ---------------------------------------------------------------- the build
@@ -282,32 +390,22 @@ def _build(raw: Path, out: Location, cfg: BuildConfig, pool, progress: bool) -> 
         try:
             todo = [v for v in views if f"medians/{v[0]}/{v[1]}" not in g or
                     g[f"medians/{v[0]}/{v[1]}"].nchunks_initialized == 0]
-            bar.set_postfix_str(f"median backgrounds ({len(todo)} views)")
-            margs = {v: (by_key[v], cfg.bg_samples, cfg.bg_tolerance, cfg.skip_bad, fps, cfg.bg_vote_scale)
-                     for v in todo}
+            view_of = lambda i: (sequences[units[i]["sequence"]]["subject"], units[i]["camera"])  # noqa: E731
+            video_of = lambda i: str(seq_objs[units[i]["sequence"]].videos[units[i]["camera"]])  # noqa: E731
+            poses_of = lambda i: (p.layout, str(seq_objs[units[i]["sequence"]].poses_path)) if p.poses else None  # noqa: E731
+            cam_of = lambda i: cams[view_of(i)[0]][units[i]["camera"]].to_json()  # noqa: E731
+            shown = [0]
 
-            def write_median(view, fut):
-                med = fut.result()
+            def write_median(view, med):
                 with STOPS.held():
                     g.require_group(f"medians/{view[0]}").create_array(
                         view[1], shape=med.shape, chunks=med.shape, dtype="uint8", overwrite=True,
                         compressors=S.image_codec())[...] = med
 
-            _run(pool, _median_job, margs, write_median, futs)
-            bar.set_postfix_str("")
-            stages["medians"] = time.perf_counter() - t0 - stages["plan"]
-            pending = [i for i, s in enumerate(status) if s == S.PENDING]
-            args = {i: (out, str(seq_objs[units[i]["sequence"]].videos[units[i]["camera"]]),
-                        (p.layout, str(seq_objs[units[i]["sequence"]].poses_path)) if p.poses else None,
-                        cams[sequences[units[i]["sequence"]]["subject"]][units[i]["camera"]].to_json(),
-                        units[i], sequences[units[i]["sequence"]]["subject"], cfg, p.calibrated, fps)
-                    for i in pending}
-            shown = [0]
-
-            def finish_unit(i, fut):
+            def finish_unit(i, result):
                 nonlocal written
                 with STOPS.held():
-                    n = _finish_unit(g, units, i, fut, cfg, skipped)
+                    n = _finish_unit(g, units, i, result, cfg, skipped)
                 written += n
                 frames = pool.frames()
                 bar.update((frames - shown[0]) if frames is not None else units[i]["length"])
@@ -319,8 +417,34 @@ def _build(raw: Path, out: Location, cfg: BuildConfig, pool, progress: bool) -> 
                     bar.update(frames - shown[0])
                     shown[0] = frames
 
-            _run(pool, _unit_job, args, finish_unit, futs, running)
-            stages["units"] = time.perf_counter() - t0 - stages["plan"] - stages["medians"]
+            once = [v for v in todo if _one_pass(by_key[v], [u for i, u in enumerate(units) if view_of(i) == v],
+                                                 p.poses, codec, cfg, fps)]
+            if once:  # each frame decoded once: crops, then the view's median, then masks
+
+                def finish_view(view, fut):
+                    median, results = fut.result()
+                    write_median(view, median)
+                    for i, result in results.items():
+                        finish_unit(i, result)
+
+                vargs = {v: (out, [(i, video_of(i), poses_of(i), cam_of(i), units[i])
+                                   for i in range(len(units)) if view_of(i) == v], v[0], cfg, p.calibrated, fps)
+                         for v in once}
+                _run(pool, _view_job, vargs, finish_view, futs, running)
+                stages["views"] = time.perf_counter() - t0 - stages["plan"]
+            rest = [v for v in todo if v not in once]
+            if rest:  # medians first (label-free crops follow the person found against them)
+                bar.set_postfix_str(f"median backgrounds ({len(rest)} views)")
+                margs = {v: (by_key[v], cfg.bg_samples, cfg.bg_tolerance, cfg.skip_bad, fps, cfg.bg_vote_scale)
+                         for v in rest}
+                _run(pool, _median_job, margs, lambda view, fut: write_median(view, fut.result()), futs)
+                bar.set_postfix_str("")
+                stages["medians"] = time.perf_counter() - t0 - sum(stages.values())
+            status = g["unit_status"][:]
+            args = {i: (out, video_of(i), poses_of(i), cam_of(i), units[i], view_of(i)[0], cfg, p.calibrated, fps)
+                    for i, s in enumerate(status) if s == S.PENDING}
+            _run(pool, _unit_job, args, lambda i, fut: finish_unit(i, fut.result), futs, running)
+            stages["units"] = time.perf_counter() - t0 - sum(stages.values())
         except BaseException:  # an error, Ctrl-C or SIGTERM: stop the workers now, leave no orphan
             pool.stop(futs)
             raise
@@ -390,14 +514,19 @@ class Stops:
 STOPS = Stops()
 
 
-def _finish_unit(g, units, i, fut, cfg, skipped) -> int:
-    """Write a unit's metadata (the result of `fut`) and mark it done; with --skip-bad a broken
-    unit skips its sequence."""
+def _finish_unit(g, units, i, result, cfg, skipped) -> int:
+    """Write a unit's metadata (`result`: its job's future's result method, or the metadata, or
+    the RawDataError that stopped it) and mark it done; with --skip-bad a broken unit skips its
+    sequence."""
     try:
-        meta = fut.result()
+        meta = result() if callable(result) else result
+        if isinstance(meta, RawDataError):
+            raise meta
     except RawDataError as e:
         if not cfg.skip_bad:
             raise
+        if g["unit_status"][i] == S.SKIPPED:  # its sequence is skipped already (a broken camera)
+            return 0
         seq = units[i]["sequence"]
         seq_key = g.attrs["sequences"][seq]
         tqdm.write(f"warning: skipping {seq_key['subject']}/{seq_key['name']}: {e}")

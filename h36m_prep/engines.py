@@ -1,7 +1,7 @@
 """Where the build's jobs run: in this process, in a local process pool, or on a Dask cluster.
 
-The build's unit of work (one sequence in one camera, and each view's median background) is a
-function of picklable arguments that writes only its own pixel chunks and returns its per-frame
+The build's unit of work (one sequence in one camera, each view's median background, or a whole
+view decoded once) is a function of picklable arguments that writes only its own pixel chunks and returns its per-frame
 metadata; the driver writes what spans units. So the same jobs run wherever an engine puts them:
 
     Inline     workers 1: in the build's own process
@@ -33,6 +33,10 @@ class EngineError(ToolkitError, RuntimeError):
 def _init_worker(counter, in_pool: bool = False) -> None:
     global _counter
     _counter = counter
+    if in_pool:  # one process a core: OpenCV's own threads would only contend with the other workers
+        import cv2
+
+        cv2.setNumThreads(1)
     if in_pool:  # Ctrl-C reaches the whole process group: the main process stops the workers
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 

@@ -119,6 +119,38 @@ def test_crop_camera_puts_the_point_at_the_crop_centre_and_fits_the_joints():
     np.testing.assert_allclose(centre, G.project_camera_frame(joints[0], cam), atol=0.05)
 
 
+def _sampling_map_by_formula(R, K, cam, size):
+    """The crop sampling map written out with numpy, operation by operation in the formula's order."""
+    vy, vx = np.meshgrid((np.arange(size) - K[1, 2]) / K[1, 1], (np.arange(size) - K[0, 2]) / K[0, 0], indexing="ij")
+    x = R[0, 0] * vx + R[1, 0] * vy + R[2, 0]
+    y = R[0, 1] * vx + R[1, 1] * vy + R[2, 1]
+    z = R[0, 2] * vx + R[1, 2] * vy + R[2, 2]
+    u, v = x / z, y / z
+    (k1, k2, k3), (p1, p2), f, c = cam.k, cam.p, cam.f, cam.c
+    r2 = u * u + v * v
+    radial = 1 + k1 * r2 + k2 * r2 * r2 + k3 * r2 * r2 * r2
+    if cam.model == "opencv":
+        mx = f[0] * (u * radial + 2 * p1 * u * v + p2 * (r2 + 2 * u * u)) + c[0]
+        my = f[1] * (v * radial + p1 * (r2 + 2 * v * v) + 2 * p2 * u * v) + c[1]
+    else:
+        g = radial + p1 * u + p2 * v
+        mx, my = f[0] * (u * g + p1 * r2) + c[0], f[1] * (v * g + p2 * r2) + c[1]
+    return mx.astype(np.float32), my.astype(np.float32)
+
+
+@pytest.mark.parametrize("model", ["h36m", "opencv"])
+def test_the_compiled_sampling_map_is_bitwise_the_formula(model):
+    rng = np.random.default_rng(5)
+    for trial in range(20):
+        cam = G.Camera("c", np.eye(3), np.zeros(3), rng.uniform(500, 1500, 2), rng.uniform(400, 600, 2),
+                       rng.normal(0, 0.1, 3), rng.normal(0, 0.01, 2), 1000, 1000, model)
+        R = G.virtual_rotation(rng.normal(0, 1000, 3) + [0, 0, 3000])
+        K = G.crop_intrinsics(rng.uniform(100, 3000), 64)
+        got, want = G.crop_sampling_map(R, K, cam, 64), _sampling_map_by_formula(R, K, cam, 64)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+
+
 def test_procrustes_recovers_a_known_similarity_transform():
     rng = np.random.default_rng(3)
     pose = rng.normal(0, 300, (5, 17, 3))

@@ -106,7 +106,8 @@ def test_a_worker_killed_mid_build_has_its_unit_rerun_and_the_store_still_equals
     with Client(cluster.scheduler_address, set_as_default=False) as client:
         deadline = time.time() + 600
         while killed is None and time.time() < deadline and thread.is_alive():
-            busy = [w for w, tasks in client.processing().items() if any("_unit_job" in str(t) for t in tasks)]
+            busy = [w for w, tasks in client.processing().items()
+                    if any(job in str(t) for t in tasks for job in ("_unit_job", "_view_job"))]
             if busy:
                 pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
                 os.kill(pid, signal.SIGKILL)  # the nanny starts a new worker; the scheduler reruns its task

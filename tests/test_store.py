@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,8 @@ from click.testing import CliRunner
 
 from h36m_prep import raw as R
 from h36m_prep import store as S
+from h36m_prep import build as B
+from h36m_prep.background import SEEK_COST, sampling_cost
 from h36m_prep.build import BuildConfig, build
 from h36m_prep.cli import main as cli
 from h36m_prep.geometry import bone_lengths, crop_sampling_map, joints17, project_virtual, world_to_camera
@@ -152,6 +155,35 @@ def test_a_killed_build_resumes_to_the_same_store(small_store, small_raw, small_
     assert verify(out) != []
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _assert_same_arrays(out, small_store)
+
+
+def test_views_decoded_once_give_the_store_of_medians_first(small_store, small_raw, small_build_cfg, tmp_path,
+                                                           monkeypatch):
+    # the small takes are short: sampling a median decodes most frames, so the build decodes each view once
+    assert "views" in build(small_raw, tmp_path / "once.zarr", small_build_cfg, workers=1,
+                            progress=False)["stage_seconds"]
+    _assert_same_arrays(tmp_path / "once.zarr", small_store)
+    monkeypatch.setattr(B, "ONE_PASS", float("inf"))  # never: medians first, then the units
+    report = build(small_raw, tmp_path / "twice.zarr", small_build_cfg, workers=1, progress=False)
+    assert "views" not in report["stage_seconds"] and "medians" in report["stage_seconds"]
+    _assert_same_arrays(tmp_path / "twice.zarr", small_store)
+
+
+def test_a_view_is_decoded_once_only_where_that_is_cheaper(small_raw, small_build_cfg):
+    videos = [(str(small_raw / "S1" / "Videos" / f"{a}.54138969.mp4"), 48) for a in ("Posing", "Walking")]
+    units = [{"length": 48}, {"length": 48}]
+    # 16 picks over 96 frames, 6 apart: sampling decodes every frame up to the last pick of each take
+    picks = np.unique(np.linspace(0, 95, 16).round().astype(int))
+    assert sampling_cost([(Path(v), n) for v, n in videos], 16) == picks[picks < 48].max() + 1 + picks.max() - 48 + 1
+    cfg = small_build_cfg
+    assert B._one_pass(videos, units, True, "lz4", cfg, 50.0)
+    assert not B._one_pass(videos, units, False, "lz4", cfg, 50.0)  # label-free crops need the median first
+    assert not B._one_pass(videos, units, True, "jpeg:90", cfg, 50.0)  # pass 2 would see the JPEG, not the crop
+    assert not B._one_pass(videos, [{"length": 24, "every": 2}] * 2, True, "lz4", cfg, 50.0)
+    # long takes with picks far apart: a seek a pick costs less than decoding every frame once more
+    long = [(v, 48_000) for v, _ in videos]
+    assert sampling_cost([(Path(v), n) for v, n in long], 16) == 1 + 15 * (SEEK_COST + 1)  # frame 0: no seek
+    assert not B._one_pass(long, [{"length": 48_000}] * 2, True, "lz4", cfg, 50.0)
 
 
 def test_bad_sequence_stops_the_build_or_is_skipped(small_raw, small_build_cfg, tmp_path):
