@@ -86,40 +86,25 @@ def _sampling_map(R, fx, fy, cx, cy, f, c, k, p, opencv, map_x, map_y):
         vxs[j] = (j - cx) / fx
     for i in range(map_x.shape[0]):
         vy = (i - cy) / fy
-        # ray in the real camera frame: R_v^T (vx, vy, 1)
-        bx, by, bz = R[1, 0] * vy, R[1, 1] * vy, R[1, 2] * vy
+        # ray in the real camera frame: R_v^T (vx, vy, 1), the row's part once
+        _row(vxs, R, R[1, 0] * vy, R[1, 1] * vy, R[1, 2] * vy, f, c, k, p, opencv, map_x[i], map_y[i])
+
+
+@njit(cache=True, inline="always")
+def _row(vxs, R, bx, by, bz, f, c, k, p, opencv, mx, my):
+    r00, r01, r02, r20, r21, r22 = R[0, 0], R[0, 1], R[0, 2], R[2, 0], R[2, 1], R[2, 2]
+    for j in range(len(vxs)):
+        vx = vxs[j]
+        x = r00 * vx + bx + r20
+        y = r01 * vx + by + r21
+        z = r02 * vx + bz + r22
+        u, v = x / z, y / z
+        r2 = u * u + v * v
+        radial = 1 + k[0] * r2 + k[1] * r2 * r2 + k[2] * r2 * r2 * r2
         if opencv:
-            _opencv_row(vxs, R, bx, by, bz, f, c, k, p, map_x[i], map_y[i])
+            mx[j] = f[0] * (u * radial + 2 * p[0] * u * v + p[1] * (r2 + 2 * u * u)) + c[0]
+            my[j] = f[1] * (v * radial + p[0] * (r2 + 2 * v * v) + 2 * p[1] * u * v) + c[1]
         else:
-            _h36m_row(vxs, R, bx, by, bz, f, c, k, p, map_x[i], map_y[i])
-
-
-@njit(cache=True, inline="always")
-def _opencv_row(vxs, R, bx, by, bz, f, c, k, p, mx, my):
-    r00, r01, r02, r20, r21, r22 = R[0, 0], R[0, 1], R[0, 2], R[2, 0], R[2, 1], R[2, 2]
-    for j in range(len(vxs)):
-        vx = vxs[j]
-        x = r00 * vx + bx + r20
-        y = r01 * vx + by + r21
-        z = r02 * vx + bz + r22
-        u, v = x / z, y / z
-        r2 = u * u + v * v
-        radial = 1 + k[0] * r2 + k[1] * r2 * r2 + k[2] * r2 * r2 * r2
-        mx[j] = f[0] * (u * radial + 2 * p[0] * u * v + p[1] * (r2 + 2 * u * u)) + c[0]
-        my[j] = f[1] * (v * radial + p[0] * (r2 + 2 * v * v) + 2 * p[1] * u * v) + c[1]
-
-
-@njit(cache=True, inline="always")
-def _h36m_row(vxs, R, bx, by, bz, f, c, k, p, mx, my):
-    r00, r01, r02, r20, r21, r22 = R[0, 0], R[0, 1], R[0, 2], R[2, 0], R[2, 1], R[2, 2]
-    for j in range(len(vxs)):
-        vx = vxs[j]
-        x = r00 * vx + bx + r20
-        y = r01 * vx + by + r21
-        z = r02 * vx + bz + r22
-        u, v = x / z, y / z
-        r2 = u * u + v * v
-        radial = 1 + k[0] * r2 + k[1] * r2 * r2 + k[2] * r2 * r2 * r2
-        g = radial + p[0] * u + p[1] * v
-        mx[j] = f[0] * (u * g + p[0] * r2) + c[0]
-        my[j] = f[1] * (v * g + p[1] * r2) + c[1]
+            g = radial + p[0] * u + p[1] * v
+            mx[j] = f[0] * (u * g + p[0] * r2) + c[0]
+            my[j] = f[1] * (v * g + p[1] * r2) + c[1]
