@@ -24,18 +24,20 @@ SEEK_GAP = 48  # frames: a pick at most this far ahead is reached by decoding fo
 SEEK_COST = 40  # costs about as much as decoding 40 frames (it decodes from well before the keyframe), measured
 
 
-def spread(total: int, samples: int) -> np.ndarray:
-    """The indices of `samples` frames spread evenly over `total` (all of them when fewer)."""
-    return np.unique(np.linspace(0, total - 1, min(samples, total)).round().astype(int))
+def spread(lengths: list[int], samples: int) -> list[np.ndarray]:
+    """`samples` frames spread evenly over takes of these lengths, end to end (all of them when
+    fewer): each take's picks, counted from its first frame."""
+    total = sum(lengths)
+    picks = np.unique(np.linspace(0, total - 1, min(samples, total)).round().astype(int))
+    starts = np.cumsum([0] + list(lengths))
+    return [picks[(picks >= a) & (picks < b)] - a for a, b in zip(starts[:-1], starts[1:])]
 
 
 def sampling_cost(videos: list[tuple[Path, int]], samples: int, rate: float | None = None) -> int:
     """About how many frames `sample_frames` decodes for these picks (a seek counted as SEEK_COST):
     all of them when the picks are dense (short videos), a few per pick when they are far apart."""
-    picks, cost, start = spread(sum(n for _, n in videos), samples), 0, 0
-    for path, n in videos:
-        local = picks[(picks >= start) & (picks < start + n)] - start
-        start += n
+    cost = 0
+    for (path, _), local in zip(videos, spread([n for _, n in videos], samples)):
         if not len(local):
             continue
         if video_info(path, rate).variable:  # one pass from the start
@@ -62,12 +64,8 @@ def sample_frames(videos: list[tuple[Path, int]], samples: int, skip_bad: bool =
             return frame
         return cv2.resize(frame, tuple(size), interpolation=cv2.INTER_AREA)
 
-    total = sum(n for _, n in videos)
-    picks = spread(total, samples)
-    out, start = [], 0
-    for v, (path, n) in enumerate(videos):
-        local = picks[(picks >= start) & (picks < start + n)] - start
-        start += n
+    out = []
+    for v, ((path, _), local) in enumerate(zip(videos, spread([n for _, n in videos], samples))):
         if not len(local):
             continue
         if video_info(path, rate).variable:  # rows placed by timestamp (at the store's rate): one pass, no seeking

@@ -131,17 +131,15 @@ def _view_job(store: Location, view: list[tuple[int, str, tuple[str, str], dict,
     with S.writing():
         g = zarr.open_group(store.zarr_store(), mode="r+")
         writer = S.RowWriter(store, g)
-        lengths = [u["length"] for *_, u in view]
-        picks = spread(sum(lengths), cfg.bg_samples)
-        firsts = np.cumsum([0] + lengths)
+        picks = spread([u["length"] for *_, u in view], cfg.bg_samples)
         samples, done, results, reader = [], [], {}, S.StoreReader(store)
-        for (i, video, poses, cam_json, unit), first in zip(view, firsts):
+        for (i, video, poses, cam_json, unit), local in zip(view, picks):
             cam = camera_from_json(unit["camera"], cam_json)
-            keep = set((picks[(picks >= first) & (picks < first + unit["length"])] - first).tolist())
+            keep = set(local.tolist())
             try:
                 pose = _load_poses(poses)[:_frames(unit):unit.get("every", 1)]
-                meta, _, kept = _crop_pass(writer, video, unit, lambda t: crop_geometry(pose[t], cam, cfg.crop_size,
-                                                                                        cfg.margin), cfg, fps, keep=keep)
+                geometry = lambda t: crop_geometry(pose[t], cam, cfg.crop_size, cfg.margin)  # noqa: E731
+                meta, _, kept = _crop_pass(writer, video, unit, geometry, cfg, fps, keep=keep)
             except RawDataError as e:
                 if not cfg.skip_bad:
                     raise
@@ -230,12 +228,18 @@ def _mask_pass(writer, reader, unit: dict, median: np.ndarray, cam, cfg: BuildCo
     for lo in range(0, n, WRITE_BLOCK):
         rows = range(start + lo, start + min(n, lo + WRITE_BLOCK))
         for b, crop in enumerate(map(reader.image, rows)):  # as stored (a JPEG store: as the loader sees it)
-            map_x, map_y = crop_sampling_map(meta["R_v"][lo + b], meta["K"][lo + b], cam, size)
-            background = cv2.remap(median, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            background = _median_crop(median, meta["R_v"][lo + b], meta["K"][lo + b], cam, size)
             masks[b] = foreground_mask(crop, background, cfg.mask_threshold)
             sil[lo + b] = silhouette(masks[b])
         writer.write("masks", start + lo, masks[:len(rows)])
     return sil
+
+
+def _median_crop(median: np.ndarray, R_v: np.ndarray, K: np.ndarray, cam, size: int) -> np.ndarray:
+    """The median background seen through a stored crop camera (R_v, K): the very pixels `warp`
+    gives with that frame's crop geometry."""
+    map_x, map_y = crop_sampling_map(R_v, K, cam, size)
+    return cv2.remap(median, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _unit_meta(meta: dict, sil: np.ndarray, video: str, n: int, pose: np.ndarray | None, cfg: BuildConfig) -> dict:
@@ -393,7 +397,8 @@ def _build(raw: Path, out: Location, cfg: BuildConfig, pool, progress: bool) -> 
                     g[f"medians/{v[0]}/{v[1]}"].nchunks_initialized == 0]
             view_of = lambda i: (sequences[units[i]["sequence"]]["subject"], units[i]["camera"])  # noqa: E731
             video_of = lambda i: str(seq_objs[units[i]["sequence"]].videos[units[i]["camera"]])  # noqa: E731
-            poses_of = lambda i: (p.layout, str(seq_objs[units[i]["sequence"]].poses_path)) if p.poses else None  # noqa: E731
+            poses_of = lambda i: (  # noqa: E731
+                (p.layout, str(seq_objs[units[i]["sequence"]].poses_path)) if p.poses else None)
             cam_of = lambda i: cams[view_of(i)[0]][units[i]["camera"]].to_json()  # noqa: E731
             shown = [0]
 
@@ -418,8 +423,8 @@ def _build(raw: Path, out: Location, cfg: BuildConfig, pool, progress: bool) -> 
                     bar.update(frames - shown[0])
                     shown[0] = frames
 
-            once = [v for v in todo if _one_pass(by_key[v], [u for i, u in enumerate(units) if view_of(i) == v],
-                                                 p.poses, codec, cfg, fps)]
+            of_view = {v: [i for i in range(len(units)) if view_of(i) == v] for v in todo}
+            once = [v for v in todo if _one_pass(by_key[v], [units[i] for i in of_view[v]], p.poses, codec, cfg, fps)]
             if once:  # each frame decoded once: crops, then the view's median, then masks
 
                 def finish_view(view, fut):
@@ -428,9 +433,8 @@ def _build(raw: Path, out: Location, cfg: BuildConfig, pool, progress: bool) -> 
                     for i, result in results.items():
                         finish_unit(i, result)
 
-                vargs = {v: (out, [(i, video_of(i), poses_of(i), cam_of(i), units[i])
-                                   for i in range(len(units)) if view_of(i) == v], v[0], cfg, p.calibrated, fps)
-                         for v in once}
+                vargs = {v: (out, [(i, video_of(i), poses_of(i), cam_of(i), units[i]) for i in of_view[v]], v[0], cfg,
+                             p.calibrated, fps) for v in once}
                 _run(pool, _view_job, vargs, finish_view, futs, running)
                 stages["views"] = time.perf_counter() - t0 - stages["plan"]
             rest = [v for v in todo if v not in once]
@@ -577,8 +581,7 @@ def _write_background_bank(g, sequences, units, views, cams, cfg) -> None:
             pick = rows[np.linspace(0, len(rows) - 1, cfg.bg_crops).round().astype(int)]
             Ks, Rs = g["K"].get_orthogonal_selection((pick,)), g["R_v"].get_orthogonal_selection((pick,))
             for k, (K, R_v) in enumerate(zip(Ks, Rs)):
-                map_x, map_y = crop_sampling_map(R_v, K, cams[subject][cam_id], cfg.crop_size)
-                crops[k] = cv2.remap(med, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                crops[k] = _median_crop(med, R_v, K, cams[subject][cam_id], cfg.crop_size)
         g["backgrounds"][row:row + cfg.bg_crops] = crops
         g["bg_subject"][row:row + cfg.bg_crops] = g.attrs["subjects"].index(subject)
         g["bg_camera"][row:row + cfg.bg_crops] = g.attrs["cameras"].index(cam_id)

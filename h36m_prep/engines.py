@@ -1,8 +1,8 @@
 """Where the build's jobs run: in this process, in a local process pool, or on a Dask cluster.
 
 The build's unit of work (one sequence in one camera, each view's median background, or a whole
-view decoded once) is a function of picklable arguments that writes only its own pixel chunks and returns its per-frame
-metadata; the driver writes what spans units. So the same jobs run wherever an engine puts them:
+view decoded once) is a function of picklable arguments that writes only its own pixel chunks and
+returns its per-frame metadata; the driver writes what spans units. So the same jobs run wherever an engine puts them:
 
     Inline     workers 1: in the build's own process
     LocalPool  a spawn-context process pool on this machine (the default)
@@ -33,11 +33,11 @@ class EngineError(ToolkitError, RuntimeError):
 def _init_worker(counter, in_pool: bool = False) -> None:
     global _counter
     _counter = counter
-    if in_pool:  # one process a core: OpenCV's own threads would only contend with the other workers
+    if in_pool:
         import cv2
 
-        cv2.setNumThreads(1)
-    if in_pool:  # Ctrl-C reaches the whole process group: the main process stops the workers
+        cv2.setNumThreads(1)  # one process a core: OpenCV's own threads would only contend with the others
+        # Ctrl-C reaches the whole process group: the main process stops the workers
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
