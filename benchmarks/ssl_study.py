@@ -314,7 +314,15 @@ class Study:
         """The result of stage `name`: recorded earlier, or computed now by work() and recorded."""
         if name not in self.cache:
             self.cache[name] = work()
+            self.unsaved = True
         return self.cache[name]
+
+    def save(self) -> None:
+        """Write the JSON when a stage finished since the last write: replaying recorded stages
+        recomputes the bootstrap intervals once, at the end, not after every stage."""
+        if self.unsaved:
+            self.unsaved = False
+            self.write()
 
     def _count(self) -> None:
         if self.stages_left is not None:
@@ -408,12 +416,12 @@ class Study:
                 m = self.finetune_eval(f"{protocol}_{arm}_s{seed}", pre if init == "ssl" else "random",
                                        protocol, freeze, seed)
                 self.runs.append({"seed": seed, "protocol": protocol, "arm": arm, **m})
-                self.write()
+                self.save()
         self.probes[str(seed)] = {"ssl": self.probe(f"probe_s{seed}", pre, seed, self.pre.arch),
                                   "random": self.probe(f"probe_random_s{seed}", "random", seed, self.pre.arch)}
-        self.write()
+        self.save()
         self.curves[str(seed)], self.phases[str(seed)] = self.sync_curve(seed, pre)
-        self.write()
+        self.save()
 
     def ablation(self, name: str, seed: int) -> None:
         """One Table 1 ablation on one seed: pretrain with its changes, then ssl_frozen under S1 and the probes."""
@@ -427,7 +435,7 @@ class Study:
 
     def run(self) -> dict:
         self.runs, self.pretext, self.probes, self.curves, self.phases, self.ablations = [], {}, {}, {}, {}, {}
-        self.table = None
+        self.table, self.unsaved = None, False
         try:
             for seed in self.args.seeds:
                 self.main_seed(seed)
@@ -439,7 +447,7 @@ class Study:
             for name in [] if self.args.ablations is None else self.args.ablations or list(ABLATIONS):
                 for seed in self.args.ablation_seeds:
                     self.ablation(name, seed)
-                    self.write()
+                    self.save()
         except Stop:
             print("stopped (--stop-after-stages); rerun to continue", flush=True)
         return self.write()
