@@ -409,13 +409,15 @@ def phase_pairs(store, subjects, pairs: int, d_min: int = 4, d_max: int = 128, s
 
 
 def phase_check(sync: SyncModel, store, subjects, pairs: int = 4000, gop: int = 12, bin_width: int = 8,
-                seed: int = 0) -> dict:
+                seed: int = 0, per_pair: bool = False) -> dict:
     """The sync head's accuracy on unsynchronized pairs by dt mod gop, against what its accuracy
     by gap predicts for those same pairs. Cameras whose keyframes share one phase put every
     synchronized pair, and every unsynchronized pair with dt % gop == 0, on the same compression
     phase: a network that used that cue would call those unsynchronized pairs synchronized more
     often than their gaps predict. Expected: for each pair of a class, the accuracy of the other
     classes' pairs in its gap bin (bin_width frames); the class's expectation is the mean over its pairs.
+    The pairs depend on the store, the subjects and `seed` only: every model is checked on the same
+    pairs, so two models compare pair by pair. per_pair: also each pair's gap and hit (dt, hit).
     -> {by_phase: [{phase, pairs, accuracy, expected, stderr}], overall, subjects}."""
     g = S.open_store(store)
     reader, crop = StoreReader(store), int(g.attrs["crop_size"])
@@ -432,5 +434,8 @@ def phase_check(sync: SyncModel, store, subjects, pairs: int = 4000, gop: int = 
         acc = float(hit[sel].mean())
         rows.append({"phase": phase, "pairs": int(sel.sum()), "accuracy": acc, "expected": expected,
                      "stderr": float(np.sqrt(acc * (1 - acc) / max(sel.sum(), 1)))})
-    return {"subjects": list(subjects), "pairs": pairs, "gop": gop, "bin_width": bin_width,
-            "overall": float(hit.mean()), "by_phase": rows}
+    out = {"subjects": list(subjects), "pairs": pairs, "gop": gop, "bin_width": bin_width,
+           "overall": float(hit.mean()), "by_phase": rows}
+    if per_pair:
+        out |= {"dt": p["dt"].tolist(), "hit": hit.astype(int).tolist()}
+    return out
