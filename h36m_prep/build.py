@@ -132,14 +132,14 @@ def _view_job(store: Location, view: list[tuple[int, str, tuple[str, str], dict,
         g = zarr.open_group(store.zarr_store(), mode="r+")
         writer = S.RowWriter(store, g)
         picks = spread([u["length"] for *_, u in view], cfg.bg_samples)
-        samples, done, results, reader = [], [], {}, S.StoreReader(store)
+        samples, done, results, reader, held = [], [], {}, S.StoreReader(store), _Held(HOLD_BYTES)
         for (i, video, poses, cam_json, unit), local in zip(view, picks):
             cam = camera_from_json(unit["camera"], cam_json)
             keep = set(local.tolist())
             try:
                 pose = _load_poses(poses)[:_frames(unit):unit.get("every", 1)]
                 geometry = lambda t: crop_geometry(pose[t], cam, cfg.crop_size, cfg.margin)  # noqa: E731
-                meta, _, kept = _crop_pass(writer, video, unit, geometry, cfg, fps, keep=keep)
+                meta, _, kept = _crop_pass(writer, video, unit, geometry, cfg, fps, keep=keep, held=held)
             except RawDataError as e:
                 if not cfg.skip_bad:
                     raise
@@ -153,12 +153,35 @@ def _view_job(store: Location, view: list[tuple[int, str, tuple[str, str], dict,
         median = plurality_background(samples, cfg.bg_tolerance, cfg.bg_vote_scale)
         del samples
         for i, video, cam, unit, pose, meta in done:
-            sil = _mask_pass(writer, reader, unit, median, cam, cfg, meta)
+            sil = _mask_pass(writer, reader, unit, median, cam, cfg, meta, held)
             results[i] = _unit_meta(meta, sil, video, unit["length"], pose, cfg)
         return median, results
 
 
 ONE_PASS = 0.7  # see _one_pass
+HOLD_BYTES = 768 << 20  # a view job's crops and sampling maps kept from pass 1 for pass 2 (about 1000 rows)
+
+
+class _Held:
+    """The crops and sampling maps pass 1 of `_view_job` made, kept for pass 2 while they fit in
+    `budget` bytes (about 0.7 MB a 256 px row): pass 2 then neither reads the crop back nor
+    computes its map again. Rows that did not fit are read and mapped again: the same pixels."""
+
+    def __init__(self, budget: int):
+        self.left, self.rows = budget, {}
+
+    def add(self, row: int, crop: np.ndarray, geo) -> None:
+        need = crop.nbytes + geo.map_x.nbytes + geo.map_y.nbytes
+        if need <= self.left:
+            self.left -= need
+            self.rows[row] = (crop.copy(), geo.map_x, geo.map_y)
+
+    def take(self, row: int):
+        """(crop, map_x, map_y) of a kept row, released, or None."""
+        out = self.rows.pop(row, None)
+        if out is not None:
+            self.left += out[0].nbytes + out[1].nbytes + out[2].nbytes
+        return out
 
 
 def _one_pass(videos: list[tuple[str, int]], units: list[dict], poses: bool, codec: str, cfg: BuildConfig,
@@ -185,10 +208,12 @@ def _frames(unit: dict) -> int:
 
 
 def _crop_pass(writer, video: str, unit: dict, geometry, cfg: BuildConfig, fps: float,
-               median: np.ndarray | None = None, keep=frozenset()) -> tuple[dict, np.ndarray | None, dict]:
+               median: np.ndarray | None = None, keep=frozenset(), held: _Held | None = None
+               ) -> tuple[dict, np.ndarray | None, dict]:
     """Decode a unit's frames once and write its crops (geometry(t): the crop of row t), and its
     masks when the median background is given. -> (per-row metadata, silhouettes when the masks
-    were made, {row: RGB frame} of the rows in `keep`)."""
+    were made, {row: RGB frame} of the rows in `keep`). held: where the crops and their maps are
+    kept for a later mask pass."""
     n, start, size, offset = unit["length"], unit["start"], cfg.crop_size, unit.get("offset", 0)
     every = unit.get("every", 1)
     meta = {k: np.zeros((n, *s)) for k, s in
@@ -205,6 +230,8 @@ def _crop_pass(writer, video: str, unit: dict, geometry, cfg: BuildConfig, fps: 
         cv2.cvtColor(warp(frame, geo), cv2.COLOR_BGR2RGB, dst=images[b])  # the crop converted, not the frame
         if t in keep:
             kept[t] = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        if held is not None:
+            held.add(start + t, images[b], geo)
         if median is not None:
             masks[b] = foreground_mask(images[b], warp(median, geo), cfg.mask_threshold)
             sil[t] = silhouette(masks[b])
@@ -218,17 +245,24 @@ def _crop_pass(writer, video: str, unit: dict, geometry, cfg: BuildConfig, fps: 
     return meta, sil, kept
 
 
-def _mask_pass(writer, reader, unit: dict, median: np.ndarray, cam, cfg: BuildConfig, meta: dict) -> np.ndarray:
-    """The masks of a unit whose crops are written (pass 2 of `_view_job`): each written crop
-    against the median seen through the same crop camera (the stored R_v and K give the very
-    sampling map the crop had). -> silhouettes [n, 32, 32]."""
+def _mask_pass(writer, reader, unit: dict, median: np.ndarray, cam, cfg: BuildConfig, meta: dict,
+               held: _Held) -> np.ndarray:
+    """The masks of a unit whose crops are written (pass 2 of `_view_job`): each crop against the
+    median seen through the same crop camera: the crop and its map as pass 1 kept them, or the
+    written crop and the map its stored R_v and K give (the very map it had). -> silhouettes
+    [n, 32, 32]."""
     n, start, size = unit["length"], unit["start"], cfg.crop_size
     sil = np.zeros((n, SILHOUETTE, SILHOUETTE), np.uint8)
     masks = np.zeros((WRITE_BLOCK, size, size), np.uint8)
     for lo in range(0, n, WRITE_BLOCK):
         rows = range(start + lo, start + min(n, lo + WRITE_BLOCK))
-        for b, crop in enumerate(map(reader.image, rows)):  # as stored (a JPEG store: as the loader sees it)
-            background = _median_crop(median, meta["R_v"][lo + b], meta["K"][lo + b], cam, size)
+        for b, row in enumerate(rows):
+            kept = held.take(row)
+            if kept is None:  # as stored (the store is lossless: the crop pass 1 made)
+                crop = reader.image(row)
+                background = _median_crop(median, meta["R_v"][lo + b], meta["K"][lo + b], cam, size)
+            else:
+                crop, background = kept[0], _median_remap(median, kept[1], kept[2])
             masks[b] = foreground_mask(crop, background, cfg.mask_threshold)
             sil[lo + b] = silhouette(masks[b])
         writer.write("masks", start + lo, masks[:len(rows)])
@@ -238,7 +272,10 @@ def _mask_pass(writer, reader, unit: dict, median: np.ndarray, cam, cfg: BuildCo
 def _median_crop(median: np.ndarray, R_v: np.ndarray, K: np.ndarray, cam, size: int) -> np.ndarray:
     """The median background seen through a stored crop camera (R_v, K): the very pixels `warp`
     gives with that frame's crop geometry."""
-    map_x, map_y = crop_sampling_map(R_v, K, cam, size)
+    return _median_remap(median, *crop_sampling_map(R_v, K, cam, size))
+
+
+def _median_remap(median: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
     return cv2.remap(median, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 

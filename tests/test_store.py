@@ -163,6 +163,10 @@ def test_views_decoded_once_give_the_store_of_medians_first(small_store, small_r
     assert "views" in build(small_raw, tmp_path / "once.zarr", small_build_cfg, workers=1,
                             progress=False)["stage_seconds"]
     _assert_same_arrays(tmp_path / "once.zarr", small_store)
+    # pass 2 takes the crops and maps pass 1 kept while they fit, reads and maps the rest again
+    monkeypatch.setattr(B, "HOLD_BYTES", 11 * small_build_cfg.crop_size ** 2 * 10)  # ten rows of a view
+    build(small_raw, tmp_path / "held.zarr", small_build_cfg, workers=1, progress=False)
+    _assert_same_arrays(tmp_path / "held.zarr", small_store)
     monkeypatch.setattr(B, "ONE_PASS", float("inf"))  # never: medians first, then the units
     report = build(small_raw, tmp_path / "twice.zarr", small_build_cfg, workers=1, progress=False)
     assert "views" not in report["stage_seconds"] and "medians" in report["stage_seconds"]

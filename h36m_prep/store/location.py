@@ -197,15 +197,19 @@ class Location:
         """Store `data` at `key`, whole or not at all: on a disk through a temporary file renamed
         over the key (as Zarr writes a chunk), so a reader or a killed writer never leaves half."""
         if not self.remote:
-            target = self.path / key
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f"{target.name}.{os.getpid()}-{threading.get_ident()}.partial")
+            target = os.path.join(self.path, key)
+            partial = f"{target}.{os.getpid()}-{threading.get_ident()}.partial"
             try:
-                with open(partial, "wb") as f:
+                try:
+                    f = open(partial, "wb")
+                except FileNotFoundError:  # its folder is made once, by the first chunk written into it
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    f = open(partial, "wb")
+                with f:
                     f.write(data)
                 os.replace(partial, target)
             except BaseException:
-                partial.unlink(missing_ok=True)
+                Path(partial).unlink(missing_ok=True)
                 raise
             return
         import obstore
@@ -268,9 +272,7 @@ class Location:
         """{key: bytes} of every file or object under `prefix` ("" = the whole store)."""
         if not self.remote:
             root = self.path / prefix if prefix else self.path
-            if not root.is_dir():
-                return {}
-            return {str(p.relative_to(self.path)): p.stat().st_size for p in root.rglob("*") if p.is_file()}
+            return _file_sizes(str(self.path), str(root)) if root.is_dir() else {}
         import obstore
 
         try:
@@ -396,3 +398,18 @@ class ReadAhead:
 
     def close(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+def _file_sizes(base: str, root: str) -> dict[str, int]:
+    """{path relative to base: bytes} of every file under root (a store holds a folder per chunk
+    row, tens of thousands of them: os.scandir reads each folder's entries once, where
+    Path.rglob and a stat a file took seconds)."""
+    out, folders = {}, [root]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for e in entries:
+                if e.is_dir(follow_symlinks=False):
+                    folders.append(e.path)
+                elif e.is_file():
+                    out[os.path.relpath(e.path, base)] = e.stat().st_size
+    return out
