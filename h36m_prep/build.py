@@ -193,9 +193,10 @@ def _one_pass(videos: list[tuple[str, int]], units: list[dict], poses: bool, cod
     themselves for the same store either way), and every frame of the takes is stored (the
     median's samples are then stored rows). And only where it is cheaper: when sampling the
     median would decode more than ONE_PASS of the view's frames (short takes, where the samples
-    lie close together): pass 2 costs about that much a frame, 3.7 ms against 5.2 ms to decode a
+    lie close together): pass 2 cost about that much a frame, 3.7 ms against 5.2 ms to decode a
     1000 px frame (the sampling map again, the median warped, the crop read back, the masks
-    written apart; benchmarks/build_throughput.py at full resolution, docs/results.md)."""
+    written apart; benchmarks/build_throughput.py at full resolution, docs/results.md), before it
+    took the crops and maps pass 1 keeps (`_Held`); the threshold was not lowered since."""
     if not poses or codec.startswith("jpeg") or any(u.get("every", 1) > 1 or u.get("offset") for u in units):
         return False
     frames = sum(n for _, n in videos)
