@@ -158,6 +158,45 @@ def probe_summary(probes: dict) -> dict:
     return out
 
 
+def ablation_probe_comparisons(name: str, ablation: dict, probes: dict) -> list[dict]:
+    """An ablation's probes against the main pretraining's probes of the same seeds, per protocol,
+    layer and metric: paired over seeds and the probe's test instants (positive: the ablation better)."""
+    seeds = [s for s, r in ablation["seeds"].items() if "probe" in r and "ssl" in probes.get(s, {})]
+    if not seeds:
+        return []
+    rows = []
+    for protocol, rep in ablation["seeds"][seeds[0]]["probe"]["pose"].items():
+        inst = instant_ids(rep["test_subject"], rep["test_sequence"], rep["test_frame"])
+        for layer in rep["layers"]:
+            for metric in ("mpjpe", "pmpjpe"):
+                errors = lambda p: np.asarray(p["pose"][protocol]["layers"][layer]["per_image"][metric])  # noqa: E731
+                diff = np.stack([errors(probes[s]["ssl"]) - errors(ablation["seeds"][s]["probe"]) for s in seeds])
+                rows.append({"probe": protocol, "layer": layer, "metric": metric, "a": name, "b": "both tasks",
+                             **paired_bootstrap(diff, inst), "seed_ids": sorted(int(s) for s in seeds)})
+    return rows
+
+
+def ablation_table(doc: dict) -> str:
+    """Each ablation against both tasks, same seeds: the S1 fine-tune (every 8th test frame) and the
+    layer4 probes; the pretext accuracies (on the ablation's own pairs: a single-view task is
+    another task)."""
+    lines = ["| pretraining | seeds | S1 fine-tune MPJPE, both - it [95 %] | PMPJPE | probe S1 layer4 PMPJPE | "
+             "probe All layer4 PMPJPE | verdict (fine-tune MPJPE) | test sync | test flip |",
+             "|---|---:|---|---|---|---|---|---:|---:|"]
+    for name, rows in doc.get("ablation_comparisons", {}).items():
+        def cell(**want):
+            r = next((r for r in rows if all(r.get(k) == v for k, v in want.items())), None)
+            return (format_interval(r), r) if r else ("-", None)
+        mpjpe, first = cell(metric="mpjpe", density="dense")
+        pretext = [r["pretext"] for r in doc["ablations"][name]["seeds"].values()]
+        acc = {k: float(np.mean([p[k] for p in pretext])) for k in ("test_acc_sync", "test_acc_flip")}
+        probes = [cell(probe=p, layer="layer4", metric="pmpjpe")[0] for p in ("S1", "All")]
+        lines.append(f"| {name} | {first['seeds'] if first else '-'} | {mpjpe} "
+                     f"| {cell(metric='pmpjpe', density='dense')[0]} | {probes[0]} | {probes[1]} "
+                     f"| {first['verdict'] if first else '-'} | {acc['test_acc_sync']:.3f} | {acc['test_acc_flip']:.3f} |")
+    return "\n".join(lines)
+
+
 def mirror_summary(probes: dict) -> dict:
     out = {}
     for init in ("ssl", "random"):
@@ -453,6 +492,9 @@ class Study:
         return self.write()
 
     def ablation_comparisons(self) -> dict:
+        """Each ablation against the main runs of the same seeds (both tasks): the S1 fine-tune
+        (ssl_frozen) at both densities, and the probes (every protocol and layer). Positive: the
+        ablation better."""
         out = {}
         base = {r["seed"]: r for r in self.runs if r["protocol"] == "S1" and r["arm"] == "ssl_frozen"}
         for name, a in self.ablations.items():
@@ -464,6 +506,7 @@ class Study:
                     c = compare(abl, ref, self.table, every)
                     if c:
                         rows.append({"metric": metric, "density": density, "a": name, "b": "both tasks", **c})
+            rows += ablation_probe_comparisons(name, a, self.probes)
             out[name] = rows
         return out
 
@@ -591,6 +634,9 @@ def report(doc: dict) -> str:
                   for init, layers in doc["mirror_probe"].items() for layer, m in layers.items()] + [""]
     if doc["phase_check"]["summary"]:
         parts += ["Keyframe-phase check (unsynchronized test pairs):", "", phase_table(doc["phase_check"]["summary"]), ""]
+    if doc.get("ablation_comparisons"):
+        parts += ["Ablations against both tasks on the same seeds, mm (positive: the ablation better):", "",
+                  ablation_table(doc), ""]
     if doc["pretext"]:
         parts += ["| seed | test sync | test flip | training sync | training flip |", "|---:|---:|---:|---:|---:|"]
         parts += [f"| {s} | {p['test_acc_sync']:.3f} | {p['test_acc_flip']:.3f} | {p['train_acc_sync']:.3f} | "

@@ -119,8 +119,17 @@ def test_ablations_run_as_named_and_a_later_call_keeps_the_finished_ones(probe_s
     config = json.loads((tmp_path / "runs" / "pretrain_only_flip_s0" / "config.json").read_text())
     assert config["tasks"] == "flip" and config["seed"] == 0
     rows = first["ablation_comparisons"]["only_flip"]
-    assert {(r["metric"], r["density"]) for r in rows} == {(m, d) for m in ("mpjpe", "pmpjpe") for d in ("dense", "paper")}
-    assert all(r["b"] == "both tasks" and r["seeds"] == 1 for r in rows)
+    tuned, probed = [r for r in rows if "density" in r], [r for r in rows if "probe" in r]
+    assert {(r["metric"], r["density"]) for r in tuned} == {(m, d) for m in ("mpjpe", "pmpjpe") for d in ("dense", "paper")}
+    # the probes against the main run's probes of the same seed, every protocol and layer
+    assert {(r["probe"], r["layer"], r["metric"]) for r in probed} == {
+        ("S1", layer, m) for layer in ("layer3", "layer4") for m in ("mpjpe", "pmpjpe")}
+    assert all(r["b"] == "both tasks" and r["seeds"] == 1 for r in rows) and len(rows) == 8
+    main_probe = first["probes"]["0"]["ssl"]["pose"]["S1"]["layers"]["layer4"]["per_image"]["pmpjpe"]
+    flip_probe = flip["seeds"]["0"]["probe"]["pose"]["S1"]["layers"]["layer4"]["per_image"]["pmpjpe"]
+    row = next(r for r in probed if r["layer"] == "layer4" and r["metric"] == "pmpjpe")
+    assert row["mean"] == pytest.approx(np.mean(main_probe) - np.mean(flip_probe))
+    assert "| only_flip | 1 | " in ssl_study.report(first)
     second = study("--ablations", "single_view")
     assert set(second["ablations"]) == {"only_flip", "single_view"}  # the earlier one is kept
     assert second["ablations"]["only_flip"] == flip
