@@ -40,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ssl_study import _brief, _overrides, _write_json, store_fingerprint  # noqa: E402
+from ssl_study import _brief, _overrides, _write_json, run_or_report, store_fingerprint  # noqa: E402
 
 from h36m_prep import store as S  # noqa: E402
 from train.config import PRETRAIN_PRESETS  # noqa: E402
@@ -281,12 +281,7 @@ def parse(argv=None):
 
 
 def main(argv=None) -> dict:
-    args = parse(argv)
-    if args.report:
-        doc = json.loads(Path(args.out).read_text())
-        print(report(doc))
-        return doc
-    return Experiment(args).run()
+    return run_or_report(parse(argv), report, Experiment)
 
 
 if __name__ == "__main__":

@@ -644,13 +644,17 @@ def report(doc: dict) -> str:
     return "\n".join(parts)
 
 
-def main(argv=None) -> dict:
-    args = parse(argv)
+def run_or_report(args, report, experiment) -> dict:
+    """--report: print the tables of --out from its JSON alone; else run (or continue) the experiment."""
     if args.report:
         doc = json.loads(Path(args.out).read_text())
         print(report(doc))
         return doc
-    return Study(args).run()
+    return experiment(args).run()
+
+
+def main(argv=None) -> dict:
+    return run_or_report(parse(argv), report, Study)
 
 
 if __name__ == "__main__":
