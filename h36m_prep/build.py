@@ -509,7 +509,12 @@ def _run(pool, fn, jobs: dict, finish, futs: dict, running=None) -> None:
         while keys and len(futs) < pool.window:
             key = keys.pop(0)
             futs[pool.submit(fn, *jobs[key])] = key
-        for fut in pool.finished(futs, 0.5):
+        # a stop is taken after the wait, not inside it: concurrent.futures.wait acquires every
+        # future's lock, and a KeyboardInterrupt between two acquisitions leaves some held, so the
+        # pool's manager thread blocks on them and its shutdown never returns (a SIGTERM test hung)
+        with STOPS.held():
+            done = pool.finished(futs, 0.5)
+        for fut in done:
             finish(futs.pop(fut), fut)
         if running:
             running()
