@@ -114,14 +114,74 @@ def _channel_planes(stack, y, r, g, b):
             b[x, i] = stack[i, y, x, 2]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _winner(pr, pg, pb, tol):
+    """The first sample with the most votes (samples that agree with it, itself included), as in a
+    vote over all ordered pairs; pr, pg, pb: one pixel's samples of each channel ([n] int16).
+    Each sample's votes are one branch-free count over all n samples (the compiler vectorizes it:
+    4x faster than comparing each pair once with early exits, the same winners). Sample 0 is
+    counted first: where it agrees with every sample (the room, seen in all of them) no sample can
+    beat it, and the others are not counted."""
+    n = len(pr)
+    best, most = 0, -1
+    for i in range(n):
+        ri, gi, bi = pr[i], pg[i], pb[i]
+        k = 0
+        for j in range(n):
+            k += (np.abs(pr[j] - ri) <= tol) & (np.abs(pg[j] - gi) <= tol) & (np.abs(pb[j] - bi) <= tol)
+        if k > most:
+            best, most = i, k
+        if i == 0 and k == n:
+            break
+    return best
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _median_agreeing(pr, pg, pb, best, tolerance, counts, out):
+    """out [3]: the median of the samples that agree with sample `best`, counted, not sorted: they
+    lie within `tolerance` of it, 2 tolerance + 1 grey levels. One pass over the samples counts all
+    three channels (counts: [3, 2 tolerance + 1] scratch)."""
+    rb, gb, bb = pr[best], pg[best], pb[best]
+    counts[:] = 0
+    k = 0
+    for j in range(len(pr)):
+        dr, dg, db = pr[j] - rb, pg[j] - gb, pb[j] - bb
+        if abs(dr) <= tolerance and abs(dg) <= tolerance and abs(db) <= tolerance:
+            counts[0, dr + tolerance] += 1
+            counts[1, dg + tolerance] += 1
+            counts[2, db + tolerance] += 1
+            k += 1
+    for c in range(3):
+        lo, hi, seen = -1, 0, 0
+        for v in range(counts.shape[1]):
+            seen += counts[c, v]
+            if lo < 0 and seen > (k - 1) // 2:
+                lo = v
+            if seen > k // 2:
+                hi = v
+                break
+        base = (rb if c == 0 else gb if c == 1 else bb) - tolerance
+        out[c] = np.uint8(np.round(0.5 * (lo + hi) + base))
+
+
+@njit(cache=True, nogil=True)
+def _plurality(stack, tolerance, out):
+    """The vote and the median at full size, each row's channel planes made once for both."""
+    n, H, W, _ = stack.shape
+    r = np.empty((W, n), np.int16)
+    g = np.empty((W, n), np.int16)
+    b = np.empty((W, n), np.int16)
+    counts = np.empty((3, 2 * tolerance + 1), np.int32)
+    tol = np.int16(tolerance)
+    for y in range(H):
+        _channel_planes(stack, y, r, g, b)
+        for x in range(W):
+            _median_agreeing(r[x], g[x], b[x], _winner(r[x], g[x], b[x], tol), tolerance, counts, out[y, x])
+
+
 @njit(cache=True, nogil=True)
 def _vote(stack, tolerance, winner):
-    """winner [H, W]: at each pixel the first sample with the most votes (samples that agree with
-    it, itself included), as in a vote over all ordered pairs. stack [n, H, W, 3]. Each sample's
-    votes are one branch-free count over all n samples (the compiler vectorizes it: 4x faster than
-    comparing each pair once with early exits, the same winners). Sample 0 is counted first: where
-    it agrees with every sample (the room, seen in all of them) no sample can beat it, and the
-    others are not counted."""
+    """winner [H, W]: at each pixel the winning sample (`_winner`). stack [n, H, W, 3]."""
     n, H, W, _ = stack.shape
     r = np.empty((W, n), np.int16)
     g = np.empty((W, n), np.int16)
@@ -130,26 +190,13 @@ def _vote(stack, tolerance, winner):
     for y in range(H):
         _channel_planes(stack, y, r, g, b)
         for x in range(W):
-            pr, pg, pb = r[x], g[x], b[x]
-            best, most = 0, -1
-            for i in range(n):
-                ri, gi, bi = pr[i], pg[i], pb[i]
-                k = 0
-                for j in range(n):
-                    k += (np.abs(pr[j] - ri) <= tol) & (np.abs(pg[j] - gi) <= tol) & (np.abs(pb[j] - bi) <= tol)
-                if k > most:
-                    best, most = i, k
-                if i == 0 and k == n:
-                    break
-            winner[y, x] = best
+            winner[y, x] = _winner(r[x], g[x], b[x], tol)
 
 
 @njit(cache=True, nogil=True)
 def _median_of_agreeing(stack, winner, scale, tolerance, out):
     """out [H, W, 3]: at each pixel the median of the samples that agree with the winner there
-    (winner [ceil(H / scale), ceil(W / scale)]: the vote at 1/scale of the size), counted, not
-    sorted: they lie within `tolerance` of the winner, 2 tolerance + 1 grey levels. One pass over
-    the samples counts all three channels."""
+    (winner [ceil(H / scale), ceil(W / scale)]: the vote at 1/scale of the size)."""
     n, H, W, _ = stack.shape
     r = np.empty((W, n), np.int16)
     g = np.empty((W, n), np.int16)
@@ -158,29 +205,7 @@ def _median_of_agreeing(stack, winner, scale, tolerance, out):
     for y in range(H):
         _channel_planes(stack, y, r, g, b)
         for x in range(W):
-            pr, pg, pb = r[x], g[x], b[x]
-            best = winner[y // scale, x // scale]
-            rb, gb, bb = pr[best], pg[best], pb[best]
-            counts[:] = 0
-            k = 0
-            for j in range(n):
-                dr, dg, db = pr[j] - rb, pg[j] - gb, pb[j] - bb
-                if abs(dr) <= tolerance and abs(dg) <= tolerance and abs(db) <= tolerance:
-                    counts[0, dr + tolerance] += 1
-                    counts[1, dg + tolerance] += 1
-                    counts[2, db + tolerance] += 1
-                    k += 1
-            for c in range(3):
-                lo, hi, seen = -1, 0, 0
-                for v in range(counts.shape[1]):
-                    seen += counts[c, v]
-                    if lo < 0 and seen > (k - 1) // 2:
-                        lo = v
-                    if seen > k // 2:
-                        hi = v
-                        break
-                base = (rb if c == 0 else gb if c == 1 else bb) - tolerance
-                out[y, x, c] = np.uint8(np.round(0.5 * (lo + hi) + base))
+            _median_agreeing(r[x], g[x], b[x], winner[y // scale, x // scale], tolerance, counts, out[y, x])
 
 
 def plurality_reference(stack: np.ndarray, tolerance: int = 8) -> np.ndarray:
@@ -210,14 +235,15 @@ def plurality_background(frames: list[np.ndarray], tolerance: int = 8, vote_scal
     stack = np.ascontiguousarray(np.stack(frames))
     if stack.ndim != 4 or stack.shape[-1] != 3:
         raise ValueError(f"frames of shape {stack.shape[1:]}, expected [H, W, 3] colour frames")
-    small = stack
-    if vote_scale > 1:
-        h, w = stack.shape[1:3]
-        size = (-(-w // vote_scale), -(-h // vote_scale))
-        small = np.stack([_area(f, size, vote_scale) for f in stack])
+    out = np.empty(stack.shape[1:], np.uint8)
+    if vote_scale == 1:
+        _plurality(stack, int(tolerance), out)
+        return out
+    h, w = stack.shape[1:3]
+    size = (-(-w // vote_scale), -(-h // vote_scale))
+    small = np.stack([_area(f, size, vote_scale) for f in stack])
     winner = np.empty(small.shape[1:3], np.int16)
     _vote(small, int(tolerance), winner)
-    out = np.empty(stack.shape[1:], np.uint8)
     _median_of_agreeing(stack, winner, int(vote_scale), int(tolerance), out)
     return out
 
