@@ -31,7 +31,7 @@ from h36m_prep.synth.dataset import SynthConfig, write_dataset
 STAGES = {
     "decode": ("cv2.VideoCapture",),
     "median vote": ("background.py", "shape_base.py:stack"),
-    "sampling maps": ("virtual.py",),
+    "crop geometry (sampling maps, rotations)": ("virtual.py", "camera.py"),
     "remaps": ("remap",),
     "masks": ("<absdiff>", "<morphologyEx>", "<max>", "<resize>", "crops.py"),
     "colour conversion": ("cvtColor",),
@@ -60,13 +60,15 @@ def decode_only(videos: list[Path]) -> tuple[int, float]:
     return n, time.perf_counter() - t
 
 
-def profile(raw: Path, out: Path) -> tuple[float, dict[str, float]]:
+def profile(raw: Path, out: Path, stats: str | None = None) -> tuple[float, dict[str, float]]:
     prof = cProfile.Profile()
     t = time.perf_counter()
     prof.enable()
     build(raw, out, BuildConfig(), workers=1, progress=False)
     prof.disable()
     seconds = time.perf_counter() - t
+    if stats:
+        prof.dump_stats(stats)
     stages: dict[str, float] = {}
     for (file, _, name), (_, _, own, _, _) in pstats.Stats(prof).stats.items():
         key = stage_of(file, name)
@@ -80,6 +82,7 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=250, help="frames a take of the synthetic dataset")
     ap.add_argument("--scale", type=float, default=1.0, help="resolution of the synthetic dataset (1.0: 1000 px)")
     ap.add_argument("--json", default="benchmarks/results/build_profile.json")
+    ap.add_argument("--stats", default=None, help="also write the profile here (python -m pstats FILE reads it)")
     args = ap.parse_args()
     cv2.setNumThreads(1)  # as in the build's worker processes
     tmp = Path(tempfile.mkdtemp(prefix="build_profile_"))
@@ -92,7 +95,7 @@ def main() -> None:
         profile(raw, tmp / "warm.zarr")  # compiles and caches the kernels, warms the page cache
         shutil.rmtree(tmp / "warm.zarr")
         n, t_decode = decode_only(videos)
-        seconds, stages = profile(raw, tmp / "store.zarr")
+        seconds, stages = profile(raw, tmp / "store.zarr", args.stats)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     size = cv2.VideoCapture(str(videos[0]))

@@ -11,7 +11,7 @@ def test_built_in_and_python_functions_fall_into_their_stages():
     assert build_profile.stage_of("~", "<built-in method posix.mkdir>") == "file system"
     assert build_profile.stage_of("~", "<remap>") == "remaps"
     assert build_profile.stage_of("/x/h36m_prep/background.py", "_vote") == "median vote"
-    assert build_profile.stage_of("/x/h36m_prep/geometry/virtual.py", "_sampling_map") == "sampling maps"
+    assert build_profile.stage_of("/x/h36m_prep/geometry/virtual.py", "_sampling_map").startswith("crop geometry")
     assert build_profile.stage_of("/x/h36m_prep/plan.py", "plan").startswith("the rest")
 
 
