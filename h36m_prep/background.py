@@ -115,6 +115,11 @@ def _channel_planes(stack, y, r, g, b):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _plane_buffers(n, W):
+    return np.empty((W, n), np.int16), np.empty((W, n), np.int16), np.empty((W, n), np.int16)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _winner(pr, pg, pb, tol):
     """The first sample with the most votes (samples that agree with it, itself included), as in a
     vote over all ordered pairs; pr, pg, pb: one pixel's samples of each channel ([n] int16).
@@ -168,9 +173,7 @@ def _median_agreeing(pr, pg, pb, best, tolerance, counts, out):
 def _plurality(stack, tolerance, out):
     """The vote and the median at full size, each row's channel planes made once for both."""
     n, H, W, _ = stack.shape
-    r = np.empty((W, n), np.int16)
-    g = np.empty((W, n), np.int16)
-    b = np.empty((W, n), np.int16)
+    r, g, b = _plane_buffers(n, W)
     counts = np.empty((3, 2 * tolerance + 1), np.int32)
     tol = np.int16(tolerance)
     for y in range(H):
@@ -183,9 +186,7 @@ def _plurality(stack, tolerance, out):
 def _vote(stack, tolerance, winner):
     """winner [H, W]: at each pixel the winning sample (`_winner`). stack [n, H, W, 3]."""
     n, H, W, _ = stack.shape
-    r = np.empty((W, n), np.int16)
-    g = np.empty((W, n), np.int16)
-    b = np.empty((W, n), np.int16)
+    r, g, b = _plane_buffers(n, W)
     tol = np.int16(tolerance)
     for y in range(H):
         _channel_planes(stack, y, r, g, b)
@@ -198,9 +199,7 @@ def _median_of_agreeing(stack, winner, scale, tolerance, out):
     """out [H, W, 3]: at each pixel the median of the samples that agree with the winner there
     (winner [ceil(H / scale), ceil(W / scale)]: the vote at 1/scale of the size)."""
     n, H, W, _ = stack.shape
-    r = np.empty((W, n), np.int16)
-    g = np.empty((W, n), np.int16)
-    b = np.empty((W, n), np.int16)
+    r, g, b = _plane_buffers(n, W)
     counts = np.empty((3, 2 * tolerance + 1), np.int32)
     for y in range(H):
         _channel_planes(stack, y, r, g, b)
