@@ -14,18 +14,24 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import platform
 import pstats
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import cv2
 
-from h36m_prep.build import BuildConfig, build
-from h36m_prep.raw import discover
-from h36m_prep.synth.dataset import SynthConfig, write_dataset
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from build_throughput import _decode  # noqa: E402
+
+from h36m_prep.build import BuildConfig, build  # noqa: E402
+from h36m_prep.raw import discover, video_info  # noqa: E402
+from h36m_prep.synth.dataset import SynthConfig, write_dataset  # noqa: E402
 
 # stage -> substrings of (file, function name) of the functions whose own time is that stage's
 STAGES = {
@@ -51,12 +57,9 @@ def stage_of(file: str, name: str) -> str:
 
 
 def decode_only(videos: list[Path]) -> tuple[int, float]:
-    t, n = time.perf_counter(), 0
-    for v in videos:
-        cap = cv2.VideoCapture(str(v))
-        while cap.read()[0]:
-            n += 1
-        cap.release()
+    """Every frame of the videos decoded in this process (build_throughput's decode, one process)."""
+    t = time.perf_counter()
+    n = sum(_decode(str(v)) for v in videos)
     return n, time.perf_counter() - t
 
 
@@ -96,11 +99,10 @@ def main() -> None:
         shutil.rmtree(tmp / "warm.zarr")
         n, t_decode = decode_only(videos)
         seconds, stages = profile(raw, tmp / "store.zarr", args.stats)
+        info = video_info(videos[0])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    size = cv2.VideoCapture(str(videos[0]))
-    w, h = int(size.get(cv2.CAP_PROP_FRAME_WIDTH)), int(size.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    size.release()
+    w, h = info.width, info.height
     print(f"{n} frames of {w} x {h} px in {len(videos)} videos, one process; decoding alone "
           f"{t_decode / n * 1e3:.2f} ms a frame; the build {seconds / n * 1e3:.2f} ms a frame under the profiler "
           f"({t_decode / seconds:.2f} of the decode-only rate)")
@@ -109,7 +111,7 @@ def main() -> None:
     for k, v in stages.items():
         print(f"| {k} | {v:.2f} | {v / n * 1e3:.2f} | {v / total:.0%} |")
     Path(args.json).write_text(json.dumps({
-        "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "frames": n, "video_size": [w, h], "videos": len(videos), "decode_only_seconds": t_decode,
         "build_seconds_profiled": seconds, "stage_seconds": stages,
         "written": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=1))
