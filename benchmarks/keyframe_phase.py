@@ -238,6 +238,9 @@ def report(doc: dict) -> str:
     """The experiment's tables in Markdown, from its JSON alone."""
     s = doc["summary"]
     names = list(doc["arms"])
+    if not s:
+        done = ", ".join(sorted(doc.get("stages", {}))) or "nothing"
+        return f"No seed has finished in every arm ({', '.join(names)}) yet; finished stages: {done}."
     lines = [f"Keyframes aligned; unsynchronized test pairs by dt mod {doc['gop']}, accuracy (expected from the "
              f"gaps), mean over seeds {', '.join(map(str, s['seeds']))}:", "",
              "| dt mod 12 | pairs | " + " | ".join(names) + " |", "|---:|---:|" + "---:|" * len(names)]

@@ -66,3 +66,11 @@ def test_the_experiment_resumes_from_its_json_and_reports(probe_store, tmp_path)
     assert again["summary"] == s and (tmp_path / "runs" / "pretrain_plain_s0" / "log.jsonl").read_text() == log
     tables = keyframe_phase.report(again)
     assert "| 0 | " in tables and "| recompress | " in tables and "recompress against plain" in tables
+
+
+def test_the_report_before_any_seed_has_finished_every_arm_says_so():
+    doc = {"summary": {}, "arms": {"plain": {}, "recompress": {"recompress": 50}},
+           "stages": {"pretrain_plain_s0": {}, "phase_plain_s0": {}}}
+    text = keyframe_phase.report(doc)
+    assert "No seed has finished in every arm (plain, recompress)" in text
+    assert "phase_plain_s0" in text
