@@ -267,7 +267,8 @@ def parse(argv=None):
     ap.add_argument("--store", default=None,
                     help="a store of videos with aligned keyframes [default: built under ROOT]")
     ap.add_argument("--out", default="benchmarks/results/keyframe_phase.json")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                    help="pretraining seeds; each arm is pretrained once a seed (about 20-40 minutes on 2 cores)")
     ap.add_argument("--quality", type=int, default=50,
                     help="--recompress of the recompress arm (chosen before any run)")
     ap.add_argument("--pairs", type=int, default=12000, help="unsynchronized test pairs of each phase check")
