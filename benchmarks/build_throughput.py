@@ -1,6 +1,8 @@
 """Build throughput: frames/s of `h36m-prep build` next to frames/s of only decoding the same
-videos with the same number of processes, measured in one run. Also the store's codec choice:
-write and random-read cost and size of the image chunks per codec.
+videos with the same number of processes, measured in one run; beside them the ceiling of any
+build of the same store on these cores (`exact_floor`: the operations that make a row's exact
+crop and mask, timed alone). Also the store's codec choice: write and random-read cost and size
+of the image chunks per codec.
 
     python benchmarks/build_throughput.py [--raw RAW] [--subjects S1,S9] [--workers 2] [--scale 0.5]
 
@@ -109,6 +111,76 @@ def row_writes(store: Path, frames: int = 200) -> dict:
     return out
 
 
+def exact_floor(raw: Path, store: Path, decode_fps: float, workers: int, rows: int = 250) -> dict:
+    """What a build of exactly this store cannot skip, per frame: the operations that make a
+    row's pixels, timed one by one on the first unit's frames in one process and one thread (as
+    a build worker runs OpenCV), with no Python around them, no median vote and nothing else:
+    the crop's exact sampling map, the remaps of the frame and of the median background, the mask
+    and its silhouette, and the crop and mask encoded and written as the build writes them. The
+    chunk files they write are compared with the store's (the same bytes). With the decode's share of
+    a core per frame (`workers` / decode_fps), they bound the ratio any exact build can reach
+    on these cores: decode / (decode + floor)."""
+    from h36m_prep import store as S
+    from h36m_prep.crops import foreground_mask, silhouette
+    from h36m_prep.geometry import crop_sampling_map
+    from h36m_prep.raw import iter_frames
+    from h36m_prep.sources import source_for
+    from h36m_prep.store import chunks
+
+    g = zarr.open_group(str(store), mode="r")
+    build_cfg = BuildConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in g.attrs["build"].items()})
+    plan = source_for(raw, build_cfg.layout, build_cfg).plan(raw, build_cfg)
+    unit = g.attrs["units"][0]
+    subject = g.attrs["sequences"][unit["sequence"]]["subject"]
+    cam = plan.cams[subject][unit["camera"]]
+    video = plan.takes[unit["sequence"]].videos[unit["camera"]]
+    n, start, size = min(rows, unit["length"]), unit["start"], g.attrs["crop_size"]
+    median = g[f"medians/{subject}/{unit['camera']}"][:]
+    R_v, K = g["R_v"][start:start + n], g["K"][start:start + n]
+    every = unit.get("every", 1)  # row t is frame offset + t every
+    frames = list(iter_frames(video, (n - 1) * every + 1, unit.get("offset", 0), every, g.attrs["fps"], bgr=True))
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    out = Path(tempfile.mkdtemp(prefix="floor_")) / "w.zarr"
+    w = S.create(out, n, size, 1, 1, {}, codec=g.attrs["image_codec"])
+    writer = S.RowWriter(S.StoreReader(out).location, w)
+    crop_sampling_map(R_v[0], K[0], cam, size)  # compiled before it is timed
+    seconds = dict.fromkeys(("sampling map", "remap frame", "remap median", "mask", "write crop", "write mask"), 0.0)
+    try:
+        with S.writing():
+            for t, frame in enumerate(frames):
+                t0 = time.perf_counter()
+                mx, my = crop_sampling_map(R_v[t], K[t], cam, size)
+                t1 = time.perf_counter()
+                crop = cv2.cvtColor(cv2.remap(frame, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE),
+                                    cv2.COLOR_BGR2RGB)
+                t2 = time.perf_counter()
+                back = cv2.remap(median, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                t3 = time.perf_counter()
+                mask = foreground_mask(crop, back, build_cfg.mask_threshold)
+                silhouette(mask)
+                t4 = time.perf_counter()
+                writer.write("images", t, crop[None])
+                t5 = time.perf_counter()
+                writer.write("masks", t, mask[None])
+                t6 = time.perf_counter()
+                for k, a, b in zip(seconds, (t0, t1, t2, t3, t4, t5), (t1, t2, t3, t4, t5, t6)):
+                    seconds[k] += b - a
+        mine, theirs, same = S.StoreReader(out).location, S.StoreReader(store).location, True
+        for name in ("images", "masks"):
+            a, b = chunks.layout(mine, name), chunks.layout(theirs, name)
+            same = same and all(mine.read(chunks.key(a, t)) == theirs.read(chunks.key(b, start + t)) for t in range(n))
+    finally:
+        cv2.setNumThreads(threads)
+        shutil.rmtree(out.parent, ignore_errors=True)
+    ms = {k: v / n * 1e3 for k, v in seconds.items()}
+    floor = sum(ms.values())
+    decode = min(workers, os.cpu_count() or 1) / decode_fps * 1e3
+    return {"frames": n, "video": str(video), "ms_per_frame": ms, "floor_ms": floor,
+            "decode_ms_per_core": decode, "chunks_equal_store": bool(same),
+            "ceiling_ratio": decode / (decode + floor)}
+
+
 def measure(raw: Path, subjects: tuple[str, ...], workers: int, store: Path | None = None) -> dict:
     """Decode-only and build rates of RAW's `subjects` with `workers` processes, in one run (the
     store written to `store`, or to a temporary folder removed after)."""
@@ -121,6 +193,7 @@ def measure(raw: Path, subjects: tuple[str, ...], workers: int, store: Path | No
     report = build(raw, store, BuildConfig(subjects=subjects), workers=workers, progress=False)
     t_build = time.perf_counter() - t
     n_build = report["frames_written"]
+    floor = exact_floor(raw, store, n_dec / t_dec, workers)
     if not keep:
         shutil.rmtree(store.parent, ignore_errors=True)
     return {
@@ -131,6 +204,7 @@ def measure(raw: Path, subjects: tuple[str, ...], workers: int, store: Path | No
         "build": {"frames": n_build, "seconds": t_build, "fps": n_build / t_build,
                   "store_bytes": report["bytes"], "stage_seconds": report["stage_seconds"]},
         "ratio_build_over_decode": (n_build / t_build) / (n_dec / t_dec),
+        "exact_floor": floor,
     }
 
 
@@ -161,6 +235,12 @@ def main() -> None:
     print("build stages (s): " + ", ".join(f"{k} {v}" for k, v in report["stage_seconds"].items()))
     print(f"ratio build / decode-only: {result['ratio_build_over_decode']:.2f} "
           f"({args.workers} workers, {result['video_size'][1]}x{result['video_size'][0]} video)")
+    f = result["exact_floor"]
+    print(f"the work no exact build can skip, ms a frame (one thread, {f['frames']} frames"
+          f"{'' if f['chunks_equal_store'] else '; THE CHUNKS DIFFER FROM THE STORE'}): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in f["ms_per_frame"].items())
+          + f"; {f['floor_ms']:.2f} in all against {f['decode_ms_per_core']:.2f} to decode a frame: "
+          f"an exact build reaches at most {f['ceiling_ratio']:.2f} of the decode-only rate here")
     w = result["row_write_ms"]
     print(f"writing a frame's crop and mask: {w['zarr']:.2f} ms through Zarr's API, {w['direct']:.2f} ms straight "
           f"into the chunk files ({w['zarr'] / w['direct']:.1f}x)")

@@ -1,0 +1,19 @@
+"""benchmarks/build_throughput.py: the per-frame work an exact build cannot skip."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import build_throughput  # noqa: E402
+
+
+def test_the_floor_times_the_operations_that_wrote_the_store(small_raw, small_store):
+    """The operations the floor times write the store's own chunk files, byte for byte: the
+    crops through the stored crop cameras, the masks against the stored median; so the ceiling
+    it derives is one for a build of this very store."""
+    floor = build_throughput.exact_floor(small_raw, small_store, decode_fps=1000.0, workers=1, rows=12)
+    assert floor["chunks_equal_store"]
+    assert floor["frames"] == 12
+    assert all(ms > 0 for ms in floor["ms_per_frame"].values())
+    assert floor["floor_ms"] == sum(floor["ms_per_frame"].values())
+    assert floor["ceiling_ratio"] == floor["decode_ms_per_core"] / (floor["decode_ms_per_core"] + floor["floor_ms"])
+    assert floor["decode_ms_per_core"] == 1.0
