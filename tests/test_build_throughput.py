@@ -28,3 +28,13 @@ def test_repeated_runs_each_build_anew_and_the_median_run_is_reported(small_raw,
     ratios = sorted(r["ratio_build_over_decode"] for r in runs)
     assert result["ratio_build_over_decode"] == ratios[0]  # of two runs, the lower middle one
     assert result["build"] in [r["build"] for r in runs]
+
+
+def test_long_views_build_medians_first_and_report_the_units_rate(small_raw, tmp_path):
+    result = build_throughput.measure(small_raw, ("S1",), 1, tmp_path / "store.zarr", long_views=True)
+    stages = result["build"]["stage_seconds"]
+    assert "views" not in stages and stages["medians"] > 0 and stages["units"] > 0  # short takes, built as long ones
+    assert result["units_ratio"] > result["ratio_build_over_decode"]  # the medians' time left out
+    assert result["exact_floor"]["chunks_equal_store"]
+    plain = build_throughput.measure(small_raw, ("S1",), 1, tmp_path / "plain.zarr")
+    assert "views" in plain["build"]["stage_seconds"] and "units_ratio" not in plain
