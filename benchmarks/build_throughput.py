@@ -4,7 +4,8 @@ build of the same store on these cores (`exact_floor`: the operations that make 
 crop and mask, timed alone). Also the store's codec choice: write and random-read cost and size
 of the image chunks per codec.
 
-    python benchmarks/build_throughput.py [--raw RAW] [--subjects S1,S9] [--workers 2] [--scale 0.5] [--repeats 1]
+    python benchmarks/build_throughput.py [--raw RAW] [--subjects S1,S9] [--workers 2] [--scale 0.5]
+                                          [--repeats 1] [--long-views]
 
 Without --raw it writes a synthetic dataset first (not timed). Prints a table, writes JSON to
 benchmarks/results/build_throughput.json.
@@ -144,11 +145,11 @@ def exact_floor(raw: Path, store: Path, decode_fps: float, workers: int, rows: i
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     out = Path(tempfile.mkdtemp(prefix="floor_")) / "w.zarr"
-    w = S.create(out, n, size, 1, 1, {}, codec=g.attrs["image_codec"])
-    writer = S.RowWriter(S.StoreReader(out).location, w)
     crop_sampling_map(R_v[0], K[0], cam, size)  # compiled before it is timed
     seconds = dict.fromkeys(("sampling map", "remap frame", "remap median", "mask", "write crop", "write mask"), 0.0)
     try:
+        w = S.create(out, n, size, 1, 1, {}, codec=g.attrs["image_codec"])
+        writer = S.RowWriter(S.StoreReader(out).location, w)
         with S.writing():
             for t, frame in enumerate(frames):
                 t0 = time.perf_counter()
