@@ -158,7 +158,7 @@ def exact_floor(raw: Path, store: Path, decode_fps: float, workers: int, rows: i
                 crop = cv2.cvtColor(cv2.remap(frame, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE),
                                     cv2.COLOR_BGR2RGB)
                 t2 = time.perf_counter()
-                back = cv2.remap(median, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                back = build_module._median_remap(median, mx, my)
                 t3 = time.perf_counter()
                 mask = foreground_mask(crop, back, build_cfg.mask_threshold)
                 silhouette(mask)
@@ -221,18 +221,16 @@ def measure(raw: Path, subjects: tuple[str, ...], workers: int, store: Path | No
             report = build(raw, store, BuildConfig(subjects=subjects), workers=workers, progress=False)
         t_build = time.perf_counter() - t
         n_build = report["frames_written"]
-        if long_views:
-            units = report["stage_seconds"]["units"]
-            runs.append({"units_ratio": (n_build / units) / (n_dec / t_dec)})
-        else:
-            runs.append({})
-        runs[-1].update({
+        run = {
             "decode_only": {"frames": n_dec, "seconds": t_dec, "fps": n_dec / t_dec},
             "build": {"frames": n_build, "seconds": t_build, "fps": n_build / t_build,
                       "store_bytes": report["bytes"], "stage_seconds": report["stage_seconds"]},
             "ratio_build_over_decode": (n_build / t_build) / (n_dec / t_dec),
             "exact_floor": exact_floor(raw, store, n_dec / t_dec, workers),
-        })
+        }
+        if long_views:
+            run["units_ratio"] = (n_build / report["stage_seconds"]["units"]) / (n_dec / t_dec)
+        runs.append(run)
     if not keep:
         shutil.rmtree(store.parent, ignore_errors=True)
     median = sorted(runs, key=lambda r: r["ratio_build_over_decode"])[(len(runs) - 1) // 2]
